@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Benchmark nvpcap against tshark and ndpiReader on the same capture.
+
+Each tool runs as a subprocess on the same file in the same invocation, and the
+tools are interleaved across repeats (A B C A B C ...) so that drift in machine
+load or page-cache state hits them all alike.  Wall time is the median over
+repeats; peak RSS comes from ``os.wait4`` on that exact child (Linux reports
+``ru_maxrss`` in KiB), which needs no external ``time`` binary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+DEFAULT_FILE = BENCH_DIR / "data" / "mixed.pcap"
+DEFAULT_NVPCAP_CMD = f"{shlex.quote(sys.executable)} -m nvpcap analyze {{file}} --format jsonl -o /tmp/nvpcap-bench.jsonl --quiet"
+ALL_TOOLS = ("nvpcap", "tshark", "ndpiReader")
+BASELINES = ("tshark", "ndpiReader")
+
+
+@dataclass
+class Tool:
+    """A command to benchmark and what became of its runs."""
+
+    name: str
+    argv: list[str]
+    capture_stdout: bool = False  # only where the output is needed to validate the run
+    status: str = "ok"
+    note: str = ""
+    wall_s: list[float] = field(default_factory=list)
+    max_rss_kib: list[int] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.wall_s) if self.wall_s else None
+
+
+@dataclass
+class RunResult:
+    """Outcome of one measured subprocess run."""
+
+    wall_s: float
+    max_rss_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(argv: list[str], capture_stdout: bool) -> RunResult:
+    """Run ``argv`` and reap it with ``os.wait4`` to get that child's own rusage.
+
+    Output goes to temporary files rather than pipes so a chatty tool never blocks
+    on a full pipe while we wait.  ``ru_maxrss`` is the peak of the largest single
+    process in the child's tree, not a sum over processes.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                stdout=out if capture_stdout else subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped; keep Popen consistent
+        out.seek(0)
+        err.seek(0)
+        return RunResult(wall, usage.ru_maxrss, proc.returncode,
+                         out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
+    """Tools in the requested order; those whose binary is missing are marked, not dropped."""
+    argv = {
+        "nvpcap": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))),
+        "tshark": ["tshark", "-r", str(pcap), "-q", "-z", "conv,tcp"],
+        # Without -q ndpiReader prints only its summary (per-flow output needs -v),
+        # which we parse to check that it read every packet.
+        "ndpiReader": ["ndpiReader", "-i", str(pcap)],
+    }
+    tools = []
+    for name in names:
+        tool = Tool(name, argv[name], capture_stdout=name == "ndpiReader")
+        if shutil.which(tool.argv[0]) is None:
+            tool.status, tool.note = "not installed", f"{tool.argv[0]} not on PATH"
+        tools.append(tool)
+    return tools
+
+
+def ndpi_packet_count(stdout: str) -> int | None:
+    """Total packets ndpiReader saw, from its 'IP packets: X of N packets total' line."""
+    m = re.search(r"of\s+(\d+)\s+packets total", stdout)
+    return int(m.group(1)) if m else None
+
+
+def record_run(tool: Tool, result: RunResult, packets: int | None) -> None:
+    """Keep the timing of a successful run; otherwise mark the tool unavailable."""
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [""])[-1]
+        tool.status, tool.note = "not available", f"exit {result.returncode}: {last}"[:300]
+        return
+    if tool.name == "ndpiReader":
+        seen = ndpi_packet_count(result.stdout)
+        if seen is None or (packets is not None and seen != packets):
+            tool.note = f"ndpiReader reported {seen} packets, capinfos {packets}"
+    tool.wall_s.append(result.wall_s)
+    tool.max_rss_kib.append(result.max_rss_kib)
+
+
+def benchmark(tools: list[Tool], repeat: int, packets: int | None) -> None:
+    """Interleave the tools across repeats: A B C A B C ..."""
+    for i in range(repeat):
+        for tool in tools:
+            if tool.status != "ok":
+                continue
+            result = run_measured(tool.argv, tool.capture_stdout)
+            record_run(tool, result, packets)
+            if tool.status == "ok":
+                print(f"  run {i + 1}/{repeat} {tool.name:<11} {result.wall_s:8.2f} s  "
+                      f"{result.max_rss_kib / 1024:8.1f} MiB", file=sys.stderr)
+
+
+def warm_page_cache(pcap: Path) -> None:
+    """Read the file once so the first tool timed does not pay for cold I/O."""
+    with open(pcap, "rb") as f:
+        while f.read(1 << 23):
+            pass
+
+
+def capinfos_packets(pcap: Path) -> int | None:
+    if shutil.which("capinfos") is None:
+        return None
+    out = subprocess.run(["capinfos", "-c", "-M", str(pcap)], capture_output=True, text=True).stdout
+    m = re.search(r"Number of packets:\s+(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def first_line(argv: list[str]) -> str:
+    """First non-empty output line of a version/help command ('' if it cannot run)."""
+    if shutil.which(argv[0]) is None:
+        return ""
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def machine_info() -> dict[str, object]:
+    model = ""
+    try:
+        model = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model or platform.processor(),
+        "python": platform.python_version(),
+        "tshark": first_line(["tshark", "--version"]),
+        "ndpiReader": first_line(["ndpiReader", "-h"]),
+    }
+
+
+def summarize(tools: list[Tool], packets: int | None, size: int) -> list[dict[str, object]]:
+    """One row per tool with throughput and speed ratios (baseline time / tool time)."""
+    base = {t.name: t.median_s for t in tools if t.median_s}
+    rows = []
+    for t in tools:
+        med = t.median_s
+        row: dict[str, object] = {"tool": t.name, "status": t.status, "note": t.note, "wall_s": t.wall_s,
+                                  "median_s": med}
+        if med:
+            row["packets_per_s"] = packets / med if packets else None
+            row["mb_per_s"] = size / 1e6 / med
+            row["peak_rss_mib"] = max(t.max_rss_kib) / 1024
+            for b in BASELINES:
+                row[f"vs_{b}"] = base[b] / med if b in base else None
+        rows.append(row)
+    return rows
+
+
+def fmt(value: object, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_report(info: dict[str, object], pcap: Path, packets: int | None, size: int,
+                 rows: list[dict[str, object]], repeat: int) -> None:
+    print(f"machine: {info['nproc']} CPU(s), {info['cpu_model']}, Python {info['python']}")
+    print(f"file:    {pcap}  {fmt(packets, ',')} packets, {size / 1e6:,.1f} MB, median of {repeat}")
+    header = f"{'tool':<11} {'wall s':>8} {'packets/s':>11} {'MB/s':>7} {'RSS MiB':>8} {'vs tshark':>9} {'vs ndpi':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if r["median_s"] is None:
+            print(f"{r['tool']:<11} {r['status']}: {r['note']}")
+            continue
+        print(f"{r['tool']:<11} {r['median_s']:8.2f} {fmt(r['packets_per_s'], ',.0f'):>11} {r['mb_per_s']:7.1f} "
+              f"{r['peak_rss_mib']:8.1f} {fmt(r.get('vs_tshark'), '.2f'):>9} {fmt(r.get('vs_ndpiReader'), '.2f'):>8}")
+        if r["note"]:
+            print(f"{'':<11} note: {r['note']}")
+
+
+def ensure_capture(pcap: Path) -> None:
+    """Generate the default capture on first use; other paths must already exist."""
+    if pcap.exists():
+        return
+    if pcap != DEFAULT_FILE:
+        sys.exit(f"error: {pcap} does not exist")
+    print(f"generating {pcap} ...", file=sys.stderr)
+    subprocess.run([sys.executable, str(BENCH_DIR / "gen_mixed.py"), "-o", str(pcap)], check=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE, help=f"capture (default {DEFAULT_FILE})")
+    p.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported (default 3)")
+    p.add_argument("--tools", default=",".join(ALL_TOOLS), help=f"comma-separated subset of {','.join(ALL_TOOLS)}")
+    p.add_argument("--nvpcap-cmd", default=DEFAULT_NVPCAP_CMD, help="nvpcap command line; {file} is replaced by the capture")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = set(args.tools) - set(ALL_TOOLS)
+    if unknown:
+        p.error(f"unknown tool(s): {', '.join(sorted(unknown))}")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pcap = args.file.resolve()
+    ensure_capture(pcap)
+    size = pcap.stat().st_size
+    packets = capinfos_packets(pcap)
+    info = machine_info()
+    tools = build_tools(args.tools, pcap, args.nvpcap_cmd)
+    warm_page_cache(pcap)
+    benchmark(tools, args.repeat, packets)
+    rows = summarize(tools, packets, size)
+    print_report(info, pcap, packets, size, rows, args.repeat)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"file": str(pcap), "packets": packets, "bytes": size, "repeat": args.repeat,
+               "machine": info, "tools": rows}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Command line: parse arguments, call the pipeline, choose exit codes. Nothing else lives here."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .decode.sources import expand_inputs, file_size
+from .output import FORMATS, format_for_path, open_sink
+from .pipeline import AnalyzeConfig, analyze_file, order_inputs
+from .session.table import FlowTableConfig
+from .summary import run_summary
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nvpcap")
+def main() -> None:
+    """Offline pcap forensics: flows, protocols, threats and baselines, modelled on NeuVector's data plane."""
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--output", help="Write records here (file, or directory for parquet/zeek; - = stdout).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Record format (default: table on a terminal, "
+              "else from the output name, else jsonl).")
+@click.option("--strict", is_flag=True, help="Exit 3 when any input is corrupt, truncated or has malformed packets.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON here.")
+@click.option("--max-flows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Active flows kept per file; beyond it the least recently active are ended (and counted).")
+def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
+            summary_json: str | None, max_flows: int) -> None:
+    """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
+    err = Console(stderr=True)
+    inputs, problems = expand_inputs(paths)
+    for p in problems:
+        err.print(f"[red]nvpcap: {p}[/]")
+    if problems:
+        sys.exit(EXIT_USAGE)
+    if not inputs:
+        err.print("[red]nvpcap: no capture files found[/]")
+        sys.exit(EXIT_USAGE)
+    fmt = fmt or format_for_path(output, sys.stdout.isatty())
+    try:
+        sink = open_sink(fmt, output)
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]nvpcap: {exc}[/]")
+        sys.exit(EXIT_USAGE)
+    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows))
+    ordered = order_inputs(inputs)
+    summaries = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                        console=err, disable=not _show_progress(quiet), transient=True)
+    with progress:
+        total = sum(file_size(n) or 0 for n in ordered) or None
+        task = progress.add_task("analysing", total=total)
+        for name in ordered:
+            progress.update(task, description=os.path.basename(name))
+            s = analyze_file(name, sink, config, progress=lambda n: progress.advance(task, n))
+            summaries.append(s)
+            for issue in s.issues:
+                err.print(f"[yellow]nvpcap: {name}: offset {issue.offset}: {issue.message}[/]")
+    summary = run_summary(summaries)
+    sink.close(summary)
+    if summary_json:
+        with open(summary_json, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+    if not quiet and fmt != "table":
+        _print_totals(err, summary)
+    if strict and any(s.has_input_errors for s in summaries):
+        sys.exit(EXIT_INPUT)
+
+
+def _print_totals(err: Console, summary: dict) -> None:
+    for f in summary["files"]:
+        outcomes = ", ".join(f"{k} {v}" for k, v in f["outcomes"].items())
+        err.print(f"{f['file']}: {f['packets']} packets ({outcomes}); {f['flows']} flows", highlight=False)
+    t = summary["totals"]
+    err.print(f"total: {t['packets']} packets, {t['flows']} flows, {t['alerts']} alerts, {t['anomalies']} anomalies",
+              highlight=False)

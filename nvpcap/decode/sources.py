@@ -1,0 +1,175 @@
+"""Open capture inputs as byte streams: plain files, stdin, and compressed files detected by magic bytes.
+
+Compression is decided from the first bytes, never from the file name: users rename files, and tools such as
+tshark do the same. Everything is streamed, so a multi-gigabyte `.pcap.zst` never sits in memory whole.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import zstandard
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BZ2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+CAPTURE_MAGICS = (
+    b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",  # pcap, microseconds
+    b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",  # pcap, nanoseconds
+    b"\x0a\x0d\x0d\x0a",  # pcapng section header block
+)
+COMPRESSION_MAGICS = (GZIP_MAGIC, ZSTD_MAGIC, BZ2_MAGIC, XZ_MAGIC)
+STDIN_NAME = "-"
+
+
+class _PrefixedStream(io.RawIOBase):
+    """A stream whose first bytes were already read (to sniff the magic) and are handed back first."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO):
+        self._prefix = prefix
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._rest.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        try:
+            self._rest.close()
+        finally:
+            super().close()
+
+
+def compression_of(head: bytes) -> str | None:
+    """Name of the compression whose magic starts `head`, or None for plain data."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(BZ2_MAGIC):
+        return "bz2"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    return None
+
+
+def _decompressor(kind: str, raw: BinaryIO) -> BinaryIO:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    if kind == "bz2":
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    raise ValueError(kind)
+
+
+@dataclass
+class OpenedCapture:
+    """A capture input opened for streaming: where it came from, how it was compressed, and the stream."""
+
+    name: str
+    compression: str | None
+    stream: BinaryIO
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:  # noqa: BLE001 - closing a broken decompressor must not hide the real error
+            pass
+
+
+def open_capture(name: str) -> OpenedCapture:
+    """Open a file (or `-` for stdin), undoing gzip/zstd/bz2/xz compression found by magic bytes.
+
+    Raises OSError when the file cannot be opened; decompression errors surface later, while reading.
+    """
+    raw: BinaryIO
+    if name == STDIN_NAME:
+        raw = sys.stdin.buffer
+    else:
+        raw = open(name, "rb", buffering=1 << 20)
+    head = raw.read(8)
+    stream: BinaryIO = io.BufferedReader(_PrefixedStream(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type]
+    kind = compression_of(head)
+    if kind is not None:
+        stream = _decompressor(kind, stream)
+    return OpenedCapture(name=name, compression=kind, stream=stream)
+
+
+def sniff_is_capture(path: Path) -> bool:
+    """True when a file looks like a capture (or a compressed file that may hold one).
+
+    Directory walks use this to skip README files, checksums and the like without reading them whole.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head[:4] in CAPTURE_MAGICS or compression_of(head) is not None
+
+
+def expand_inputs(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Expand files and directories (recursively) into capture inputs.
+
+    Returns (inputs, problems): problems are human-readable messages for paths that do not exist. Files named
+    explicitly are always taken (their format is checked when read); files found in directories are taken
+    only when their first bytes look like a capture.
+    """
+    inputs: list[str] = []
+    problems: list[str] = []
+    for p in paths:
+        if p == STDIN_NAME:
+            inputs.append(p)
+            continue
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(
+                str(f) for f in path.rglob("*") if f.is_file() and not f.name.startswith(".") and sniff_is_capture(f)
+            )
+            inputs.extend(found)
+        elif path.exists():
+            inputs.append(str(path))
+        else:
+            problems.append(f"{p}: no such file or directory")
+    return inputs, problems
+
+
+def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """Read `stream` in chunks of about `size` bytes until EOF."""
+    while True:
+        data = stream.read(size)
+        if not data:
+            return
+        yield data
+
+
+def file_size(name: str) -> int | None:
+    """Size on disk of a plain file, for progress; None for stdin."""
+    if name == STDIN_NAME:
+        return None
+    try:
+        return os.path.getsize(name)
+    except OSError:
+        return None

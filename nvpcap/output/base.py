@@ -1,0 +1,98 @@
+"""What every writer shares: the interface, flat event columns, and choosing a writer."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+FORMATS = ("table", "jsonl", "eve", "csv", "parquet", "zeek")
+
+# Alerts and anomalies flattened to one fixed set of columns (CSV, Parquet).
+EVENT_COLUMNS = [
+    "event_type", "ts", "timestamp", "pcap_filename", "frame", "first_frame", "last_frame", "src_ip", "src_port",
+    "dest_ip", "dest_port", "proto", "rule_id", "rule_name", "category", "severity", "action", "count",
+    "anomaly_type", "anomaly_event", "message",
+]
+
+
+def flatten_events(events: list[dict]) -> pd.DataFrame:
+    rows = []
+    for e in events:
+        row = {c: e.get(c) for c in EVENT_COLUMNS}
+        if "anomaly" in e:
+            row["anomaly_type"] = e["anomaly"]["type"]
+            row["anomaly_event"] = e["anomaly"]["event"]
+            row["message"] = e["anomaly"]["message"]
+        if row["proto"] is not None:
+            row["proto"] = str(row["proto"])
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    for c in ("frame", "first_frame", "last_frame", "src_port", "dest_port", "rule_id", "severity", "count"):
+        frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+class Sink:
+    """A writer of records. Subclasses override what they store."""
+
+    def write_flows(self, flows: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def write_events(self, events: list[dict]) -> None:
+        raise NotImplementedError
+
+    def close(self, run_summary: dict) -> None:
+        """Finish the output; `run_summary` is the run's summary (files, outcome counters)."""
+
+
+def open_text(output: str | None) -> tuple[IO[str], bool]:
+    """A text stream for `output` (None or '-' = stdout). Returns (stream, whether we must close it)."""
+    if output in (None, "-"):
+        return sys.stdout, False
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    return open(output, "w", encoding="utf-8", newline=""), True
+
+
+def sibling(output: str | None, suffix: str) -> str | None:
+    """A file next to `output` for a second table (events next to flows): flows.csv -> flows.events.csv."""
+    if output in (None, "-"):
+        return None
+    root, ext = os.path.splitext(output)
+    return f"{root}.{suffix}{ext}"
+
+
+def format_for_path(output: str | None, stdout_is_tty: bool) -> str:
+    """The format a user most likely means, from the output name (or the terminal)."""
+    if output in (None, "-"):
+        return "table" if (output is None and stdout_is_tty) else "jsonl"
+    lower = output.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith(".parquet") or output.endswith(os.sep) or os.path.isdir(output):
+        return "parquet"
+    if lower.endswith(".log") or lower.endswith(".tsv"):
+        return "zeek"
+    return "jsonl"
+
+
+def open_sink(fmt: str, output: str | None) -> Sink:
+    from .csvout import CsvSink
+    from .jsonl import JsonlSink
+    from .parquet import ParquetSink
+    from .table import TableSink
+    from .zeek import ZeekSink
+
+    if fmt in ("jsonl", "eve"):
+        return JsonlSink(output)
+    if fmt == "csv":
+        return CsvSink(output)
+    if fmt == "parquet":
+        return ParquetSink(output)
+    if fmt == "zeek":
+        return ZeekSink(output)
+    if fmt == "table":
+        return TableSink(output)
+    raise ValueError(f"unknown format {fmt!r}")

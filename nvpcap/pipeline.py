@@ -1,0 +1,311 @@
+"""The analysis pipeline: capture files -> decode -> defrag -> sessions -> records -> sinks.
+
+`analyze_file()` handles one capture and hands records to a sink as flows end, so memory stays bounded by
+the flow-table limits, not by the file size. `analyze()` runs several inputs (files are independent units).
+Every packet read ends in exactly one outcome counter; `FileSummary.check_accounting()` proves it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .decode import status as st
+from .decode.decoder import PacketBatch, decode
+from .decode.defrag import Defragmenter, Reassembled
+from .decode.reader import CaptureIssue, CaptureReader, DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK
+from .decode.sources import STDIN_NAME, open_capture
+from .records.addresses import text as addr_text
+from .records.events import EventCollector
+from .records.flows import FileContext, build_flow_frame
+from .session.table import FlowTable, FlowTableConfig
+
+NAMES_BY_CODE = st.NAMES
+
+
+class RecordSink(Protocol):
+    """Where records go (output/ has the writers)."""
+
+    def write_flows(self, flows: pd.DataFrame) -> None: ...
+
+    def write_events(self, events: list[dict]) -> None: ...
+
+
+@dataclass
+class AnalyzeConfig:
+    table: FlowTableConfig = field(default_factory=FlowTableConfig)
+    fragment_timeout_s: float = 10.0
+    chunk_size: int = DEFAULT_CHUNK
+    batch_packets: int = DEFAULT_BATCH_PACKETS
+
+
+@dataclass
+class FileSummary:
+    """What happened to one input: formats, every packet's outcome, flows, problems."""
+
+    name: str
+    format: str = "unknown"
+    compression: str | None = None
+    linktypes: list[int] = field(default_factory=list)
+    sections: int = 0
+    packets: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    issues: list[CaptureIssue] = field(default_factory=list)
+    flows: int = 0
+    flows_by_proto: Counter = field(default_factory=Counter)
+    reassembled_datagrams: int = 0
+    alerts: int = 0
+    anomalies: int = 0
+    evicted_flows: int = 0
+    peak_active_flows: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+    def check_accounting(self) -> bool:
+        """True when the outcome counters add up to the packets read."""
+        return sum(self.outcomes.values()) == self.packets
+
+    @property
+    def has_input_errors(self) -> bool:
+        malformed = any(k.startswith("malformed") or k == "unreadable-record" for k in self.outcomes)
+        return bool(self.issues) or malformed
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.name, "format": self.format, "compression": self.compression,
+            "linktypes": self.linktypes, "sections": self.sections, "packets": self.packets,
+            "outcomes": dict(sorted(self.outcomes.items())), "accounted": self.check_accounting(),
+            "flows": self.flows, "flows_by_proto": dict(sorted(self.flows_by_proto.items())),
+            "reassembled_datagrams": self.reassembled_datagrams, "alerts": self.alerts,
+            "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
+            "peak_active_flows": self.peak_active_flows, "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
+            "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
+        }
+
+
+def _session_columns(pb: PacketBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
+    raw = pb.raw
+    return {
+        "ts": raw.ts_ns[rows], "frame": raw.frame_no[rows], "wirelen": raw.wirelen[rows],
+        "iplen": pb.payload_len[rows] + (pb.payload_off[rows] - pb.l3_off[rows]),
+        "cut": raw.caplen[rows] < raw.wirelen[rows], "proto": pb.proto[rows], "ipver": pb.ip_version[rows],
+        "src_hi": pb.src_hi[rows], "src_lo": pb.src_lo[rows], "dst_hi": pb.dst_hi[rows],
+        "dst_lo": pb.dst_lo[rows], "sport": pb.sport[rows], "dport": pb.dport[rows],
+        "tcp_flags": pb.tcp_flags[rows], "seq": pb.seq[rows], "ack": pb.ack[rows], "win": pb.win[rows],
+        "paylen": pb.payload_len[rows], "paycap": pb.payload_cap[rows], "icmp_id": pb.icmp_id[rows], "vlan": pb.vlan[rows], "vlan2": pb.vlan2[rows],
+    }
+
+
+def _merge(pb: PacketBatch, ok: np.ndarray, reasm: Reassembled | None) -> dict[str, np.ndarray]:
+    """Whole packets plus reassembled datagrams, each datagram where its last fragment arrived."""
+    cols = _session_columns(pb, ok)
+    if reasm is None:
+        return cols
+    rp = reasm.packets
+    good = np.flatnonzero(rp.status == st.OK)
+    if good.shape[0] == 0:
+        return cols
+    extra = _session_columns(rp, good)
+    extra["wirelen"] = reasm.wirelen[good]
+    extra["cut"] = reasm.cut[good] | extra["cut"]
+    extra["vlan"] = reasm.vlan[good]
+    extra["vlan2"] = reasm.vlan2[good]
+    order = np.argsort(np.concatenate([ok, reasm.position[good]]), kind="stable")
+    return {name: np.concatenate([cols[name], extra[name]])[order] for name in cols}
+
+
+class _FileRun:
+    """The state of one file's analysis; `analyze_file` drives it."""
+
+    def __init__(self, name: str, config: AnalyzeConfig, sink: RecordSink):
+        self.summary = FileSummary(name=name)
+        self.display = "<stdin>" if name == STDIN_NAME else os.path.basename(name)
+        self.ctx = FileContext(pcap_filename=self.display)
+        self.sink = sink
+        self.table = FlowTable(config.table)
+        self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
+        self.events = EventCollector(self.display)
+
+    def emit_flows(self, ended: np.ndarray) -> None:
+        if ended.shape[0] == 0:
+            return
+        frame = build_flow_frame(ended, self.ctx)
+        self.summary.flows += len(frame)
+        self.summary.flows_by_proto.update(frame["proto"].value_counts().to_dict())
+        self.sink.write_flows(frame)
+
+    def note_packets(self, pb: PacketBatch) -> None:
+        """Count outcomes and turn malformed, truncated and odd packets into alerts and anomalies."""
+        counts = np.bincount(pb.status, minlength=max(st.NAMES) + 1)
+        for code, c in enumerate(counts.tolist()):
+            if c and code != st.FRAGMENT:
+                self.summary.outcomes[st.NAMES[code]] += c
+        raw = pb.raw
+        odd = np.flatnonzero((pb.status != st.OK) & (pb.status != st.FRAGMENT) & (pb.status != st.NON_IP))
+        for i in odd.tolist():
+            code = int(pb.status[i])
+            name = st.NAMES[code]
+            ts, frame = int(raw.ts_ns[i]), int(raw.frame_no[i])
+            if code == st.UNSUPPORTED_LINKTYPE:
+                lt = int(raw.linktype[i])
+                self.events.anomaly("decode", name, ts, frame, f"link type {lt} is not decoded")
+                continue
+            extra = {}
+            if pb.ip_version[i]:
+                extra = {"src_ip": _addr(pb.src_hi[i], pb.src_lo[i]), "dest_ip": _addr(pb.dst_hi[i], pb.dst_lo[i]),
+                         "proto": int(pb.proto[i])}
+            self.events.anomaly("decode", name, ts, frame, _ANOMALY_TEXT.get(code, name), **extra)
+            if st.is_malformed(code) and pb.ip_version[i]:
+                sport = int(pb.sport[i]) if pb.proto[i] in (6, 17) else None
+                dport = int(pb.dport[i]) if pb.proto[i] in (6, 17) else None
+                self.events.threat(2001, ts, frame, (int(pb.src_hi[i]), int(pb.src_lo[i])),
+                                   (int(pb.dst_hi[i]), int(pb.dst_lo[i])), int(pb.proto[i]), sport, dport,
+                                   f"Invalid.Packet.Format: {name}")
+        mss = np.flatnonzero((pb.status == st.OK) & ((pb.pkt_flags & st.F_SMALL_MSS) != 0))
+        for i in mss.tolist():
+            self.events.threat(2025, int(raw.ts_ns[i]), int(raw.frame_no[i]), (int(pb.src_hi[i]), int(pb.src_lo[i])),
+                               (int(pb.dst_hi[i]), int(pb.dst_lo[i])), int(pb.proto[i]), int(pb.sport[i]),
+                               int(pb.dport[i]), "TCP MSS option below 256")
+
+    def note_reassembled(self, reasm: Reassembled | None) -> None:
+        if reasm is None:
+            return
+        rp = reasm.packets
+        self.summary.reassembled_datagrams += len(rp)
+        for i in np.flatnonzero(rp.status != st.OK).tolist():
+            code = int(rp.status[i])
+            self.events.anomaly("decode", "reassembled-" + st.NAMES[code], int(rp.raw.ts_ns[i]),
+                                int(rp.raw.frame_no[i]), "reassembled datagram does not decode: " + st.NAMES[code])
+
+    def note_fragment_threats(self) -> None:
+        for lost in self.defrag.lost:
+            self.events.anomaly("defrag", lost.outcome, lost.ts_ns, lost.frame, _FRAGMENT_TEXT[lost.outcome])
+        self.defrag.lost.clear()
+        for t in self.defrag.threats:
+            self.events.threat(t.threat_id, t.ts_ns, t.frame, (t.src_hi, t.src_lo), (t.dst_hi, t.dst_lo), t.proto,
+                               None, None, t.message)
+        self.defrag.threats.clear()
+
+
+_FRAGMENT_TEXT = {
+    "fragment-overlap": "fragment overlaps data already held for its datagram; discarded (first copy wins)",
+    "fragment-invalid": "fragment is empty or contradicts the datagram's known end; discarded",
+    "fragment-oversize": "fragment would make the datagram larger than 64 KiB; discarded",
+    "fragment-expired": "datagram not completed within the reassembly timeout",
+    "fragment-incomplete": "datagram still incomplete at end of input",
+}
+
+_ANOMALY_TEXT = {
+    st.TRUNCATED: "the capture cut the packet before its transport header ended",
+    st.UNSUPPORTED_L2: "an encapsulation inside the frame is not decoded",
+    st.MAL_L2: "link-layer header too short",
+    st.MAL_IPV4_HEADER: "bad IPv4 header (version, header length or total length)",
+    st.MAL_IP_LENGTH: "IP length runs past the end of the frame",
+    st.MAL_IPV6_HEADER: "bad IPv6 header",
+    st.MAL_IPV6_EXT: "bad or repeated IPv6 extension header",
+    st.MAL_TCP_HEADER: "bad TCP header length",
+    st.MAL_TCP_FLAGS: "TCP flag combination on NeuVector's bad-flag list",
+    st.MAL_TCP_OPTION: "TCP option with a bad length or value",
+    st.MAL_UDP_HEADER: "bad UDP header",
+    st.MAL_ICMP_HEADER: "ICMP message shorter than its header",
+    st.MAL_TUNNEL: "bad tunnel header",
+}
+
+
+def _addr(hi: np.uint64, lo: np.uint64) -> str:
+    return addr_text(int(hi), int(lo))
+
+
+def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = None,
+                 progress: Callable[[int], None] | None = None) -> FileSummary:
+    """Analyse one capture, writing its records to `sink` as they are ready. Never raises for bad input."""
+    config = config or AnalyzeConfig()
+    started = time.perf_counter()
+    run = _FileRun(name, config, sink)
+    summary = run.summary
+    try:
+        opened = open_capture(name)
+    except OSError as exc:
+        summary.issues.append(CaptureIssue("read-error", 0, f"cannot open: {exc.strerror or exc}"))
+        return summary
+    summary.compression = opened.compression
+    reader = CaptureReader(opened.stream, chunk_size=config.chunk_size, batch_packets=config.batch_packets)
+    last_bytes = 0
+    try:
+        for raw in reader.batches():
+            summary.packets += len(raw)
+            if summary.first_ts is None:
+                summary.first_ts = float(raw.ts_ns[0]) / 1e9
+            summary.last_ts = float(raw.ts_ns[-1]) / 1e9
+            pb = decode(raw)
+            run.note_packets(pb)
+            reasm = run.defrag.process(pb)
+            run.note_reassembled(reasm)
+            run.note_fragment_threats()
+            ok = np.flatnonzero(pb.status == st.OK)
+            cols = _merge(pb, ok, reasm)
+            if cols["ts"].shape[0]:
+                _slot, _side, _serial, ended = run.table.step(cols)
+                run.emit_flows(ended)
+            if progress is not None:
+                progress(reader.bytes_read - last_bytes)
+                last_bytes = reader.bytes_read
+        run.emit_flows(run.table.flush())
+    finally:
+        opened.close()
+    run.defrag.finish()
+    run.note_fragment_threats()
+    summary.outcomes.update(run.defrag.outcomes)
+    for issue in reader.issues:
+        summary.packets += issue.packets
+        if issue.packets:
+            summary.outcomes["unreadable-record"] += issue.packets
+        run.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
+                           offset=issue.offset)
+    summary.issues = reader.issues
+    summary.format = reader.format
+    summary.linktypes = sorted(reader.linktypes)
+    summary.sections = reader.sections
+    summary.bytes_read = reader.bytes_read
+    summary.evicted_flows = run.table.evicted
+    summary.peak_active_flows = run.table.peak_active
+    alerts = run.events.alert_records()
+    summary.alerts = len(alerts)
+    summary.anomalies = len(run.events.anomalies) + run.events.suppressed
+    events = alerts + run.events.anomalies
+    if events:
+        sink.write_events(events)
+    if progress is not None and reader.bytes_read > last_bytes:
+        progress(reader.bytes_read - last_bytes)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def first_packet_time(name: str) -> float:
+    """Capture time of a file's first packet (inf when unreadable), to order a directory's files."""
+    try:
+        opened = open_capture(name)
+    except OSError:
+        return float("inf")
+    try:
+        reader = CaptureReader(opened.stream, chunk_size=1 << 16, batch_packets=1)
+        for raw in reader.batches():
+            return float(raw.ts_ns[0]) / 1e9
+        return float("inf")
+    finally:
+        opened.close()
+
+
+def order_inputs(names: list[str]) -> list[str]:
+    """Standard input first (it cannot be peeked), then files by first packet time, then by name."""
+    stdin = [n for n in names if n == STDIN_NAME]
+    files = [n for n in names if n != STDIN_NAME]
+    return stdin + sorted(files, key=lambda n: (first_packet_time(n), n))

@@ -1,0 +1,1 @@
+"""Records: flow, alert and anomaly rows built from the flow table and the decoders' findings."""

@@ -1,0 +1,59 @@
+"""Shared fixtures: the project's own samples, the labelled public captures (skipped when absent), helpers."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nvpcap.output.memory import MemorySink
+from nvpcap.pipeline import AnalyzeConfig, FileSummary, analyze_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "pcaps"
+SHARED = Path(os.environ.get("NVPCAP_SHARED", ROOT.parent / "shared")) / "pcaps"
+
+
+@dataclass
+class Result:
+    summary: FileSummary
+    flows: pd.DataFrame
+    events: list[dict]
+
+    def anomalies(self, event: str | None = None) -> list[dict]:
+        return [e for e in self.events if e["event_type"] == "anomaly" and (event is None or e["anomaly"]["event"] == event)]
+
+    def alerts(self, rule_id: int | None = None) -> list[dict]:
+        return [e for e in self.events if e["event_type"] == "alert" and (rule_id is None or e["rule_id"] == rule_id)]
+
+
+def run(path: str | Path, config: AnalyzeConfig | None = None) -> Result:
+    sink = MemorySink()
+    summary = analyze_file(str(path), sink, config)
+    return Result(summary, sink.flows, sink.events)
+
+
+@pytest.fixture(scope="session")
+def shared_pcaps() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/pcaps is not present")
+    return SHARED
+
+
+def shared_files() -> list[Path]:
+    return sorted(p for p in SHARED.glob("*.pcap*")) if SHARED.is_dir() else []
+
+
+def sample_files() -> list[Path]:
+    return sorted(p for p in SAMPLES.glob("*.pcap*"))
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    path = shutil.which("tshark")
+    if not path:
+        pytest.skip("tshark is not installed")
+    return path
