@@ -118,7 +118,14 @@ def _merge(pb: PacketBatch, ok: np.ndarray, reasm: Reassembled | None) -> dict[s
     extra["cut"] = reasm.cut[good] | extra["cut"]
     extra["vlan"] = reasm.vlan[good]
     extra["vlan2"] = reasm.vlan2[good]
-    order = np.argsort(np.concatenate([ok, reasm.position[good]]), kind="stable")
+    # both position lists are sorted: place each datagram where its last fragment was, without a sort
+    n_ok, n_r = ok.shape[0], good.shape[0]
+    at = np.searchsorted(ok, reasm.position[good]) + np.arange(n_r)
+    order = np.empty(n_ok + n_r, np.int64)
+    is_r = np.zeros(n_ok + n_r, np.bool_)
+    is_r[at] = True
+    order[~is_r] = np.arange(n_ok)
+    order[at] = n_ok + np.arange(n_r)
     return {name: np.concatenate([cols[name], extra[name]])[order] for name in cols}
 
 
@@ -258,7 +265,8 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
             if progress is not None:
                 progress(reader.bytes_read - last_bytes)
                 last_bytes = reader.bytes_read
-        run.emit_flows(run.table.flush())
+        for ended in run.table.flush():
+            run.emit_flows(ended)
     finally:
         opened.close()
     run.defrag.finish()

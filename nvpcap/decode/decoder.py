@@ -304,6 +304,10 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 if (buf[l3] >> 4) != 4:
                     stt = st.MAL_IPV4_HEADER
                     break
+                ip_version[i] = 4  # addresses first, so even a bad header is reported with its endpoints
+                src_lo[i] = np.uint64(0xFFFF00000000) | np.uint64(_be32(buf, l3 + 12))
+                dst_lo[i] = np.uint64(0xFFFF00000000) | np.uint64(_be32(buf, l3 + 16))
+                proto[i] = buf[l3 + 9]
                 ihl = np.int64(buf[l3] & 0x0F) * 4
                 tot = _be16(buf, l3 + 2)
                 if ihl < 20:
@@ -322,11 +326,8 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 if iwire > end and not cut:
                     stt = st.MAL_IP_LENGTH
                     break
-                ip_version[i] = 4
                 src_hi[i] = 0
-                src_lo[i] = np.uint64(0xFFFF00000000) | np.uint64(_be32(buf, l3 + 12))
                 dst_hi[i] = 0
-                dst_lo[i] = np.uint64(0xFFFF00000000) | np.uint64(_be32(buf, l3 + 16))
                 nh = np.int64(buf[l3 + 9])
                 fo = _be16(buf, l3 + 6)
                 mf = (fo >> 13) & 1
@@ -346,6 +347,12 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 if (buf[l3] >> 4) != 6:
                     stt = st.MAL_IPV6_HEADER
                     break
+                ip_version[i] = 6
+                src_hi[i] = _be64(buf, l3 + 8)
+                src_lo[i] = _be64(buf, l3 + 16)
+                dst_hi[i] = _be64(buf, l3 + 24)
+                dst_lo[i] = _be64(buf, l3 + 32)
+                proto[i] = buf[l3 + 6]
                 plen = _be16(buf, l3 + 4)
                 if plen == 0:
                     plen = end - l3 - 40  # jumbogram or offload: trust the frame
@@ -353,11 +360,6 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 if iwire > end and not cut:
                     stt = st.MAL_IP_LENGTH
                     break
-                ip_version[i] = 6
-                src_hi[i] = _be64(buf, l3 + 8)
-                src_lo[i] = _be64(buf, l3 + 16)
-                dst_hi[i] = _be64(buf, l3 + 24)
-                dst_lo[i] = _be64(buf, l3 + 32)
                 nh = np.int64(buf[l3 + 6])
                 q = l3 + 40
                 seen_hbh = False

@@ -15,7 +15,7 @@ import numpy as np
 from . import records as rec
 
 DEFAULT_CHUNK = 8 << 20
-DEFAULT_BATCH_PACKETS = 1 << 17
+DEFAULT_BATCH_PACKETS = 1 << 15
 
 
 @dataclass
@@ -161,6 +161,7 @@ class CaptureReader:
     # -- pcapng ----------------------------------------------------------------------------------------------
     def _pcapng(self, magic: bytes) -> Iterator[RawBatch]:
         ifaces: list[_Interface] = []
+        last_ts = np.zeros(1, np.int64)
         big = False
         pending = magic
         base = 0
@@ -186,7 +187,7 @@ class CaptureReader:
                 lt = np.empty(cap_n, np.int32)
                 ifc = np.empty(cap_n, np.int32)
                 n, pos, reason = rec.walk_pcapng(
-                    buf, pos, big, link, snap, units, offs, len(ifaces), off, cap, wire, ts, lt, ifc, cap_n
+                    buf, pos, big, link, snap, units, offs, len(ifaces), off, cap, wire, ts, lt, ifc, cap_n, last_ts
                 )
                 if n:
                     bad_if = int(np.count_nonzero(lt[:n] < 0))

@@ -85,11 +85,12 @@ def _ts_ns(raw, units, offset_s):
 
 @jit
 def walk_pcapng(buf, pos, big, if_link, if_snap, if_units, if_offset, n_if,
-                out_off, out_cap, out_wire, out_ts, out_link, out_iface, max_n):
+                out_off, out_cap, out_wire, out_ts, out_link, out_iface, max_n, last_ts):
     """Index pcapng packet blocks in buf[pos:]. Returns (n, new_pos, reason).
 
     Packet blocks (EPB, SPB, obsolete PB) are indexed; unknown and informational blocks are skipped;
     section and interface blocks stop the walk (reason PYTHON_BLOCK) with new_pos at that block.
+    Simple packet blocks carry no time; they get the previous packet's (last_ts[0] carries it across calls).
     """
     n = 0
     end = buf.shape[0]
@@ -130,6 +131,7 @@ def walk_pcapng(buf, pos, big, if_link, if_snap, if_units, if_offset, n_if,
                 out_link[n] = -1  # no such interface: reported as an unusable record
                 out_ts[n] = _ts_ns(raw, np.int64(1000000), np.int64(0))
             out_iface[n] = iface
+            last_ts[0] = out_ts[n]
             n += 1
         elif btype == PCAPNG_SPB:
             if blen < 16:
@@ -145,7 +147,7 @@ def walk_pcapng(buf, pos, big, if_link, if_snap, if_units, if_offset, n_if,
             out_cap[n] = cap
             out_wire[n] = orig if orig >= cap else cap
             out_link[n] = if_link[0] if n_if > 0 else -1
-            out_ts[n] = 0  # simple packet blocks carry no timestamp
+            out_ts[n] = last_ts[0]
             out_iface[n] = 0
             n += 1
         pos += blen

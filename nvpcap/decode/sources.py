@@ -110,7 +110,11 @@ def open_capture(name: str) -> OpenedCapture:
     else:
         raw = open(name, "rb", buffering=1 << 20)
     head = raw.read(8)
-    stream: BinaryIO = io.BufferedReader(_PrefixedStream(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type]
+    if raw.seekable():
+        raw.seek(0)  # a regular file: read it directly, no wrapper on the hot path
+        stream: BinaryIO = raw
+    else:
+        stream = io.BufferedReader(_PrefixedStream(head, raw), buffer_size=1 << 20)  # type: ignore[arg-type]
     kind = compression_of(head)
     if kind is not None:
         stream = _decompressor(kind, stream)

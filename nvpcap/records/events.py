@@ -12,7 +12,7 @@ import numpy as np
 
 from ..threats import CATALOGUE
 from . import addresses
-from .flows import _iso, proto_name
+from .flows import iso_timestamps, proto_name
 
 MAX_ANOMALIES_PER_REASON = 1000
 
@@ -36,7 +36,7 @@ class EventCollector:
     def _base(self, ts_ns: int, frame: int) -> dict:
         return {
             "ts": ts_ns / 1e9,
-            "timestamp": _iso(np.array([ts_ns], np.int64))[0],
+            "timestamp": str(iso_timestamps(np.array([ts_ns], np.int64))[0]),
             "pcap_filename": self.pcap_filename,
             "frame": frame,
         }

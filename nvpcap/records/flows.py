@@ -11,12 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from communityid import icmp as _icmp
-from communityid import icmp6 as _icmp6
 
 from ..session import kernel as k
 from . import addresses
-from .community import community_id
+from .community import community_ids, icmp_port_pairs
 
 PROTO_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah", 58: "icmpv6",
                89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp"}
@@ -51,117 +49,126 @@ def _tcp_sizes(f: np.ndarray) -> np.ndarray:
     return np.where(f["has_start"] == 1, np.maximum(size, 0), 0)
 
 
-def _conn_state(proto: int, os_: int, rs: int, osize: int, rsize: int, opk: int, rpk: int, history: str) -> str:
-    """Zeek's conn_state() (scripts/base/protocols/conn/main.zeek)."""
-    if proto == 6:
-        o_inactive = os_ in (k.INACTIVE, k.PARTIAL)
-        r_inactive = rs in (k.INACTIVE, k.PARTIAL)
-        if rs == k.RESET:
-            if os_ in (k.SYN_SENT, k.SYN_ACK_SENT) or (os_ == k.RESET and osize == 0 and rsize == 0):
-                return "REJ"
-            return "RSTRH" if o_inactive else "RSTR"
-        if os_ == k.RESET:
-            if r_inactive:
-                return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
-            return "RSTO"
-        if rs == k.CLOSED and os_ == k.CLOSED:
-            return "SF"
-        if os_ == k.CLOSED:
-            return "SH" if r_inactive else "S2"
-        if rs == k.CLOSED:
-            return "SHR" if o_inactive else "S3"
-        if os_ == k.SYN_SENT and rs == k.INACTIVE:
-            return "S0"
-        if os_ == k.ESTABLISHED and rs == k.ESTABLISHED:
-            return "S1"
-        return "OTH"
-    if proto == 17:
-        if opk > 0:
-            return "SF" if rpk > 0 else "S0"
-        return "SHR" if rpk > 0 else "OTH"
-    return "OTH"
-
-
 def _nullable(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
     """An Int64 column that is missing (null) where `valid` is False."""
     return pd.arrays.IntegerArray(np.where(valid, values, 0).astype(np.int64), ~np.asarray(valid, np.bool_))
 
 
-def _iso(ts_ns: np.ndarray) -> list[str]:
-    stamps = pd.to_datetime(ts_ns, unit="ns", utc=True)
-    return [s + "+0000" for s in stamps.strftime("%Y-%m-%dT%H:%M:%S.%f")]
+def iso_timestamps(ts_ns: np.ndarray) -> np.ndarray:
+    """EVE-style timestamps (microseconds, UTC offset as +0000), vectorised."""
+    text = np.datetime_as_string((np.asarray(ts_ns, np.int64) // 1000).astype("datetime64[us]"), unit="us")
+    return np.char.add(text.astype(str), "+0000")
 
 
-def flow_id(pcap_filename: str, serial: int, cid: str, first_ts_ns: int) -> int:
-    """A 63-bit id that is the same on every run over the same file (Zeek's uid is random per run)."""
-    digest = hashlib.blake2b(f"{pcap_filename}|{serial}|{cid}|{first_ts_ns}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+def _flow_ids(pcap_filename: str, serial: np.ndarray, first_ts: np.ndarray, cid_words: np.ndarray) -> np.ndarray:
+    """63-bit ids that are the same on every run over the same file (Zeek's uid is random per run)."""
+    seed = int.from_bytes(hashlib.blake2b(pcap_filename.encode(), digest_size=8).digest(), "big")
+    with np.errstate(over="ignore"):
+        h = _mix64(np.uint64(seed) ^ serial.astype(np.uint64))
+        h = _mix64(h ^ first_ts.astype(np.uint64))
+        h = _mix64(h ^ cid_words)
+    return (h >> np.uint64(1)).astype(np.int64)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xFF51AFD7ED558CCD)
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
+
+
+def _address_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Text form of many addresses, formatted once per distinct address."""
+    out = np.empty(hi.shape[0], dtype=object)
+    v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    if v4.any():
+        uniq, inverse = np.unique(lo[v4], return_inverse=True)
+        out[v4] = np.array([addresses.text(0, int(x)) for x in uniq], dtype=object)[inverse.reshape(-1)]
+    if not v4.all():
+        pairs = np.stack([hi[~v4], lo[~v4]], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        out[~v4] = np.array([addresses.text(int(a), int(b)) for a, b in uniq], dtype=object)[inverse.reshape(-1)]
+    return out
+
+
+def _conn_states(f: np.ndarray, tcp_size: np.ndarray, hists: np.ndarray) -> np.ndarray:
+    """Zeek's conn_state() for every flow at once (scripts/base/protocols/conn/main.zeek)."""
+    os_, rs = f["state"][:, 0], f["state"][:, 1]
+    o_in = (os_ == k.INACTIVE) | (os_ == k.PARTIAL)
+    r_in = (rs == k.INACTIVE) | (rs == k.PARTIAL)
+    no_data = (tcp_size[:, 0] == 0) & (tcp_size[:, 1] == 0)
+    rstos0 = np.array([bool(_RSTOS0.fullmatch(h)) if need else False
+                       for h, need in zip(hists, (os_ == k.RESET) & r_in)], np.bool_)
+    tcp = np.select(
+        [
+            (rs == k.RESET) & ((os_ == k.SYN_SENT) | (os_ == k.SYN_ACK_SENT) | ((os_ == k.RESET) & no_data)),
+            (rs == k.RESET) & o_in,
+            rs == k.RESET,
+            (os_ == k.RESET) & r_in & rstos0,
+            (os_ == k.RESET) & r_in,
+            os_ == k.RESET,
+            (rs == k.CLOSED) & (os_ == k.CLOSED),
+            (os_ == k.CLOSED) & r_in,
+            os_ == k.CLOSED,
+            (rs == k.CLOSED) & o_in,
+            rs == k.CLOSED,
+            (os_ == k.SYN_SENT) & (rs == k.INACTIVE),
+            (os_ == k.ESTABLISHED) & (rs == k.ESTABLISHED),
+        ],
+        ["REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1"],
+        "OTH",
+    )
+    opk, rpk = f["pkts"][:, 0] > 0, f["pkts"][:, 1] > 0
+    udp = np.select([opk & rpk, opk, rpk], ["SF", "S0", "SHR"], "OTH")
+    return np.where(f["proto"] == 6, tcp, np.where(f["proto"] == 17, udp, "OTH")).astype(object)
+
+
+_PROTO_TABLE = np.array([PROTO_NAMES.get(p, str(p)) for p in range(256)], dtype=object)
+_END_REASONS = np.array([k.END_REASONS[i] for i in sorted(k.END_REASONS)], dtype=object)
 
 
 def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pd.DataFrame:
-    """Flow records for the ended flows of one file, in the order they ended."""
+    """Flow records for the ended flows of one file, in the order they ended (column-wise, no per-flow loop
+    beyond hashing and the rare string work)."""
     n = ended.shape[0]
     if n == 0:
         return pd.DataFrame(columns=FLOW_COLUMNS)
     f = ended
+    proto = f["proto"].astype(np.int64)
     tcp_size = _tcp_sizes(f)
-    is_tcp = f["proto"] == 6
-    pay = np.where(is_tcp[:, None], tcp_size, f["app_bytes"])
-    missed = f["missed"].sum(axis=1)
-    duration = (f["end_ts"] - f["first_ts"]) / 1e9
-
-    cache: dict[tuple[int, int], tuple[str, bytes]] = {}
-
-    def addr(hi: int, lo: int) -> tuple[str, bytes]:
-        key = (hi, lo)
-        got = cache.get(key)
-        if got is None:
-            got = cache[key] = (addresses.text(hi, lo), addresses.packed(hi, lo))
-        return got
-
-    src_ip, dest_ip, cids, fids, hists, states, protos = [], [], [], [], [], [], []
-    src_port = f["cport"].astype(np.int64)
-    dest_port = f["sport"].astype(np.int64)
-    is_icmp = (f["proto"] == 1) | (f["proto"] == 58)
-    for i in range(n):
-        r = f[i]
-        p = int(r["proto"])
-        s_txt, s_raw = addr(int(r["c_hi"]), int(r["c_lo"]))
-        d_txt, d_raw = addr(int(r["s_hi"]), int(r["s_lo"]))
-        src_ip.append(s_txt)
-        dest_ip.append(d_txt)
-        if is_icmp[i]:
-            t, c = int(r["icmp_type"]), int(r["icmp_code"])
-            cid = community_id(p, s_raw, d_raw, t, c)
-            mapped = community_port_pair(p, t, c)
-            src_port[i], dest_port[i] = mapped
-        else:
-            cid = community_id(p, s_raw, d_raw, int(r["cport"]), int(r["sport"]))
-        cids.append(cid)
-        fids.append(flow_id(ctx.pcap_filename, int(r["serial"]), cid, int(r["first_ts"])))
-        hist = bytes(r["hist"][: int(r["hist_len"])]).decode("ascii")
-        hists.append(hist)
-        states.append(_conn_state(p, int(r["state"][0]), int(r["state"][1]), int(tcp_size[i, 0]),
-                                  int(tcp_size[i, 1]), int(r["pkts"][0]), int(r["pkts"][1]), hist))
-        protos.append(proto_name(p))
-    has_ports = np.isin(f["proto"], (6, 17, 132)) | is_icmp
-    vlan = [[int(a)] + ([int(b)] if b >= 0 else []) if a >= 0 else None for a, b in zip(f["vlan"], f["vlan2"])]
+    pay = np.where((proto == 6)[:, None], tcp_size, f["app_bytes"])
+    is_icmp = (proto == 1) | (proto == 58)
+    icmp_type = f["icmp_type"].astype(np.int64)
+    icmp_code = f["icmp_code"].astype(np.int64)
+    cport = np.where(is_icmp, icmp_type, f["cport"]).astype(np.int64)
+    sport = np.where(is_icmp, icmp_code, f["sport"]).astype(np.int64)
+    cids, cid_words = community_ids(proto, f["c_hi"], f["c_lo"], f["s_hi"], f["s_lo"], cport, sport)
+    _, icmp_dport, _ = icmp_port_pairs(proto, icmp_type, icmp_code)
+    dest_port = np.where(is_icmp, icmp_dport, sport)
+    hists = f["hist"].view(f"S{k.HIST_MAX}").reshape(n).astype(str).astype(object)
+    has_ports = np.isin(proto, (6, 17, 132)) | is_icmp
+    vlan = np.full(n, None, dtype=object)
+    tagged = np.flatnonzero(f["vlan"] >= 0)
+    for i in tagged.tolist():
+        v2 = int(f["vlan2"][i])
+        vlan[i] = [int(f["vlan"][i])] + ([v2] if v2 >= 0 else [])
     frame = pd.DataFrame({
         "event_type": "flow",
-        "flow_id": np.array(fids, np.int64),
+        "flow_id": _flow_ids(ctx.pcap_filename, f["serial"], f["first_ts"], cid_words),
         "community_id": cids,
         "ts": f["first_ts"] / 1e9,
-        "timestamp": _iso(f["first_ts"]),
-        "duration": np.round(duration, 6),
-        "src_ip": src_ip,
-        "src_port": _nullable(src_port, has_ports),
-        "dest_ip": dest_ip,
+        "timestamp": iso_timestamps(f["first_ts"]),
+        "duration": np.round((f["end_ts"] - f["first_ts"]) / 1e9, 6),
+        "src_ip": _address_text(f["c_hi"], f["c_lo"]),
+        "src_port": _nullable(cport, has_ports),
+        "dest_ip": _address_text(f["s_hi"], f["s_lo"]),
         "dest_port": _nullable(dest_port, has_ports),
-        "proto": protos,
+        "proto": _PROTO_TABLE[proto],
         "ip_version": f["ipver"].astype(np.int64),
         "app_proto": "unknown",
         "app_confidence": "none",
-        "conn_state": states,
+        "conn_state": _conn_states(f, tcp_size, hists),
         "history": hists,
         "pkts_toserver": f["pkts"][:, 0],
         "pkts_toclient": f["pkts"][:, 1],
@@ -171,22 +178,15 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pd.DataFrame:
         "payload_bytes_toclient": pay[:, 1],
         "ip_bytes_toserver": f["ip_bytes"][:, 0],
         "ip_bytes_toclient": f["ip_bytes"][:, 1],
-        "missed_bytes": missed,
+        "missed_bytes": f["missed"].sum(axis=1),
         "truncated_pkts": f["truncated"],
         "vlan": vlan,
-        "icmp_type": _nullable(f["icmp_type"], is_icmp),
-        "icmp_code": _nullable(f["icmp_code"], is_icmp),
-        "end_reason": [k.END_REASONS[int(x)] for x in f["reason"]],
+        "icmp_type": _nullable(icmp_type, is_icmp),
+        "icmp_code": _nullable(icmp_code, is_icmp),
+        "end_reason": _END_REASONS[f["reason"]],
         "pcap_filename": ctx.pcap_filename,
         "first_frame": f["first_frame"],
         "last_frame": f["last_frame"],
         "threat_ids": [[] for _ in range(n)],
     })
     return frame[FLOW_COLUMNS]
-
-
-def community_port_pair(proto: int, mtype: int, mcode: int) -> tuple[int, int]:
-    """Zeek's ICMP 'ports': the type and its counterpart type, or the code for one-way messages."""
-    mod = _icmp if proto == 1 else _icmp6
-    s, d, _ = mod.get_port_equivalents(mtype, mcode)
-    return int(s), int(d)

@@ -26,7 +26,7 @@ H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W, H_Q, H_I = range(11)
 _HIST_UP = np.frombuffer(b"SHADFRTGWQI", dtype=np.uint8).copy()
 _HIST_LOW = np.frombuffer(b"shadfrtgwqi", dtype=np.uint8).copy()
 HIST_MAX = 40
-OOO_SLOTS = 8  # out-of-order intervals kept per direction (bounded memory per flow)
+OOO_SLOTS = 4  # out-of-order intervals kept per direction (bounded memory per flow)
 
 FIN_F, SYN_F, RST_F, PSH_F, ACK_F = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -36,11 +36,15 @@ C_TCP_OPENING, C_TCP_EST_NODATA, C_TCP_ACTIVE, C_TCP_HALF, C_TCP_CLOSING, C_UDP,
 N_CONFIG = 10
 
 # counters vector indices
-K_SERIAL, K_HW, K_NFREE, K_NDONE, K_ACTIVE, K_EVICTED, K_NEXT_SWEEP, K_REUSED, K_PEAK = range(9)
-N_COUNTERS = 9
+K_SERIAL, K_HW, K_NFREE, K_NDONE, K_ACTIVE, K_EVICTED, K_NEXT_SWEEP, K_REUSED, K_PEAK, K_TOMBS = range(10)
+N_COUNTERS = 10
+
+# the key index: open addressing over an int64 array; a cell holds a slot, EMPTY, or TOMB (a deleted slot)
+EMPTY = -1
+TOMB = -2
 
 FLOW_DTYPE = np.dtype([
-    ("used", np.uint8), ("reason", np.uint8), ("khash", np.uint64),
+    ("used", np.uint8), ("reason", np.uint8), ("khash", np.uint64), ("ipos", np.int64),
     ("ka_hi", np.uint64), ("ka_lo", np.uint64), ("kb_hi", np.uint64), ("kb_lo", np.uint64),
     ("kpa", np.int32), ("kpb", np.int32), ("kproto", np.uint8),
     ("serial", np.int64),
@@ -307,33 +311,34 @@ def _icmp_request_type(t, v6):
 
 
 @jit
-def _finish(tab, table, slot, reason, done, ctr):
+def _finish(tab, index, slot, reason, done, ctr):
     r = tab[slot]
     r["used"] = 2  # ended: waits in `done` until the Python side has read it
     r["reason"] = reason
-    h = r["khash"]
-    if h in table and table[h] == slot:
-        del table[h]
+    if r["ipos"] >= 0 and index[r["ipos"]] == slot:
+        index[r["ipos"]] = TOMB
+        ctr[K_TOMBS] += 1
+    r["ipos"] = -1
     done[ctr[K_NDONE]] = slot
     ctr[K_NDONE] += 1
     ctr[K_ACTIVE] -= 1
 
 
 @jit
-def _sweep(tab, table, now, cfg, done, ctr, reason_all):
+def _sweep(tab, index, now, cfg, done, ctr, reason_all):
     """End every flow idle longer than its timeout (or all of them when reason_all > 0)."""
     for slot in range(ctr[K_HW]):
         r = tab[slot]
         if r["used"] != 1:
             continue
         if reason_all > 0:
-            _finish(tab, table, slot, reason_all, done, ctr)
+            _finish(tab, index, slot, reason_all, done, ctr)
         elif now - r["last_ts"] > _timeout_ns(r, cfg):
-            _finish(tab, table, slot, END_TIMEOUT, done, ctr)
+            _finish(tab, index, slot, END_TIMEOUT, done, ctr)
 
 
 @jit
-def _evict_oldest(tab, table, done, ctr, fraction_pct):
+def _evict_oldest(tab, index, done, ctr, fraction_pct):
     """At the flow limit: end the least recently active flows (a fraction of the table) in one scan."""
     hw = ctr[K_HW]
     lasts = np.empty(ctr[K_ACTIVE], np.int64)
@@ -348,7 +353,7 @@ def _evict_oldest(tab, table, done, ctr, fraction_pct):
     cut = lasts[min(k - 1, max(0, (k * fraction_pct) // 100))]
     for slot in range(hw):
         if tab[slot]["used"] == 1 and tab[slot]["last_ts"] <= cut:
-            _finish(tab, table, slot, END_EVICTED, done, ctr)
+            _finish(tab, index, slot, END_EVICTED, done, ctr)
             ctr[K_EVICTED] += 1
 
 
@@ -363,7 +368,7 @@ def _new_slot(tab, free, ctr):
 
 
 @jit
-def flow_step(tab, table, free, done, ctr, cfg, likely,
+def flow_step(tab, index, free, done, ctr, cfg, likely,
               ts, frame, wirelen, iplen, cut, proto, ipver, s_hi, s_lo, d_hi, d_lo, sport, dport,
               tflags, seq, ack, win, paylen, paycap, icmp_id, vlan, vlan2,
               out_slot, out_side, out_serial):
@@ -373,7 +378,7 @@ def flow_step(tab, table, free, done, ctr, cfg, likely,
         now = ts[i]
         if now >= ctr[K_NEXT_SWEEP]:
             if ctr[K_NEXT_SWEEP] > 0:
-                _sweep(tab, table, now, cfg, done, ctr, 0)
+                _sweep(tab, index, now, cfg, done, ctr, 0)
             ctr[K_NEXT_SWEEP] = now + cfg[C_SWEEP]
         p = proto[i]
         v6 = ipver[i] == 6
@@ -407,15 +412,7 @@ def flow_step(tab, table, free, done, ctr, cfg, likely,
             ka_hi, ka_lo, kb_hi, kb_lo = d_hi[i], d_lo[i], s_hi[i], s_lo[i]
             kpa, kpb = (k2, k1) if (p == 6 or p == 17 or p == 132) else (k1, k2)
         h = _key_hash(ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, p)
-        slot = -1
-        while h in table:
-            cand = table[h]
-            c = tab[cand]
-            if c["ka_hi"] == ka_hi and c["ka_lo"] == ka_lo and c["kb_hi"] == kb_hi and c["kb_lo"] == kb_lo \
-                    and c["kpa"] == kpa and c["kpb"] == kpb and c["kproto"] == p:
-                slot = cand
-                break
-            h += np.uint64(0x9E3779B97F4A7C15)  # a different key with the same hash: probe on
+        slot, ipos = _lookup(tab, index, h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, p)
         fl = tflags[i]
         syn = (fl & SYN_F) != 0
         ackf = (fl & ACK_F) != 0
@@ -425,27 +422,31 @@ def flow_step(tab, table, free, done, ctr, cfg, likely,
         if slot >= 0:
             r = tab[slot]
             if now - r["last_ts"] > _timeout_ns(r, cfg):
-                _finish(tab, table, slot, END_TIMEOUT, done, ctr)
+                _finish(tab, index, slot, END_TIMEOUT, done, ctr)
                 slot = -1
             elif p == 6 and syn and not ackf:
                 s0 = r["state"][0]
                 s1 = r["state"][1]
                 closed = s0 == RESET or s1 == RESET or (s0 == CLOSED and s1 == CLOSED)
                 if closed and (seq[i] != r["isn"] or r["isn"] < 0):
-                    _finish(tab, table, slot, END_REUSE, done, ctr)
+                    _finish(tab, index, slot, END_REUSE, done, ctr)
                     ctr[K_REUSED] += 1
                     slot = -1
         # ---- new flow ----
         if slot < 0:
             if ctr[K_ACTIVE] >= cfg[C_MAX_FLOWS]:
-                _sweep(tab, table, now, cfg, done, ctr, 0)
+                _sweep(tab, index, now, cfg, done, ctr, 0)
                 if ctr[K_ACTIVE] >= cfg[C_MAX_FLOWS]:
-                    _evict_oldest(tab, table, done, ctr, 10)
+                    _evict_oldest(tab, index, done, ctr, 10)
+                slot, ipos = _lookup(tab, index, h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, p)
             slot = _new_slot(tab, free, ctr)
             r = tab[slot]
             _init_flow(r, ctr[K_SERIAL], h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, p, now, frame[i])
             ctr[K_SERIAL] += 1
-            table[h] = slot
+            if index[ipos] == TOMB:
+                ctr[K_TOMBS] -= 1
+            index[ipos] = slot
+            r["ipos"] = ipos
             ctr[K_ACTIVE] += 1
             if ctr[K_ACTIVE] > ctr[K_PEAK]:
                 ctr[K_PEAK] = ctr[K_ACTIVE]
@@ -700,6 +701,49 @@ def _swap2(a):
 
 
 @jit
-def flush_all(tab, table, done, ctr):
-    """End every active flow (end of input)."""
-    _sweep(tab, table, 0, np.zeros(N_CONFIG, np.int64), done, ctr, END_EOF)
+def flush_some(tab, index, done, ctr, limit):
+    """End up to `limit` active flows (end of input); returns how many are still active."""
+    ended = 0
+    for slot in range(ctr[K_HW]):
+        if ended >= limit:
+            break
+        if tab[slot]["used"] == 1:
+            _finish(tab, index, slot, END_EOF, done, ctr)
+            ended += 1
+    return ctr[K_ACTIVE]
+
+
+@jit
+def _lookup(tab, index, h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, p):
+    """Find the flow with this key. Returns (slot or -1, index cell of the flow or where to insert it)."""
+    mask = index.shape[0] - 1
+    pos = np.int64(h & np.uint64(mask))
+    free_pos = -1
+    while True:
+        v = index[pos]
+        if v == EMPTY:
+            return -1, (free_pos if free_pos >= 0 else pos)
+        if v == TOMB:
+            if free_pos < 0:
+                free_pos = pos
+        else:
+            c = tab[v]
+            if c["khash"] == h and c["ka_hi"] == ka_hi and c["ka_lo"] == ka_lo and c["kb_hi"] == kb_hi \
+                    and c["kb_lo"] == kb_lo and c["kpa"] == kpa and c["kpb"] == kpb and c["kproto"] == p:
+                return v, pos
+        pos = (pos + 1) & mask
+
+
+@jit
+def rebuild_index(tab, hw, index):
+    """Re-insert every active flow into a fresh (larger or tombstone-free) index."""
+    index[:] = EMPTY
+    mask = index.shape[0] - 1
+    for slot in range(hw):
+        if tab[slot]["used"] != 1:
+            continue
+        pos = np.int64(tab[slot]["khash"] & np.uint64(mask))
+        while index[pos] != EMPTY:
+            pos = (pos + 1) & mask
+        index[pos] = slot
+        tab[slot]["ipos"] = pos

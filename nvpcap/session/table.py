@@ -6,10 +6,10 @@ size of the capture. Ended flows leave as a structured numpy array (one row per 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
-from .._jit import HAVE_NUMBA
 from . import kernel as k
 
 NS = 1_000_000_000
@@ -65,15 +65,6 @@ class FlowTableConfig:
     likely_server_ports: set[int] | None = None
 
 
-def _new_map():
-    if HAVE_NUMBA:
-        from numba import types
-        from numba.typed import Dict
-
-        return Dict.empty(key_type=types.uint64, value_type=types.int64)
-    return {}
-
-
 class FlowTable:
     """Flow state for one capture file (or one stream of files)."""
 
@@ -94,7 +85,7 @@ class FlowTable:
         self.cfg = cfg
         self.likely = likely_server_ports(only=self.config.likely_server_ports)
         self.tab = np.zeros(0, k.FLOW_DTYPE)
-        self.map = _new_map()
+        self.index = np.full(1024, k.EMPTY, np.int64)
         self.free = np.zeros(0, np.int64)
         self.ctr = np.zeros(k.N_COUNTERS, np.int64)
 
@@ -111,7 +102,7 @@ class FlowTable:
         need = int(self.ctr[k.K_HW]) + n_new
         if need <= self.tab.shape[0]:
             return
-        cap = max(need, 2 * self.tab.shape[0], 1024)
+        cap = max(need, self.tab.shape[0] * 3 // 2, 1024)
         tab = np.zeros(cap, k.FLOW_DTYPE)
         tab[: self.tab.shape[0]] = self.tab
         self.tab = tab
@@ -119,10 +110,23 @@ class FlowTable:
         free[: self.free.shape[0]] = self.free
         self.free = free
 
+    def _reserve_index(self, n_new: int) -> None:
+        """Keep the key index at most half full (live keys plus tombstones), so probes stay short."""
+        live = int(self.ctr[k.K_ACTIVE]) + n_new
+        size = self.index.shape[0]
+        if (live + int(self.ctr[k.K_TOMBS])) * 2 <= size:
+            return
+        while live * 4 > size:
+            size *= 2
+        self.index = np.empty(size, np.int64)
+        k.rebuild_index(self.tab, int(self.ctr[k.K_HW]), self.index)
+        self.ctr[k.K_TOMBS] = 0
+
     def step(self, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Feed packets (columns in capture order). Returns (slot, side, flow serial) per packet and ended flows."""
         n = cols["ts"].shape[0]
         self._reserve(n)
+        self._reserve_index(n)
         done = np.empty(n + int(self.ctr[k.K_ACTIVE]) + 1, np.int64)
         self.ctr[k.K_NDONE] = 0
         out_slot = np.empty(n, np.int64)
@@ -130,7 +134,7 @@ class FlowTable:
         out_serial = np.empty(n, np.int64)
         with np.errstate(over="ignore"):
             k.flow_step(
-                self.tab, self.map, self.free, done, self.ctr, self.cfg, self.likely,
+                self.tab, self.index, self.free, done, self.ctr, self.cfg, self.likely,
                 cols["ts"], cols["frame"], cols["wirelen"], cols["iplen"], cols["cut"], cols["proto"],
                 cols["ipver"], cols["src_hi"], cols["src_lo"], cols["dst_hi"], cols["dst_lo"], cols["sport"],
                 cols["dport"], cols["tcp_flags"], cols["seq"], cols["ack"], cols["win"], cols["paylen"], cols["paycap"],
@@ -138,12 +142,13 @@ class FlowTable:
             )
         return out_slot, out_side, out_serial, self._harvest(done)
 
-    def flush(self) -> np.ndarray:
-        """End every flow still open (end of input) and return them."""
-        done = np.empty(int(self.ctr[k.K_ACTIVE]) + 1, np.int64)
-        self.ctr[k.K_NDONE] = 0
-        k.flush_all(self.tab, self.map, done, self.ctr)
-        return self._harvest(done)
+    def flush(self, chunk: int = 8192) -> Iterator[np.ndarray]:
+        """End every flow still open (end of input), `chunk` flows at a time to keep memory flat."""
+        while int(self.ctr[k.K_ACTIVE]) > 0:
+            done = np.empty(chunk, np.int64)
+            self.ctr[k.K_NDONE] = 0
+            k.flush_some(self.tab, self.index, done, self.ctr, chunk)
+            yield self._harvest(done)
 
     def _harvest(self, done: np.ndarray) -> np.ndarray:
         nd = int(self.ctr[k.K_NDONE])
