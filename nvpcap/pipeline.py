@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -18,7 +19,7 @@ import pandas as pd
 from .decode import status as st
 from .decode.decoder import PacketBatch, decode
 from .decode.defrag import Defragmenter, Reassembled
-from .decode.reader import CaptureIssue, CaptureReader, DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK
+from .decode.reader import DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK, CaptureIssue, CaptureReader, RawBatch
 from .decode.sources import STDIN_NAME, open_capture
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
@@ -140,6 +141,40 @@ class _FileRun:
         self.table = FlowTable(config.table)
         self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
         self.events = EventCollector(self.display)
+        self.internal_errors: list[CaptureIssue] = []
+
+    def process(self, raw: RawBatch) -> None:
+        """One batch through decode, reassembly and the flow table."""
+        pb = decode(raw)
+        self.note_packets(pb)
+        reasm = self.defrag.process(pb)
+        self.note_reassembled(reasm)
+        self.note_fragment_threats()
+        ok = np.flatnonzero(pb.status == st.OK)
+        cols = _merge(pb, ok, reasm)
+        if cols["ts"].shape[0]:
+            _slot, _side, _serial, ended = self.table.step(cols)
+            self.emit_flows(ended)
+
+    def process_guarded(self, raw: RawBatch, offset: int) -> bool:
+        """`process`, but a bug in nvpcap ends this file with a reported error instead of a traceback.
+
+        The batch's packets are then counted as internal-error (never silently lost); the run goes on with
+        the next file. Returns False when the file must stop.
+        """
+        outcomes, frag_outcomes = self.summary.outcomes.copy(), self.defrag.outcomes.copy()
+        try:
+            self.process(raw)
+            return True
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            self.summary.outcomes, self.defrag.outcomes = outcomes, frag_outcomes
+            self.summary.outcomes["internal-error"] += len(raw)
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.internal_errors.append(CaptureIssue(
+                "internal-error", offset,
+                f"analysis stopped: {type(exc).__name__}: {exc} ({os.path.basename(where.filename)}:{where.lineno}); "
+                "please report this with the capture"))
+            return False
 
     def emit_flows(self, ended: np.ndarray) -> None:
         if ended.shape[0] == 0:
@@ -252,33 +287,26 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
             if summary.first_ts is None:
                 summary.first_ts = float(raw.ts_ns[0]) / 1e9
             summary.last_ts = float(raw.ts_ns[-1]) / 1e9
-            pb = decode(raw)
-            run.note_packets(pb)
-            reasm = run.defrag.process(pb)
-            run.note_reassembled(reasm)
-            run.note_fragment_threats()
-            ok = np.flatnonzero(pb.status == st.OK)
-            cols = _merge(pb, ok, reasm)
-            if cols["ts"].shape[0]:
-                _slot, _side, _serial, ended = run.table.step(cols)
-                run.emit_flows(ended)
+            if not run.process_guarded(raw, reader.bytes_read):
+                break
             if progress is not None:
                 progress(reader.bytes_read - last_bytes)
                 last_bytes = reader.bytes_read
-        for ended in run.table.flush():
-            run.emit_flows(ended)
+        else:
+            for ended in run.table.flush():
+                run.emit_flows(ended)
     finally:
         opened.close()
     run.defrag.finish()
     run.note_fragment_threats()
     summary.outcomes.update(run.defrag.outcomes)
-    for issue in reader.issues:
+    for issue in reader.issues + run.internal_errors:
         summary.packets += issue.packets
         if issue.packets:
             summary.outcomes["unreadable-record"] += issue.packets
         run.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
                            offset=issue.offset)
-    summary.issues = reader.issues
+    summary.issues = reader.issues + run.internal_errors
     summary.format = reader.format
     summary.linktypes = sorted(reader.linktypes)
     summary.sections = reader.sections

@@ -83,7 +83,7 @@ def _key_hash(a_hi, a_lo, b_hi, b_lo, pa, pb, proto):
     h = _mix(h ^ a_lo)
     h = _mix(h ^ b_hi)
     h = _mix(h ^ b_lo)
-    h = _mix(h ^ ((np.uint64(pa & 0xFFFFFFFF) << np.uint64(32)) | np.uint64(pb & 0xFFFFFFFF)))
+    h = _mix(h ^ ((np.uint64(np.int64(pa) & 0xFFFFFFFF) << np.uint64(32)) | np.uint64(np.int64(pb) & 0xFFFFFFFF)))
     return _mix(h ^ np.uint64(proto))
 
 

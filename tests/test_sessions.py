@@ -1,0 +1,101 @@
+"""Flow-table behaviour on captures built in the test: timeouts, port reuse, orientation, limits."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import run
+from nvpcap.pipeline import AnalyzeConfig
+from nvpcap.session.table import FlowTableConfig, Timeouts
+from pcapgen import handshake, icmp_echo, tcp, udp, write
+
+C, S = "10.0.0.1", "10.0.0.2"
+
+
+def test_complete_conversation_is_one_sf_flow(tmp_path):
+    flows = run(write(tmp_path / "a.pcap", handshake(C, 40000, S, 80, 1.0))).flows
+    assert len(flows) == 1
+    f = flows.iloc[0]
+    assert (f["src_ip"], f["src_port"], f["dest_ip"], f["dest_port"]) == (C, 40000, S, 80)
+    # by hand, per Zeek's rules: S h A D(ata) d(ata) F f; the final ACK repeats A, which is kept once
+    assert f["conn_state"] == "SF" and f["history"] == "ShADdFf"
+    assert (f["pkts_toserver"], f["pkts_toclient"]) == (5, 3)
+    assert (f["payload_bytes_toserver"], f["payload_bytes_toclient"]) == (5, 6)
+    assert f["first_frame"] == 1 and f["last_frame"] == 8
+    assert f["end_reason"] == "end-of-input"
+
+
+def test_udp_idle_timeout_is_30_seconds_of_capture_time(tmp_path):
+    pkts = [(0.0, udp(C, 5000, S, 53)), (29.0, udp(S, 53, C, 5000)),  # within 30 s of the last packet
+            (60.5, udp(C, 5000, S, 53))]  # 31.5 s idle: a new flow
+    flows = run(write(tmp_path / "u.pcap", pkts)).flows
+    assert len(flows) == 2
+    assert flows["end_reason"].tolist() == ["timeout", "end-of-input"]
+    assert flows["pkts_toserver"].tolist() == [1, 1] and flows["pkts_toclient"].tolist() == [1, 0]
+
+
+def test_timeouts_are_configurable(tmp_path):
+    pkts = [(0.0, udp(C, 5000, S, 53)), (10.0, udp(C, 5000, S, 53))]
+    cfg = AnalyzeConfig(table=FlowTableConfig(timeouts=Timeouts(udp=5)))
+    assert len(run(write(tmp_path / "u.pcap", pkts), cfg).flows) == 2
+    assert len(run(write(tmp_path / "u.pcap", pkts)).flows) == 1
+
+
+def test_tcp_opening_times_out_after_20_seconds(tmp_path):
+    pkts = [(0.0, tcp(C, 40000, S, 80, "S", seq=1)), (21.0, tcp(C, 40000, S, 80, "S", seq=1))]
+    flows = run(write(tmp_path / "t.pcap", pkts)).flows
+    assert len(flows) == 2 and flows["conn_state"].tolist() == ["S0", "S0"]
+
+
+def test_port_reuse_after_close_starts_a_new_flow(tmp_path):
+    pkts = handshake(C, 40000, S, 80, 1.0) + handshake(C, 40000, S, 80, 2.0)
+    # second connection: a new SYN with a different initial sequence number
+    pkts[8] = (2.0, tcp(C, 40000, S, 80, "S", seq=9000))
+    pkts[9] = (2.001, tcp(S, 80, C, 40000, "SA", seq=500, ack=9001))
+    flows = run(write(tmp_path / "r.pcap", pkts)).flows
+    assert len(flows) == 2
+    assert flows["end_reason"].tolist() == ["tcp-reuse", "end-of-input"]
+    assert flows.iloc[0]["conn_state"] == "SF"
+
+
+def test_rejected_connection(tmp_path):
+    pkts = [(0.0, tcp(C, 40000, S, 81, "S", seq=1)), (0.001, tcp(S, 81, C, 40000, "RA", seq=0, ack=2))]
+    f = run(write(tmp_path / "rej.pcap", pkts)).flows.iloc[0]
+    assert f["conn_state"] == "REJ" and f["history"] == "Sr"
+
+
+def test_midstream_flow_takes_the_server_port_side(tmp_path):
+    # capture starts after the handshake, and the first packet seen is the server's answer
+    pkts = [(0.0, tcp(S, 443, C, 51000, "PA", seq=5000, ack=700, data=b"x" * 10)),
+            (0.1, tcp(C, 51000, S, 443, "A", seq=700, ack=5010))]
+    f = run(write(tmp_path / "m.pcap", pkts)).flows.iloc[0]
+    assert (f["src_ip"], f["src_port"], f["dest_port"]) == (C, 51000, 443)
+    assert f["history"].startswith("^")
+
+
+def test_icmp_echo_pairs_share_a_flow_per_identifier(tmp_path):
+    pkts = [(0.0, icmp_echo(C, S, 7, 1)), (0.01, icmp_echo(S, C, 7, 1, reply=True)),
+            (1.0, icmp_echo(C, S, 7, 2)), (1.01, icmp_echo(S, C, 7, 2, reply=True)),
+            (1.5, icmp_echo(C, S, 8, 1))]
+    flows = run(write(tmp_path / "i.pcap", pkts)).flows
+    assert sorted(zip(flows["pkts_toserver"], flows["pkts_toclient"])) == [(1, 0), (2, 2)]
+    assert set(flows["src_port"]) == {8} and set(flows["dest_port"]) == {0}
+
+
+def test_flow_limit_ends_least_recent_flows_and_counts_them(tmp_path):
+    pkts = [(i * 0.001, udp(C, 10000 + i, S, 53)) for i in range(200)]
+    cfg = AnalyzeConfig(table=FlowTableConfig(max_flows=50))
+    res = run(write(tmp_path / "many.pcap", pkts), cfg)
+    assert len(res.flows) == 200  # nothing is lost: evicted flows are still reported
+    assert res.summary.evicted_flows > 0
+    assert res.summary.peak_active_flows <= 50
+    assert (res.flows["end_reason"] == "evicted").sum() == res.summary.evicted_flows
+
+
+def test_many_flows_and_index_growth(tmp_path):
+    pkts = []
+    for i in range(3000):
+        pkts += [(i * 0.01, udp(C, 1024 + i, S, 53)), (i * 0.01 + 0.001, udp(S, 53, C, 1024 + i))]
+    flows = run(write(tmp_path / "grow.pcap", pkts)).flows
+    assert len(flows) == 3000
+    assert (flows["conn_state"] == "SF").all()
+    assert flows["community_id"].nunique() == 3000
