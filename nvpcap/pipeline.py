@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from .decode import status as st
 from .decode.decoder import PacketBatch, decode
@@ -32,7 +32,7 @@ NAMES_BY_CODE = st.NAMES
 class RecordSink(Protocol):
     """Where records go (output/ has the writers)."""
 
-    def write_flows(self, flows: pd.DataFrame) -> None: ...
+    def write_flows(self, flows: pl.DataFrame) -> None: ...
 
     def write_events(self, events: list[dict]) -> None: ...
 
@@ -92,42 +92,41 @@ class FileSummary:
         }
 
 
-def _session_columns(pb: PacketBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
+def _session_columns(pb: PacketBatch) -> dict[str, np.ndarray]:
+    """The flow table's view of a batch: the decoder's columns themselves, no copies (plus two derived)."""
     raw = pb.raw
     return {
-        "ts": raw.ts_ns[rows], "frame": raw.frame_no[rows], "wirelen": raw.wirelen[rows],
-        "iplen": pb.payload_len[rows] + (pb.payload_off[rows] - pb.l3_off[rows]),
-        "cut": raw.caplen[rows] < raw.wirelen[rows], "proto": pb.proto[rows], "ipver": pb.ip_version[rows],
-        "src_hi": pb.src_hi[rows], "src_lo": pb.src_lo[rows], "dst_hi": pb.dst_hi[rows],
-        "dst_lo": pb.dst_lo[rows], "sport": pb.sport[rows], "dport": pb.dport[rows],
-        "tcp_flags": pb.tcp_flags[rows], "seq": pb.seq[rows], "ack": pb.ack[rows], "win": pb.win[rows],
-        "paylen": pb.payload_len[rows], "paycap": pb.payload_cap[rows], "icmp_id": pb.icmp_id[rows], "vlan": pb.vlan[rows], "vlan2": pb.vlan2[rows],
+        "ts": raw.ts_ns, "frame": raw.frame_no, "wirelen": raw.wirelen,
+        "iplen": pb.payload_len + (pb.payload_off - pb.l3_off), "cut": raw.caplen < raw.wirelen,
+        "proto": pb.proto, "ipver": pb.ip_version, "src_hi": pb.src_hi, "src_lo": pb.src_lo, "dst_hi": pb.dst_hi,
+        "dst_lo": pb.dst_lo, "sport": pb.sport, "dport": pb.dport, "tcp_flags": pb.tcp_flags, "seq": pb.seq,
+        "ack": pb.ack, "win": pb.win, "paylen": pb.payload_len, "paycap": pb.payload_cap, "icmp_id": pb.icmp_id,
+        "vlan": pb.vlan, "vlan2": pb.vlan2,
     }
 
 
-def _merge(pb: PacketBatch, ok: np.ndarray, reasm: Reassembled | None) -> dict[str, np.ndarray]:
-    """Whole packets plus reassembled datagrams, each datagram where its last fragment arrived."""
-    cols = _session_columns(pb, ok)
-    if reasm is None:
-        return cols
-    rp = reasm.packets
-    good = np.flatnonzero(rp.status == st.OK)
+def _merge(pb: PacketBatch, ok: np.ndarray, reasm: Reassembled | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Columns and the rows to feed, in capture order: whole packets plus reassembled datagrams, each
+    datagram where its last fragment arrived. Without datagrams this is the batch itself (no copy)."""
+    cols = _session_columns(pb)
+    good = np.flatnonzero(reasm.packets.status == st.OK) if reasm is not None else np.empty(0, np.int64)
     if good.shape[0] == 0:
-        return cols
-    extra = _session_columns(rp, good)
-    extra["wirelen"] = reasm.wirelen[good]
-    extra["cut"] = reasm.cut[good] | extra["cut"]
-    extra["vlan"] = reasm.vlan[good]
-    extra["vlan2"] = reasm.vlan2[good]
+        return cols, ok
+    extra = _session_columns(reasm.packets)
+    extra["wirelen"] = reasm.wirelen
+    extra["cut"] = reasm.cut | extra["cut"]
+    extra["vlan"] = reasm.vlan
+    extra["vlan2"] = reasm.vlan2
     # both position lists are sorted: place each datagram where its last fragment was, without a sort
     n_ok, n_r = ok.shape[0], good.shape[0]
     at = np.searchsorted(ok, reasm.position[good]) + np.arange(n_r)
     order = np.empty(n_ok + n_r, np.int64)
     is_r = np.zeros(n_ok + n_r, np.bool_)
     is_r[at] = True
-    order[~is_r] = np.arange(n_ok)
-    order[at] = n_ok + np.arange(n_r)
-    return {name: np.concatenate([cols[name], extra[name]])[order] for name in cols}
+    order[~is_r] = ok
+    order[at] = len(pb) + good
+    merged = {name: np.concatenate([cols[name], extra[name]]) for name in cols}
+    return merged, order
 
 
 class _FileRun:
@@ -151,9 +150,9 @@ class _FileRun:
         self.note_reassembled(reasm)
         self.note_fragment_threats()
         ok = np.flatnonzero(pb.status == st.OK)
-        cols = _merge(pb, ok, reasm)
-        if cols["ts"].shape[0]:
-            _slot, _side, _serial, ended = self.table.step(cols)
+        cols, rows = _merge(pb, ok, reasm)
+        if rows.shape[0]:
+            _slot, _side, _serial, ended = self.table.step(cols, rows)
             self.emit_flows(ended)
 
     def process_guarded(self, raw: RawBatch, offset: int) -> bool:
@@ -181,7 +180,7 @@ class _FileRun:
             return
         frame = build_flow_frame(ended, self.ctx)
         self.summary.flows += len(frame)
-        self.summary.flows_by_proto.update(frame["proto"].value_counts().to_dict())
+        self.summary.flows_by_proto.update(Counter(frame["proto"].to_list()))
         self.sink.write_flows(frame)
 
     def note_packets(self, pb: PacketBatch) -> None:

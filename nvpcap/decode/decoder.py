@@ -480,7 +480,8 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 win[i] = np.int32(_be16(buf, l4 + 14))
                 tcp_flags[i] = np.uint16(fl)
                 po = l4 + doff
-                payload_off[i] = po
+                # options cut by the snaplen: the payload starts past the captured bytes (none captured)
+                payload_off[i] = po if po < payload_end else payload_end
                 payload_len[i] = iwire - po
                 payload_cap[i] = payload_end - po if payload_end > po else 0
                 if (fl & SYN) and iwire > po:

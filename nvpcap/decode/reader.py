@@ -14,8 +14,8 @@ import numpy as np
 
 from . import records as rec
 
-DEFAULT_CHUNK = 8 << 20
-DEFAULT_BATCH_PACKETS = 1 << 15
+DEFAULT_CHUNK = 4 << 20
+DEFAULT_BATCH_PACKETS = 1 << 14
 
 
 @dataclass
@@ -66,14 +66,28 @@ class CaptureReader:
     sections: int = 0
     bytes_read: int = 0
     _frames: int = 0
+    _failed: bool = False
 
     # -- low-level buffering -------------------------------------------------------------------------------
     def _read(self, n: int) -> bytes:
-        try:
-            data = self.stream.read(n)
-        except Exception as exc:  # noqa: BLE001 - any decompressor or I/O error ends this file, never the run
-            self.issues.append(CaptureIssue("read-error", self.bytes_read, f"read failed: {exc}"))
+        """Up to n bytes. A read error (a cut gzip stream, a damaged disk) keeps what was read before it,
+        becomes an issue, and reads as the end of the file from then on."""
+        if self._failed:
             return b""
+        parts: list[bytes] = []
+        got = 0
+        read1 = getattr(self.stream, "read1", None)  # one underlying read at a time: an error loses nothing
+        try:
+            while got < n:
+                data = read1(n - got) if read1 is not None else self.stream.read(n - got)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+        except Exception as exc:  # noqa: BLE001 - any decompressor or I/O error ends this file, never the run
+            self._failed = True
+            self.issues.append(CaptureIssue("read-error", self.bytes_read + got, f"read failed: {exc}"))
+        data = b"".join(parts) if len(parts) != 1 else parts[0]
         self.bytes_read += len(data)
         return data
 

@@ -72,11 +72,49 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
+class _ZstdStream(io.RawIOBase):
+    """zstd frames decompressed one after another; a stream cut inside a frame raises EOFError.
+
+    zstandard's own stream_reader reports a cut stream as a clean end of data, which would hide a damaged
+    capture; the decompressobj API tells whether the last frame was complete.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._pending = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._pending:
+            data = self._raw.read(1 << 20)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("zstd stream ends inside a frame (the file is cut short)")
+                return 0
+            while data:
+                self._in_frame = True
+                self._pending += self._obj.decompress(data)
+                if not self._obj.eof:
+                    break
+                data = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
 def _decompressor(kind: str, raw: BinaryIO) -> BinaryIO:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if kind == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return io.BufferedReader(_ZstdStream(raw), buffer_size=1 << 20)  # type: ignore[return-value]
     if kind == "bz2":
         return bz2.BZ2File(raw)  # type: ignore[return-value]
     if kind == "xz":

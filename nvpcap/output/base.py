@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-import pandas as pd
+import polars as pl
 
 FORMATS = ("table", "jsonl", "eve", "csv", "parquet", "zeek")
 
@@ -18,7 +18,12 @@ EVENT_COLUMNS = [
 ]
 
 
-def flatten_events(events: list[dict]) -> pd.DataFrame:
+_INT_EVENT_COLUMNS = {"frame", "first_frame", "last_frame", "src_port", "dest_port", "rule_id", "severity", "count"}
+EVENT_SCHEMA = {c: pl.Int64 if c in _INT_EVENT_COLUMNS else pl.Float64 if c == "ts" else pl.Utf8 for c in EVENT_COLUMNS}
+
+
+def flatten_events(events: list[dict]) -> pl.DataFrame:
+    """Alerts and anomalies as one flat table (CSV, Parquet)."""
     rows = []
     for e in events:
         row = {c: e.get(c) for c in EVENT_COLUMNS}
@@ -29,16 +34,13 @@ def flatten_events(events: list[dict]) -> pd.DataFrame:
         if row["proto"] is not None:
             row["proto"] = str(row["proto"])
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-    for c in ("frame", "first_frame", "last_frame", "src_port", "dest_port", "rule_id", "severity", "count"):
-        frame[c] = frame[c].astype("Int64")
-    return frame
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=EVENT_SCHEMA)
 
 
 class Sink:
     """A writer of records. Subclasses override what they store."""
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
+    def write_flows(self, flows: pl.DataFrame) -> None:
         raise NotImplementedError
 
     def write_events(self, events: list[dict]) -> None:
@@ -79,20 +81,25 @@ def format_for_path(output: str | None, stdout_is_tty: bool) -> str:
 
 
 def open_sink(fmt: str, output: str | None) -> Sink:
-    from .csvout import CsvSink
-    from .jsonl import JsonlSink
-    from .parquet import ParquetSink
-    from .table import TableSink
-    from .zeek import ZeekSink
-
+    """The writer for `fmt`; each writer's libraries are imported only when it is used."""
     if fmt in ("jsonl", "eve"):
+        from .jsonl import JsonlSink
+
         return JsonlSink(output)
     if fmt == "csv":
+        from .csvout import CsvSink
+
         return CsvSink(output)
     if fmt == "parquet":
+        from .parquet import ParquetSink
+
         return ParquetSink(output)
     if fmt == "zeek":
+        from .zeek import ZeekSink
+
         return ZeekSink(output)
     if fmt == "table":
+        from .table import TableSink
+
         return TableSink(output)
     raise ValueError(f"unknown format {fmt!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import IO
 
-import pandas as pd
+import polars as pl
 
 from .base import Sink, flatten_events, open_text, sibling
 
@@ -15,13 +15,11 @@ class CsvSink(Sink):
         self._events_stream: IO[str] | None = None
         self._header = True
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
+    def write_flows(self, flows: pl.DataFrame) -> None:
         if not len(flows):
             return
-        flat = flows.copy()
-        flat["vlan"] = flat["vlan"].map(lambda v: "" if v is None else ",".join(map(str, v)))
-        flat["threat_ids"] = flat["threat_ids"].map(lambda v: ",".join(map(str, v)))
-        flat.to_csv(self.stream, index=False, header=self._header)
+        lists = [pl.col(c).list.eval(pl.element().cast(pl.Utf8)).list.join(",") for c in ("vlan", "threat_ids")]
+        self.stream.write(flows.with_columns(lists).write_csv(include_header=self._header))
         self._header = False
 
     def write_events(self, events: list[dict]) -> None:
@@ -30,7 +28,7 @@ class CsvSink(Sink):
         first = self._events_stream is None
         if first:
             self._events_stream = open(self._events_path, "w", encoding="utf-8", newline="")
-        flatten_events(events).to_csv(self._events_stream, index=False, header=first)
+        self._events_stream.write(flatten_events(events).write_csv(include_header=first))
 
     def close(self, run_summary: dict) -> None:
         self.stream.flush()

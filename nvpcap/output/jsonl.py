@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import polars as pl
 
 from .base import Sink, open_text
@@ -13,10 +12,10 @@ class JsonlSink(Sink):
     def __init__(self, output: str | None):
         self.stream, self._close = open_text(output)
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
+    def write_flows(self, flows: pl.DataFrame) -> None:
         # polars writes JSON lines about ten times faster than pandas.to_json (measured on 90k flows)
         if len(flows):
-            self.stream.write(pl.from_pandas(flows).write_ndjson())
+            self.stream.write(flows.write_ndjson())
 
     def write_events(self, events: list[dict]) -> None:
         for e in events:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -48,16 +48,16 @@ class ParquetSink(Sink):
         self._flows = pq.ParquetWriter(self.flows_path, FLOW_SCHEMA, compression="zstd")
         self._events: pq.ParquetWriter | None = None
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
+    def write_flows(self, flows: pl.DataFrame) -> None:
         if len(flows):
-            self._flows.write_table(pa.Table.from_pandas(flows, schema=FLOW_SCHEMA, preserve_index=False))
+            self._flows.write_table(flows.to_arrow().cast(FLOW_SCHEMA))
 
     def write_events(self, events: list[dict]) -> None:
         if not events:
             return
         if self._events is None:
             self._events = pq.ParquetWriter(self.events_path, EVENT_SCHEMA, compression="zstd")
-        table = pa.Table.from_pandas(flatten_events(events), schema=EVENT_SCHEMA, preserve_index=False)
+        table = flatten_events(events).to_arrow().cast(EVENT_SCHEMA)
         self._events.write_table(table)
 
     def close(self, run_summary: dict) -> None:

@@ -17,8 +17,8 @@ class TableSink(Sink):
         self.states: dict[tuple[str, str], int] = {}
         self.alerts: dict[str, int] = {}
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
-        f = flows.assign(total_bytes=flows["bytes_toserver"] + flows["bytes_toclient"])
+    def write_flows(self, flows) -> None:
+        f = flows.to_pandas().assign(total_bytes=flows["bytes_toserver"] + flows["bytes_toclient"])
         for key, n in f.groupby(["proto", "conn_state"]).size().items():
             self.states[key] = self.states.get(key, 0) + int(n)
         keep = ["pcap_filename", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "conn_state",

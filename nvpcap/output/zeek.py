@@ -5,7 +5,7 @@ import os
 import time
 from typing import IO
 
-import pandas as pd
+import polars as pl
 
 from .base import Sink, open_text
 
@@ -44,7 +44,7 @@ def _header(path: str, fields: list[tuple[str, str]]) -> str:
 
 def _clean(value: object) -> str:
     """Zeek escapes separators inside values; '-' marks an unset field."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and value != value):
         return "-"
     text = str(value)
     if text == "":
@@ -65,19 +65,18 @@ class ZeekSink(Sink):
         self.stream.write(_header("conn", CONN_FIELDS))
         self._extra: dict[str, IO[str]] = {}
 
-    def write_flows(self, flows: pd.DataFrame) -> None:
+    def write_flows(self, flows: pl.DataFrame) -> None:
         lines = []
-        for r in flows.itertuples(index=False):
-            positive = r.duration > 0
-            vlan = r.vlan or []
+        for r in flows.iter_rows(named=True):
+            positive = r["duration"] > 0
+            vlan = r["vlan"] or []
             row = [
-                f"{r.ts:.6f}", zeek_uid(r.flow_id), r.src_ip, r.src_port if r.src_port is not pd.NA else 0, r.dest_ip,
-                r.dest_port if r.dest_port is not pd.NA else 0, r.proto,
-                None if r.app_proto == "unknown" else r.app_proto,
-                f"{r.duration:.6f}" if positive else None,
-                r.payload_bytes_toserver if positive else None, r.payload_bytes_toclient if positive else None,
-                r.conn_state, None, None, r.missed_bytes, r.history or None, r.pkts_toserver, r.ip_bytes_toserver,
-                r.pkts_toclient, r.ip_bytes_toclient, None, r.community_id,
+                f"{r['ts']:.6f}", zeek_uid(r["flow_id"]), r["src_ip"], r["src_port"] or 0, r["dest_ip"],
+                r["dest_port"] or 0, r["proto"], None if r["app_proto"] == "unknown" else r["app_proto"],
+                f"{r['duration']:.6f}" if positive else None,
+                r["payload_bytes_toserver"] if positive else None, r["payload_bytes_toclient"] if positive else None,
+                r["conn_state"], None, None, r["missed_bytes"], r["history"] or None, r["pkts_toserver"],
+                r["ip_bytes_toserver"], r["pkts_toclient"], r["ip_bytes_toclient"], None, r["community_id"],
                 vlan[0] if len(vlan) > 0 else None, vlan[1] if len(vlan) > 1 else None,
             ]
             lines.append("\t".join(_clean(v) for v in row))

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from ..session import kernel as k
 from . import addresses
@@ -20,13 +20,19 @@ PROTO_NAMES = {1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre",
                89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp"}
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
-FLOW_COLUMNS = [
-    "event_type", "flow_id", "community_id", "ts", "timestamp", "duration", "src_ip", "src_port", "dest_ip",
-    "dest_port", "proto", "ip_version", "app_proto", "app_confidence", "conn_state", "history",
-    "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient", "payload_bytes_toserver",
-    "payload_bytes_toclient", "ip_bytes_toserver", "ip_bytes_toclient", "missed_bytes", "truncated_pkts", "vlan",
-    "icmp_type", "icmp_code", "end_reason", "pcap_filename", "first_frame", "last_frame", "threat_ids",
-]
+
+
+_STR, _INT, _FLOAT = pl.Utf8, pl.Int64, pl.Float64
+FLOW_SCHEMA: dict[str, pl.DataType] = {
+    "event_type": _STR, "flow_id": _INT, "community_id": _STR, "ts": _FLOAT, "timestamp": _STR, "duration": _FLOAT,
+    "src_ip": _STR, "src_port": _INT, "dest_ip": _STR, "dest_port": _INT, "proto": _STR, "ip_version": _INT,
+    "app_proto": _STR, "app_confidence": _STR, "conn_state": _STR, "history": _STR, "pkts_toserver": _INT,
+    "pkts_toclient": _INT, "bytes_toserver": _INT, "bytes_toclient": _INT, "payload_bytes_toserver": _INT,
+    "payload_bytes_toclient": _INT, "ip_bytes_toserver": _INT, "ip_bytes_toclient": _INT, "missed_bytes": _INT,
+    "truncated_pkts": _INT, "vlan": pl.List(pl.Int64), "icmp_type": _INT, "icmp_code": _INT, "end_reason": _STR,
+    "pcap_filename": _STR, "first_frame": _INT, "last_frame": _INT, "threat_ids": pl.List(pl.Int64),
+}
+FLOW_COLUMNS = list(FLOW_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,11 @@ def _tcp_sizes(f: np.ndarray) -> np.ndarray:
     return np.where(f["has_start"] == 1, np.maximum(size, 0), 0)
 
 
-def _nullable(values: np.ndarray, valid: np.ndarray) -> pd.arrays.IntegerArray:
+def _nullable(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     """An Int64 column that is missing (null) where `valid` is False."""
-    return pd.arrays.IntegerArray(np.where(valid, values, 0).astype(np.int64), ~np.asarray(valid, np.bool_))
+    series = pl.Series(name, np.asarray(values, np.int64))
+    return series if bool(np.all(valid)) else pl.select(
+        pl.when(pl.Series(np.asarray(valid, np.bool_))).then(series).otherwise(None).alias(name)).to_series()
 
 
 def iso_timestamps(ts_ns: np.ndarray) -> np.ndarray:
@@ -128,12 +136,16 @@ _PROTO_TABLE = np.array([PROTO_NAMES.get(p, str(p)) for p in range(256)], dtype=
 _END_REASONS = np.array([k.END_REASONS[i] for i in sorted(k.END_REASONS)], dtype=object)
 
 
-def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pd.DataFrame:
+def empty_flow_frame() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: FLOW_SCHEMA[c] for c in FLOW_COLUMNS})
+
+
+def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pl.DataFrame:
     """Flow records for the ended flows of one file, in the order they ended (column-wise, no per-flow loop
     beyond hashing and the rare string work)."""
     n = ended.shape[0]
     if n == 0:
-        return pd.DataFrame(columns=FLOW_COLUMNS)
+        return empty_flow_frame()
     f = ended
     proto = f["proto"].astype(np.int64)
     tcp_size = _tcp_sizes(f)
@@ -148,26 +160,21 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pd.DataFrame:
     dest_port = np.where(is_icmp, icmp_dport, sport)
     hists = f["hist"].view(f"S{k.HIST_MAX}").reshape(n).astype(str).astype(object)
     has_ports = np.isin(proto, (6, 17, 132)) | is_icmp
-    vlan = np.full(n, None, dtype=object)
-    tagged = np.flatnonzero(f["vlan"] >= 0)
-    for i in tagged.tolist():
-        v2 = int(f["vlan2"][i])
-        vlan[i] = [int(f["vlan"][i])] + ([v2] if v2 >= 0 else [])
-    frame = pd.DataFrame({
-        "event_type": "flow",
+    columns = {
+        "event_type": np.full(n, "flow", dtype=object),
         "flow_id": _flow_ids(ctx.pcap_filename, f["serial"], f["first_ts"], cid_words),
         "community_id": cids,
         "ts": f["first_ts"] / 1e9,
         "timestamp": iso_timestamps(f["first_ts"]),
         "duration": np.round((f["end_ts"] - f["first_ts"]) / 1e9, 6),
         "src_ip": _address_text(f["c_hi"], f["c_lo"]),
-        "src_port": _nullable(cport, has_ports),
+        "src_port": _nullable("src_port", cport, has_ports),
         "dest_ip": _address_text(f["s_hi"], f["s_lo"]),
-        "dest_port": _nullable(dest_port, has_ports),
+        "dest_port": _nullable("dest_port", dest_port, has_ports),
         "proto": _PROTO_TABLE[proto],
         "ip_version": f["ipver"].astype(np.int64),
-        "app_proto": "unknown",
-        "app_confidence": "none",
+        "app_proto": np.full(n, "unknown", dtype=object),
+        "app_confidence": np.full(n, "none", dtype=object),
         "conn_state": _conn_states(f, tcp_size, hists),
         "history": hists,
         "pkts_toserver": f["pkts"][:, 0],
@@ -180,13 +187,23 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pd.DataFrame:
         "ip_bytes_toclient": f["ip_bytes"][:, 1],
         "missed_bytes": f["missed"].sum(axis=1),
         "truncated_pkts": f["truncated"],
-        "vlan": vlan,
-        "icmp_type": _nullable(icmp_type, is_icmp),
-        "icmp_code": _nullable(icmp_code, is_icmp),
+        "vlan": f["vlan"].astype(np.int64),
+        "icmp_type": _nullable("icmp_type", icmp_type, is_icmp),
+        "icmp_code": _nullable("icmp_code", icmp_code, is_icmp),
         "end_reason": _END_REASONS[f["reason"]],
-        "pcap_filename": ctx.pcap_filename,
+        "pcap_filename": np.full(n, ctx.pcap_filename, dtype=object),
         "first_frame": f["first_frame"],
         "last_frame": f["last_frame"],
-        "threat_ids": [[] for _ in range(n)],
-    })
-    return frame[FLOW_COLUMNS]
+        "threat_ids": f["vlan2"].astype(np.int64),
+    }
+    # list columns are built by expressions: constructing them from Python lists costs more than the rest
+    v1, v2 = pl.col("vlan"), pl.col("threat_ids")
+    lists = [
+        pl.when(v1 < 0).then(None).when(v2 < 0).then(pl.concat_list([v1])).otherwise(pl.concat_list([v1, v2]))
+        .alias("vlan"),
+        pl.concat_list([v1]).list.slice(0, 0).alias("threat_ids"),
+    ]
+    numeric = {c: v for c, v in columns.items() if c not in ("vlan", "threat_ids")}
+    frame = pl.DataFrame(numeric, schema_overrides={c: FLOW_SCHEMA[c] for c in numeric})
+    frame = frame.with_columns(pl.Series("vlan", columns["vlan"]), pl.Series("threat_ids", columns["threat_ids"]))
+    return frame.with_columns(lists).select(FLOW_COLUMNS)

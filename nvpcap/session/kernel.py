@@ -370,11 +370,15 @@ def _new_slot(tab, free, ctr):
 @jit
 def flow_step(tab, index, free, done, ctr, cfg, likely,
               ts, frame, wirelen, iplen, cut, proto, ipver, s_hi, s_lo, d_hi, d_lo, sport, dport,
-              tflags, seq, ack, win, paylen, paycap, icmp_id, vlan, vlan2,
+              tflags, seq, ack, win, paylen, paycap, icmp_id, vlan, vlan2, rows,
               out_slot, out_side, out_serial):
-    """Process packets in order. The caller guarantees tab has room for every packet to start a flow."""
-    n = ts.shape[0]
-    for i in range(n):
+    """Process the packets `rows` (indexes into the columns, in capture order).
+
+    Taking row indexes instead of gathered columns saves a copy of every column per batch. The caller
+    guarantees tab has room for every packet to start a flow. Outputs are per position in `rows`.
+    """
+    for j in range(rows.shape[0]):
+        i = rows[j]
         now = ts[i]
         if now >= ctr[K_NEXT_SWEEP]:
             if ctr[K_NEXT_SWEEP] > 0:
@@ -504,9 +508,9 @@ def flow_step(tab, index, free, done, ctr, cfg, likely,
             r["app_bytes"][side] += pl
         else:
             _tcp_packet(r, side, peer, fl, syn, ackf, fin, rst, seq[i], ack[i], win[i], pl, paycap[i])
-        out_slot[i] = slot
-        out_side[i] = side
-        out_serial[i] = r["serial"]
+        out_slot[j] = slot
+        out_side[j] = side
+        out_serial[j] = r["serial"]
 
 
 @jit

@@ -98,8 +98,8 @@ class FlowTable:
         return int(self.ctr[k.K_PEAK])
 
     def _reserve(self, n_new: int) -> None:
-        """Make room for `n_new` flows to start without touching slots that still hold data."""
-        need = int(self.ctr[k.K_HW]) + n_new
+        """Make room for `n_new` flows to start: free slots first, then new ones above the high-water mark."""
+        need = int(self.ctr[k.K_HW]) + max(0, n_new - int(self.ctr[k.K_NFREE]))
         if need <= self.tab.shape[0]:
             return
         cap = max(need, self.tab.shape[0] * 3 // 2, 1024)
@@ -122,9 +122,12 @@ class FlowTable:
         k.rebuild_index(self.tab, int(self.ctr[k.K_HW]), self.index)
         self.ctr[k.K_TOMBS] = 0
 
-    def step(self, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Feed packets (columns in capture order). Returns (slot, side, flow serial) per packet and ended flows."""
-        n = cols["ts"].shape[0]
+    def step(self, cols: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Feed packets `rows` of the columns, in capture order.
+
+        Returns (slot, side, flow serial) per row and the flows that ended.
+        """
+        n = rows.shape[0]
         self._reserve(n)
         self._reserve_index(n)
         done = np.empty(n + int(self.ctr[k.K_ACTIVE]) + 1, np.int64)
@@ -138,7 +141,7 @@ class FlowTable:
                 cols["ts"], cols["frame"], cols["wirelen"], cols["iplen"], cols["cut"], cols["proto"],
                 cols["ipver"], cols["src_hi"], cols["src_lo"], cols["dst_hi"], cols["dst_lo"], cols["sport"],
                 cols["dport"], cols["tcp_flags"], cols["seq"], cols["ack"], cols["win"], cols["paylen"], cols["paycap"],
-                cols["icmp_id"], cols["vlan"], cols["vlan2"], out_slot, out_side, out_serial,
+                cols["icmp_id"], cols["vlan"], cols["vlan2"], rows, out_slot, out_side, out_serial,
             )
         return out_slot, out_side, out_serial, self._harvest(done)
 
