@@ -11,6 +11,8 @@ import hashlib
 import struct
 
 import numpy as np
+
+from .._jit import jit
 from communityid import icmp as _icmp
 from communityid import icmp6 as _icmp6
 
@@ -98,12 +100,91 @@ def community_ids(proto: np.ndarray, s_hi: np.ndarray, s_lo: np.ndarray, d_hi: n
         buf[:, width - 6] = proto[rows]
         buf[:, width - 4:width - 2] = pa[rows].astype(">u2").view(np.uint8).reshape(m, 2)
         buf[:, width - 2:width] = pb[rows].astype(">u2").view(np.uint8).reshape(m, 2)
-        raw = buf.tobytes()
-        ports = has_ports[rows]
-        sha1, b64 = hashlib.sha1, base64.b64encode
+        lengths = np.where(has_ports[rows], width, width - 4).astype(np.int64)
+        digests = np.empty((m, 20), np.uint8)
+        sha1_short(buf, lengths, digests)
+        words[rows] = digests[:, :8].copy().view(">u8").reshape(m).astype(np.uint64)
+        texts = _base64_20(digests)
         for j, i in enumerate(rows.tolist()):
-            start = j * width
-            digest = sha1(raw[start:start + width if ports[j] else start + width - 4]).digest()
-            words[i] = int.from_bytes(digest[:8], "big")
-            out[i] = "1:" + b64(digest).decode("ascii")
+            out[i] = texts[j]
     return out, words
+
+
+_B64 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", np.uint8)
+
+
+def _base64_20(digests: np.ndarray) -> list[str]:
+    """'1:' + base64 of many 20-byte digests at once (27 characters and one '=')."""
+    m = digests.shape[0]
+    padded = np.zeros((m, 21), np.uint32)
+    padded[:, :20] = digests
+    g = padded.reshape(m, 7, 3)
+    triple = (g[:, :, 0] << 16) | (g[:, :, 1] << 8) | g[:, :, 2]
+    sextets = np.stack([(triple >> s) & 63 for s in (18, 12, 6, 0)], axis=2).reshape(m, 28)
+    chars = _B64[sextets]
+    chars[:, 27] = ord("=")
+    text = np.full((m, 30), ord(":"), np.uint8)
+    text[:, 0] = ord("1")
+    text[:, 2:] = chars
+    return text.view("S30").reshape(m).astype(str).tolist()
+
+
+@jit
+def _rotl(x, n):
+    return ((x << np.uint32(n)) | (x >> np.uint32(32 - n))) & np.uint32(0xFFFFFFFF)
+
+
+@jit
+def sha1_short(msgs, lengths, out):
+    """SHA-1 (FIPS 180-4) of many messages of at most 55 bytes: each fits one padded 64-byte block.
+
+    Community IDs hash 12 to 40 bytes per flow; doing it here, compiled, replaces a hashlib call per flow.
+    tests/test_community_id.py checks the result against hashlib and the reference package.
+    """
+    w = np.zeros(80, np.uint32)
+    block = np.zeros(64, np.uint8)
+    for r in range(msgs.shape[0]):
+        n = lengths[r]
+        block[:] = 0
+        block[:n] = msgs[r, :n]
+        block[n] = 0x80
+        bits = n * 8
+        block[62] = (bits >> 8) & 0xFF
+        block[63] = bits & 0xFF
+        for t in range(16):
+            w[t] = (np.uint32(block[4 * t]) << np.uint32(24)) | (np.uint32(block[4 * t + 1]) << np.uint32(16)) \
+                | (np.uint32(block[4 * t + 2]) << np.uint32(8)) | np.uint32(block[4 * t + 3])
+        for t in range(16, 80):
+            w[t] = _rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1)
+        a = np.uint32(0x67452301)
+        b = np.uint32(0xEFCDAB89)
+        c = np.uint32(0x98BADCFE)
+        d = np.uint32(0x10325476)
+        e = np.uint32(0xC3D2E1F0)
+        for t in range(80):
+            if t < 20:
+                f = (b & c) | (~b & d)
+                k = np.uint32(0x5A827999)
+            elif t < 40:
+                f = b ^ c ^ d
+                k = np.uint32(0x6ED9EBA1)
+            elif t < 60:
+                f = (b & c) | (b & d) | (c & d)
+                k = np.uint32(0x8F1BBCDC)
+            else:
+                f = b ^ c ^ d
+                k = np.uint32(0xCA62C1D6)
+            tmp = (_rotl(a, 5) + f + e + k + w[t]) & np.uint32(0xFFFFFFFF)
+            e = d
+            d = c
+            c = _rotl(b, 30)
+            b = a
+            a = tmp
+        h = (np.uint32(0x67452301) + a, np.uint32(0xEFCDAB89) + b, np.uint32(0x98BADCFE) + c,
+             np.uint32(0x10325476) + d, np.uint32(0xC3D2E1F0) + e)
+        for i in range(5):
+            v = h[i] & np.uint32(0xFFFFFFFF)
+            out[r, 4 * i] = (v >> np.uint32(24)) & 0xFF
+            out[r, 4 * i + 1] = (v >> np.uint32(16)) & 0xFF
+            out[r, 4 * i + 2] = (v >> np.uint32(8)) & 0xFF
+            out[r, 4 * i + 3] = v & 0xFF
