@@ -7,6 +7,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
@@ -42,20 +43,21 @@ def _show_progress(quiet: bool) -> bool:
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
             summary_json: str | None, max_flows: int) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
-    err = Console(stderr=True)
+    # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
+    err = Console(stderr=True, soft_wrap=True)
     inputs, problems = expand_inputs(paths)
     for p in problems:
-        err.print(f"[red]nvpcap: {p}[/]")
+        err.print(f"nvpcap: {p}", style="red", markup=False, highlight=False)
     if problems:
         sys.exit(EXIT_USAGE)
     if not inputs:
-        err.print("[red]nvpcap: no capture files found[/]")
+        err.print("nvpcap: no capture files found", style="red", markup=False)
         sys.exit(EXIT_USAGE)
     fmt = fmt or format_for_path(output, sys.stdout.isatty())
     try:
         sink = open_sink(fmt, output)
     except (ValueError, OSError) as exc:
-        err.print(f"[red]nvpcap: {exc}[/]")
+        err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
     config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows))
     ordered = order_inputs(inputs)
@@ -66,11 +68,12 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         total = sum(file_size(n) or 0 for n in ordered) or None
         task = progress.add_task("analysing", total=total)
         for name in ordered:
-            progress.update(task, description=os.path.basename(name))
+            progress.update(task, description=escape(os.path.basename(name)))
             s = analyze_file(name, sink, config, progress=lambda n: progress.advance(task, n))
             summaries.append(s)
             for issue in s.issues:
-                err.print(f"[yellow]nvpcap: {name}: offset {issue.offset}: {issue.message}[/]")
+                err.print(f"nvpcap: {name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
+                          highlight=False)
     summary = run_summary(summaries)
     sink.close(summary)
     if summary_json:
@@ -85,7 +88,8 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
 def _print_totals(err: Console, summary: dict) -> None:
     for f in summary["files"]:
         outcomes = ", ".join(f"{k} {v}" for k, v in f["outcomes"].items())
-        err.print(f"{f['file']}: {f['packets']} packets ({outcomes}); {f['flows']} flows", highlight=False)
+        err.print(f"{f['file']}: {f['packets']} packets ({outcomes}); {f['flows']} flows", highlight=False,
+                  markup=False)
     t = summary["totals"]
     err.print(f"total: {t['packets']} packets, {t['flows']} flows, {t['alerts']} alerts, {t['anomalies']} anomalies",
               highlight=False)

@@ -116,7 +116,7 @@ def _tcp_options_bad(b, o, end, cap_end, flags):
     Options that the capture cut off (beyond cap_end) are not judged: snaplen is not the sender's fault.
     """
     mss = -1
-    while o < end:
+    while o < end and o < cap_end:
         if o + 2 > cap_end and o + 2 <= end:
             break
         kind = b[o]
@@ -143,7 +143,7 @@ def _tcp_options_bad(b, o, end, cap_end, flags):
             if ln != 2:
                 return True, mss
         elif kind == 5:
-            if ln == 2 and o + 4 <= end and b[o + 2] == 0 and b[o + 3] == 0:
+            if ln == 2 and o + 4 <= end and o + 4 <= cap_end and b[o + 2] == 0 and b[o + 3] == 0:
                 return True, mss
         elif kind == 8:
             if ln != 10:
@@ -499,7 +499,8 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
                 uend = iwire
                 if ulen >= 8 and l4 + ulen < iwire:
                     uend = l4 + ulen
-                if depth < MAX_ENCAP_DEPTH and dp == VXLAN_PORT and uend - l4 >= 16 and (buf[l4 + 8] & 0x08):
+                if depth < MAX_ENCAP_DEPTH and dp == VXLAN_PORT and uend - l4 >= 16 and end - l4 >= 16 \
+                        and (buf[l4 + 8] & 0x08):
                     p = l4 + 16
                     end = uend if uend < end else end
                     depth += 1

@@ -225,7 +225,9 @@ class CaptureReader:
                     continue
                 break
             if reason == rec.CORRUPT:
-                self.issues.append(CaptureIssue("corrupt-block", base + pos, used_msg(pending, pos, big)))
+                lost = 1 if _block_type(pending, pos, big) in rec.PACKET_BLOCKS else 0
+                self.issues.append(CaptureIssue("corrupt-block", base + pos, used_msg(pending, pos, big), packets=lost))
+                self._frames += lost
                 return
             base += pos
             pending = pending[pos:]
@@ -294,6 +296,10 @@ def _parse_idb_options(opts: bytes, e: str, iface: _Interface) -> None:
         elif code == 14 and length >= 8:
             iface.offset_s = struct.unpack_from(e + "q", val, 0)[0]
         i += 4 + ((length + 3) & ~3)
+
+
+def _block_type(data: bytes, pos: int, big: bool) -> int:
+    return struct.unpack_from((">" if big else "<") + "I", data, pos)[0] if len(data) - pos >= 4 else -1
 
 
 def used_msg(data: bytes, pos: int, big: bool) -> str:

@@ -21,6 +21,7 @@ PCAPNG_IDB = 1
 PCAPNG_PB = 2
 PCAPNG_SPB = 3
 PCAPNG_EPB = 6
+PACKET_BLOCKS = (PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB)
 
 # A packet record longer than this is corrupt (libpcap's own ceiling is 256 KiB; allow jumbo/loopback headroom).
 MAX_RECORD_LEN = 1 << 20
