@@ -26,7 +26,7 @@ from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
 from .session.table import FlowTable, FlowTableConfig
 
-NAMES_BY_CODE = st.NAMES
+FLOW_BLOCK = 4096  # ended flows turned into records at a time
 
 
 class RecordSink(Protocol):
@@ -141,6 +141,8 @@ class _FileRun:
         self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
         self.events = EventCollector(self.display)
         self.internal_errors: list[CaptureIssue] = []
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
 
     def process(self, raw: RawBatch) -> None:
         """One batch through decode, reassembly and the flow table."""
@@ -175,10 +177,17 @@ class _FileRun:
                 "please report this with the capture"))
             return False
 
-    def emit_flows(self, ended: np.ndarray) -> None:
-        if ended.shape[0] == 0:
+    def emit_flows(self, ended: np.ndarray, final: bool = False) -> None:
+        """Queue ended flows; records are built and written in blocks of FLOW_BLOCK flows (fewer, larger
+        frames cost less per flow), and at the end of the file."""
+        if ended.shape[0]:
+            self.pending.append(ended)
+            self.pending_n += ended.shape[0]
+        if self.pending_n == 0 or (self.pending_n < FLOW_BLOCK and not final):
             return
-        frame = build_flow_frame(ended, self.ctx)
+        block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.pending_n = [], 0
+        frame = build_flow_frame(block, self.ctx)
         self.summary.flows += len(frame)
         self.summary.flows_by_proto.update(Counter(frame["proto"].to_list()))
         self.sink.write_flows(frame)
@@ -294,6 +303,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
         else:
             for ended in run.table.flush():
                 run.emit_flows(ended)
+        run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
     finally:
         opened.close()
     run.defrag.finish()

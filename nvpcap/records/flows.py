@@ -58,8 +58,8 @@ def _tcp_sizes(f: np.ndarray) -> np.ndarray:
 def _nullable(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     """An Int64 column that is missing (null) where `valid` is False."""
     series = pl.Series(name, np.asarray(values, np.int64))
-    return series if bool(np.all(valid)) else pl.select(
-        pl.when(pl.Series(np.asarray(valid, np.bool_))).then(series).otherwise(None).alias(name)).to_series()
+    missing = np.flatnonzero(~np.asarray(valid, np.bool_))
+    return series.scatter(missing, None) if missing.shape[0] else series
 
 
 def iso_timestamps(ts_ns: np.ndarray) -> np.ndarray:

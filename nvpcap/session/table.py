@@ -145,7 +145,7 @@ class FlowTable:
             )
         return out_slot, out_side, out_serial, self._harvest(done)
 
-    def flush(self, chunk: int = 8192) -> Iterator[np.ndarray]:
+    def flush(self, chunk: int = 4096) -> Iterator[np.ndarray]:
         """End every flow still open (end of input), `chunk` flows at a time to keep memory flat."""
         while int(self.ctr[k.K_ACTIVE]) > 0:
             done = np.empty(chunk, np.int64)
