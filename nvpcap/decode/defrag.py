@@ -8,6 +8,7 @@ Completed datagrams are decoded again as raw IP, so flows see them as one packet
 """
 from __future__ import annotations
 
+import bisect
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ NS = 1_000_000_000
 MAX_DATAGRAM = 65535
 PING_OF_DEATH_BYTES = 32000
 ICMP_REPLY_TYPES = {(4, 0), (6, 129)}
+_FRAGMENT_COLUMNS = ("ip_version", "src_hi", "src_lo", "dst_hi", "dst_lo", "frag_id", "frag_nh", "vlan", "vlan2",
+                     "frag_off", "frag_data_off", "l3_off", "ip_wire_end", "ip_end", "frag_more")
 
 
 @dataclass
@@ -53,7 +56,9 @@ class LostFragment:
 class _Tracker:
     header: bytes | None = None  # IP header of the offset-0 fragment (IPv6: the 40-byte fixed header)
     pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> captured bytes
-    ranges: list[tuple[int, int]] = field(default_factory=list)  # [start, end) on the wire
+    starts: list[int] = field(default_factory=list)  # held pieces [start, end) on the wire, sorted by start
+    ends: list[int] = field(default_factory=list)
+    covered: int = 0  # bytes held; pieces never overlap, so the datagram is whole when covered == total
     total: int = -1  # datagram payload length, once the last fragment is seen
     max_end: int = 0
     last_ts: int = 0
@@ -86,6 +91,7 @@ class Defragmenter:
         self.outcomes: Counter[str] = Counter()
         self.threats: list[FragmentThreat] = []
         self.lost: list[LostFragment] = []
+        self._next_expiry = 0
 
     def _lose(self, outcome: str, ts: int, frame: int) -> None:
         self.outcomes[outcome] += 1
@@ -97,6 +103,10 @@ class Defragmenter:
             self._lose(outcome, ts, frame)
 
     def _expire(self, now: int) -> None:
+        """End trackers idle past the timeout; checked once per second of capture time, not per fragment."""
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + NS
         old = [k for k, t in self.trackers.items() if now - t.last_ts > self.timeout_ns]
         for k in old:
             self._drop(k, "fragment-expired")
@@ -120,29 +130,36 @@ class Defragmenter:
         done_cut: list[bool] = []
         done_vlan: list[tuple[int, int]] = []
         done_meta: list[tuple[int, int]] = []  # (ts, frame)
-        for i in rows.tolist():
-            now = int(raw.ts_ns[i])
+        # plain Python lists: indexing numpy arrays one element at a time costs more than all the logic below
+        col = {name: getattr(pb, name)[rows].tolist() for name in _FRAGMENT_COLUMNS}
+        ts_l, frame_l = raw.ts_ns[rows].tolist(), raw.frame_no[rows].tolist()
+        wirelen_l, caplen_l = raw.wirelen[rows].tolist(), raw.caplen[rows].tolist()
+        for j, i in enumerate(rows.tolist()):
+            now = ts_l[j]
             self._expire(now)
-            ver = int(pb.ip_version[i])
-            key = (ver, int(pb.src_hi[i]), int(pb.src_lo[i]), int(pb.dst_hi[i]), int(pb.dst_lo[i]),
-                   int(pb.frag_id[i]), int(pb.frag_nh[i]))
+            ver = col["ip_version"][j]
+            key = (ver, col["src_hi"][j], col["src_lo"][j], col["dst_hi"][j], col["dst_lo"][j], col["frag_id"][j],
+                   col["frag_nh"][j])
             tr = self.trackers.get(key)
+            if tr is not None and now - tr.last_ts > self.timeout_ns:
+                self._drop(key, "fragment-expired")  # exact per tracker; the sweep above is per second
+                tr = None
             if tr is None:
                 if len(self.trackers) >= self.max_trackers:
                     oldest = min(self.trackers, key=lambda k: self.trackers[k].last_ts)
                     self._drop(oldest, "fragment-expired")
-                tr = self.trackers[key] = _Tracker(vlan=int(pb.vlan[i]), vlan2=int(pb.vlan2[i]))
-            off = int(pb.frag_off[i])
-            data_off = int(pb.frag_data_off[i])
-            l3 = int(pb.l3_off[i])
-            wire_len = self._wire_data_len(pb, i)
-            cap_end = int(pb.ip_end[i])
+                tr = self.trackers[key] = _Tracker(vlan=col["vlan"][j], vlan2=col["vlan2"][j])
+            off = col["frag_off"][j]
+            data_off = col["frag_data_off"][j]
+            l3 = col["l3_off"][j]
+            wire_len = col["ip_wire_end"][j] - data_off  # fragment data per the IP header, not the capture
+            cap_end = col["ip_end"][j]
             end = off + wire_len
-            more = bool(pb.frag_more[i])
+            more = bool(col["frag_more"][j])
             outcome = None
             if wire_len <= 0:
                 outcome = "fragment-invalid"
-            elif any(off < b and end > a for a, b in tr.ranges):
+            elif _overlaps(tr.starts, tr.ends, off, end):
                 outcome = "fragment-overlap"
                 if ver == 4:
                     self.threats.append(self._threat(2002, pb, i, key, "overlapping IPv4 fragment (teardrop)"))
@@ -153,23 +170,26 @@ class Defragmenter:
             elif end > MAX_DATAGRAM:
                 outcome = "fragment-oversize"
             if outcome is not None:
-                self._lose(outcome, now, int(raw.frame_no[i]))
+                self._lose(outcome, now, frame_l[j])
                 tr.last_ts = now
                 if not tr.frames:
                     del self.trackers[key]
                 continue
-            tr.frames.append((now, int(raw.frame_no[i])))
+            tr.frames.append((now, frame_l[j]))
             tr.last_ts = now
-            tr.wire_bytes += int(raw.wirelen[i])
-            tr.cut = tr.cut or bool(raw.caplen[i] < raw.wirelen[i]) or cap_end - data_off < wire_len
-            tr.ranges.append((off, end))
+            tr.wire_bytes += wirelen_l[j]
+            tr.cut = tr.cut or caplen_l[j] < wirelen_l[j] or cap_end - data_off < wire_len
+            at = bisect.bisect_left(tr.starts, off)
+            tr.starts.insert(at, off)
+            tr.ends.insert(at, end)
+            tr.covered += end - off
             tr.pieces[off] = bytes(buf[data_off:max(data_off, cap_end)])
             tr.max_end = max(tr.max_end, end)
             if not more:
                 tr.total = end
             if off == 0:
-                tr.header = self._header(pb, i, buf, l3, data_off)
-            if tr.total < 0 or tr.header is None or not _covers(tr.ranges, tr.total):
+                tr.header = bytes(buf[l3:data_off]) if ver == 4 else bytes(buf[l3:l3 + 40])
+            if tr.total < 0 or tr.header is None or tr.covered != tr.total:
                 continue
             del self.trackers[key]
             self.outcomes["fragment-reassembled"] += len(tr.frames)
@@ -181,7 +201,7 @@ class Defragmenter:
             done_wire.append(tr.wire_bytes)
             done_cut.append(tr.cut)
             done_vlan.append((tr.vlan, tr.vlan2))
-            done_meta.append((now, int(raw.frame_no[i])))
+            done_meta.append((now, frame_l[j]))
             if key[6] in (1, 58) and tr.total - 8 > PING_OF_DEATH_BYTES and len(payload) >= 1 \
                     and (ver, payload[0]) not in ICMP_REPLY_TYPES:
                 self.threats.append(self._threat(
@@ -189,17 +209,6 @@ class Defragmenter:
         if not done_bytes:
             return None
         return self._decode(done_bytes, done_pos, done_wire, done_cut, done_vlan, done_meta)
-
-    @staticmethod
-    def _wire_data_len(pb: PacketBatch, i: int) -> int:
-        """Fragment data length per the IP header (not the captured length)."""
-        return int(pb.ip_wire_end[i] - pb.frag_data_off[i])
-
-    @staticmethod
-    def _header(pb: PacketBatch, i: int, buf: np.ndarray, l3: int, data_off: int) -> bytes:
-        if int(pb.ip_version[i]) == 4:
-            return bytes(buf[l3:data_off])
-        return bytes(buf[l3:l3 + 40])
 
     def _threat(self, tid: int, pb: PacketBatch, i: int, key: tuple, msg: str) -> FragmentThreat:
         return FragmentThreat(tid, int(pb.raw.ts_ns[i]), int(pb.raw.frame_no[i]), key[0], key[1], key[2], key[3],
@@ -223,14 +232,12 @@ class Defragmenter:
         )
 
 
-def _covers(ranges: list[tuple[int, int]], total: int) -> bool:
-    """True when the ranges cover [0, total) without a hole."""
-    reach = 0
-    for a, b in sorted(ranges):
-        if a > reach:
-            return False
-        reach = max(reach, b)
-    return reach >= total
+def _overlaps(starts: list[int], ends: list[int], off: int, end: int) -> bool:
+    """Does [off, end) overlap a held piece? Pieces are disjoint and sorted: only the neighbours matter."""
+    at = bisect.bisect_left(starts, off)
+    if at < len(starts) and starts[at] < end:
+        return True
+    return at > 0 and ends[at - 1] > off
 
 
 def _rebuild(ver: int, header: bytes, payload: bytes, proto: int) -> bytes:

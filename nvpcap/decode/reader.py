@@ -192,17 +192,31 @@ class CaptureReader:
             pos = 0
             need = 12
             while True:
-                link = np.array([i.linktype for i in ifaces] or [0], np.int32)
-                snap = np.array([i.snaplen for i in ifaces] or [0], np.int64)
-                units = np.array([i.units for i in ifaces] or [1], np.int64)
-                offs = np.array([i.offset_s for i in ifaces] or [0], np.int64)
+                # one set of output columns is filled across section/interface blocks: a file made of many
+                # small sections (mergecap -a) must not become many tiny batches
                 cap_n = min(self.batch_packets, buf.shape[0] // 16 + 1)
                 off, cap, wire, ts = self._alloc(cap_n)
                 lt = np.empty(cap_n, np.int32)
                 ifc = np.empty(cap_n, np.int32)
-                n, pos, reason = rec.walk_pcapng(
-                    buf, pos, big, link, snap, units, offs, len(ifaces), off, cap, wire, ts, lt, ifc, cap_n, last_ts
-                )
+                n = 0
+                while True:
+                    tables = _interface_tables(ifaces)
+                    k, pos, reason = rec.walk_pcapng(
+                        buf, pos, big, *tables, len(ifaces), off[n:], cap[n:], wire[n:], ts[n:], lt[n:], ifc[n:],
+                        cap_n - n, last_ts,
+                    )
+                    n += k
+                    if reason != rec.PYTHON_BLOCK:
+                        break
+                    status, big, used = self._section_or_interface(pending, pos, big, ifaces)
+                    if status == "need":
+                        need = used
+                        reason = rec.NEED_MORE
+                        break
+                    if status == "corrupt":
+                        reason = rec.CORRUPT
+                        break
+                    pos += used
                 if n:
                     bad_if = int(np.count_nonzero(lt[:n] < 0))
                     if bad_if:
@@ -210,20 +224,8 @@ class CaptureReader:
                             "corrupt-block", base + pos, f"{bad_if} packet blocks name an interface that was never described",
                         ))
                     yield RawBatch(buf, off[:n], cap[:n], wire[:n], ts[:n], lt[:n], ifc[:n], self._frame_numbers(n))
-                if reason == rec.FULL:
-                    continue
-                if reason == rec.PYTHON_BLOCK:
-                    status, big, used = self._section_or_interface(pending, pos, big, ifaces)
-                    if status == "need":
-                        need = used
-                        reason = rec.NEED_MORE
-                        break
-                    if status == "corrupt":
-                        self.issues.append(CaptureIssue("corrupt-block", base + pos, used_msg(pending, pos, big)))
-                        return
-                    pos += used
-                    continue
-                break
+                if reason != rec.FULL:
+                    break
             if reason == rec.CORRUPT:
                 lost = 1 if _block_type(pending, pos, big) in rec.PACKET_BLOCKS else 0
                 self.issues.append(CaptureIssue("corrupt-block", base + pos, used_msg(pending, pos, big), packets=lost))
@@ -276,6 +278,16 @@ class CaptureReader:
         ifaces.append(iface)
         self.linktypes.add(linktype)
         return "ok", big, blen
+
+
+def _interface_tables(ifaces: list[_Interface]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-interface link type, snaplen, time units and offset, as arrays for the compiled walk."""
+    return (
+        np.array([i.linktype for i in ifaces] or [0], np.int32),
+        np.array([i.snaplen for i in ifaces] or [0], np.int64),
+        np.array([i.units for i in ifaces] or [1], np.int64),
+        np.array([i.offset_s for i in ifaces] or [0], np.int64),
+    )
 
 
 def _parse_idb_options(opts: bytes, e: str, iface: _Interface) -> None:

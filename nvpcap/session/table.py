@@ -102,7 +102,7 @@ class FlowTable:
         need = int(self.ctr[k.K_HW]) + max(0, n_new - int(self.ctr[k.K_NFREE]))
         if need <= self.tab.shape[0]:
             return
-        cap = max(need, self.tab.shape[0] * 3 // 2, 1024)
+        cap = max(need, self.tab.shape[0] * 2, 16384)
         tab = np.zeros(cap, k.FLOW_DTYPE)
         tab[: self.tab.shape[0]] = self.tab
         self.tab = tab
