@@ -26,7 +26,7 @@ from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
 from .session.table import FlowTable, FlowTableConfig
 
-FLOW_BLOCK = 4096  # ended flows turned into records at a time
+FLOW_BLOCK = 1024  # ended flows turned into records at a time
 
 
 class RecordSink(Protocol):
@@ -301,7 +301,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
                 progress(reader.bytes_read - last_bytes)
                 last_bytes = reader.bytes_read
         else:
-            for ended in run.table.flush():
+            for ended in run.table.flush(FLOW_BLOCK):
                 run.emit_flows(ended)
         run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
     finally:

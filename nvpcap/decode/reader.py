@@ -14,7 +14,7 @@ import numpy as np
 
 from . import records as rec
 
-DEFAULT_CHUNK = 4 << 20
+DEFAULT_CHUNK = 2 << 20
 DEFAULT_BATCH_PACKETS = 1 << 14
 
 
@@ -69,6 +69,24 @@ class CaptureReader:
     _failed: bool = False
 
     # -- low-level buffering -------------------------------------------------------------------------------
+    def _fill(self, target: memoryview) -> int:
+        """Read into `target` until it is full or the input ends; returns the bytes read. Errors as `_read`."""
+        if self._failed:
+            return 0
+        into = getattr(self.stream, "readinto1", None) or self.stream.readinto
+        got = 0
+        try:
+            while got < len(target):
+                n = into(target[got:])
+                if not n:
+                    break
+                got += n
+        except Exception as exc:  # noqa: BLE001 - any decompressor or I/O error ends this file, never the run
+            self._failed = True
+            self.issues.append(CaptureIssue("read-error", self.bytes_read + got, f"read failed: {exc}"))
+        self.bytes_read += got
+        return got
+
     def _read(self, n: int) -> bytes:
         """Up to n bytes. A read error (a cut gzip stream, a damaged disk) keeps what was read before it,
         becomes an issue, and reads as the end of the file from then on."""
@@ -131,29 +149,37 @@ class CaptureReader:
         self.linktypes.add(linktype)
         self.sections = 1
         base = 24  # file offset of buf[0]
-        pending = b""
-        eof = False
+        # Two reusable buffers, used in turn: each refill reads straight into one (no per-chunk bytes objects
+        # or concatenation), and a batch's bytes stay intact while the next batch is produced.
+        size = self.chunk_size + rec.MAX_RECORD_LEN + 16
+        buffers = (bytearray(size), bytearray(size))
+        which = 0
+        prev: bytearray | None = None
+        left = 0  # bytes of an unfinished record carried over from the previous buffer
+        prev_pos = 0
         while True:
-            if not eof:
-                chunk = self._read(self.chunk_size)
-                eof = not chunk
-                pending = pending + chunk if pending else chunk
-            buf = np.frombuffer(pending, dtype=np.uint8)
+            cur = buffers[which]
+            which ^= 1
+            if left:
+                cur[:left] = prev[prev_pos:prev_pos + left]  # type: ignore[index]
+            got = self._fill(memoryview(cur)[left:left + self.chunk_size])
+            eof = got < self.chunk_size
+            total = left + got
+            buf = np.frombuffer(cur, dtype=np.uint8, count=total)
             pos = 0
             while True:
-                cap_n = min(self.batch_packets, buf.shape[0] // 16 + 1)
+                cap_n = min(self.batch_packets, total // 16 + 1)
                 off, cap, wire, ts = self._alloc(cap_n)
-                n, pos2, reason = rec.walk_pcap(buf, pos, big, nanos, off, cap, wire, ts, cap_n)
+                n, pos, reason = rec.walk_pcap(buf, pos, big, nanos, off, cap, wire, ts, cap_n)
                 if n:
                     yield RawBatch(
                         buf, off[:n], cap[:n], wire[:n], ts[:n], np.full(n, linktype, np.int32),
                         np.zeros(n, np.int32), self._frame_numbers(n),
                     )
-                pos = pos2
                 if reason != rec.FULL:
                     break
             if reason == rec.CORRUPT:
-                incl = struct.unpack_from(">I" if big else "<I", pending, pos + 8)[0]
+                incl = struct.unpack_from(">I" if big else "<I", cur, pos + 8)[0]
                 self.issues.append(CaptureIssue(
                     "corrupt-record", base + pos,
                     f"record header claims {incl} captured bytes (limit {rec.MAX_RECORD_LEN}); reading stopped",
@@ -162,12 +188,12 @@ class CaptureReader:
                 self._frames += 1
                 return
             base += pos
-            pending = pending[pos:]
+            left, prev, prev_pos = total - pos, cur, pos
             if eof:
-                if pending:
+                if left:
                     self.issues.append(CaptureIssue(
                         "truncated-record", base,
-                        f"last record is cut short: {len(pending)} bytes left at end of file", packets=1,
+                        f"last record is cut short: {left} bytes left at end of file", packets=1,
                     ))
                     self._frames += 1
                 return

@@ -26,7 +26,7 @@ H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W, H_Q, H_I = range(11)
 _HIST_UP = np.frombuffer(b"SHADFRTGWQI", dtype=np.uint8).copy()
 _HIST_LOW = np.frombuffer(b"shadfrtgwqi", dtype=np.uint8).copy()
 HIST_MAX = 40
-OOO_SLOTS = 4  # out-of-order intervals kept per direction (bounded memory per flow)
+OOO_SLOTS = 2  # out-of-order intervals kept per direction (bounded memory per flow)
 
 FIN_F, SYN_F, RST_F, PSH_F, ACK_F = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -59,8 +59,8 @@ FLOW_DTYPE = np.dtype([
     # TCP (Zeek-style endpoint tracking)
     ("state", np.uint8, 2), ("prev_state", np.uint8, 2), ("has_start", np.uint8, 2), ("start", np.int64, 2),
     ("last_rel", np.int64, 2), ("ack_rel", np.int64, 2), ("contig", np.int64, 2), ("fin_rel", np.int64, 2),
-    ("ooo", np.int64, (2, OOO_SLOTS, 2)), ("n_ooo", np.int64, 2), ("missed", np.int64, 2),
-    ("h_syn", np.int64, 2), ("h_fin", np.int64, 2), ("h_rst", np.int64, 2),
+    ("ooo", np.int64, (2, OOO_SLOTS, 2)), ("n_ooo", np.uint8, 2), ("missed", np.int64, 2),
+    ("h_syn", np.uint32, 2), ("h_fin", np.uint32, 2), ("h_rst", np.uint32, 2),  # raw 32-bit sequence numbers
     ("cnt", np.int64, (2, 3)), ("thr", np.int64, (2, 3)),  # scaled letters T, G, W
     ("isn", np.int64), ("synack_ack", np.int64), ("syn_seen", np.uint8),
     ("hist", np.uint8, HIST_MAX), ("hist_len", np.int32), ("hist_seen", np.uint32),
