@@ -8,7 +8,7 @@ OK = 0  # decoded to a flow key
 FRAGMENT = 1  # an IP fragment: goes to reassembly
 NON_IP = 2  # a frame that carries no IP (ARP, LLDP, STP, ...)
 UNSUPPORTED_LINKTYPE = 3  # a link type nvpcap does not decode
-TRUNCATED = 4  # the capture cut the packet before its transport header ended (snaplen)
+TRUNCATED = 4  # the capture (snaplen) cut the packet inside its fixed transport header: no flow key
 UNSUPPORTED_L2 = 5  # a known link type, but an encapsulation inside it nvpcap does not decode
 
 # malformed, by reason (NeuVector dp's Invalid.Packet.Format checks plus a few of our own)

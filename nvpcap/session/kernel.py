@@ -36,8 +36,8 @@ C_TCP_OPENING, C_TCP_EST_NODATA, C_TCP_ACTIVE, C_TCP_HALF, C_TCP_CLOSING, C_UDP,
 N_CONFIG = 10
 
 # counters vector indices
-K_SERIAL, K_HW, K_NFREE, K_NDONE, K_ACTIVE, K_EVICTED, K_NEXT_SWEEP, K_REUSED, K_PEAK, K_TOMBS = range(10)
-N_COUNTERS = 10
+K_SERIAL, K_HW, K_NFREE, K_NDONE, K_ACTIVE, K_EVICTED, K_NEXT_SWEEP, K_PEAK, K_TOMBS = range(9)
+N_COUNTERS = 9
 
 # the key index: open addressing over an int64 array; a cell holds a slot, EMPTY, or TOMB (a deleted slot)
 EMPTY = -1
@@ -62,7 +62,7 @@ FLOW_DTYPE = np.dtype([
     ("ooo", np.int64, (2, OOO_SLOTS, 2)), ("n_ooo", np.uint8, 2), ("missed", np.int64, 2),
     ("h_syn", np.uint32, 2), ("h_fin", np.uint32, 2), ("h_rst", np.uint32, 2),  # raw 32-bit sequence numbers
     ("cnt", np.int64, (2, 3)), ("thr", np.int64, (2, 3)),  # scaled letters T, G, W
-    ("isn", np.int64), ("synack_ack", np.int64), ("syn_seen", np.uint8),
+    ("isn", np.int64), ("synack_ack", np.int64),
     ("hist", np.uint8, HIST_MAX), ("hist_len", np.int32), ("hist_seen", np.uint32),
 ])
 
@@ -232,7 +232,6 @@ def _init_flow(r, serial, h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, kproto, ts, f
     r["client_data"] = 0
     r["isn"] = -1
     r["synack_ack"] = -1
-    r["syn_seen"] = 0
     r["hist_len"] = 0
     r["hist_seen"] = 0
     for side in range(2):
@@ -434,7 +433,6 @@ def flow_step(tab, index, free, done, ctr, cfg, likely,
                 closed = s0 == RESET or s1 == RESET or (s0 == CLOSED and s1 == CLOSED)
                 if closed and (seq[i] != r["isn"] or r["isn"] < 0):
                     _finish(tab, index, slot, END_REUSE, done, ctr)
-                    ctr[K_REUSED] += 1
                     slot = -1
         # ---- new flow ----
         if slot < 0:
