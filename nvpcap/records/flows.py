@@ -203,7 +203,6 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pl.DataFrame:
         .alias("vlan"),
         pl.concat_list([v1]).list.slice(0, 0).alias("threat_ids"),
     ]
-    numeric = {c: v for c, v in columns.items() if c not in ("vlan", "threat_ids")}
-    frame = pl.DataFrame(numeric, schema_overrides={c: FLOW_SCHEMA[c] for c in numeric})
-    frame = frame.with_columns(pl.Series("vlan", columns["vlan"]), pl.Series("threat_ids", columns["threat_ids"]))
-    return frame.with_columns(lists).select(FLOW_COLUMNS)
+    plain = {c: FLOW_SCHEMA[c] for c in columns if c not in ("vlan", "threat_ids")}
+    frame = pl.DataFrame(columns, schema_overrides=plain)
+    return frame.lazy().with_columns(lists).select(FLOW_COLUMNS).collect()
