@@ -86,18 +86,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(33))
 
 
-def _address_text(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Text form of many addresses, formatted once per distinct address."""
-    out = np.empty(hi.shape[0], dtype=object)
+def _address_text(name: str, hi: np.ndarray, lo: np.ndarray) -> pl.Series:
+    """Text form of many addresses: IPv4 dotted quads built column-wise by polars, IPv6 (rarer) one by one."""
     v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
-    if v4.any():
-        uniq, inverse = np.unique(lo[v4], return_inverse=True)
-        out[v4] = np.array([addresses.text(0, int(x)) for x in uniq], dtype=object)[inverse.reshape(-1)]
-    if not v4.all():
-        pairs = np.stack([hi[~v4], lo[~v4]], axis=1)
-        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        out[~v4] = np.array([addresses.text(int(a), int(b)) for a, b in uniq], dtype=object)[inverse.reshape(-1)]
-    return out
+    octets = [((lo >> np.uint64(s)) & np.uint64(0xFF)).astype(np.uint8) for s in (24, 16, 8, 0)]
+    quads = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).select(
+        pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)], separator=".").alias(name)).to_series()
+    v6 = np.flatnonzero(~v4)
+    if v6.shape[0] == 0:
+        return quads
+    pairs = np.stack([hi[v6], lo[v6]], axis=1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    texts = [addresses.text(int(a), int(b)) for a, b in uniq]
+    return quads.scatter(v6, pl.Series([texts[k] for k in inverse.reshape(-1)], dtype=pl.Utf8))
 
 
 def _conn_states(f: np.ndarray, tcp_size: np.ndarray, hists: np.ndarray) -> np.ndarray:
@@ -167,9 +168,9 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pl.DataFrame:
         "ts": f["first_ts"] / 1e9,
         "timestamp": iso_timestamps(f["first_ts"]),
         "duration": np.round((f["end_ts"] - f["first_ts"]) / 1e9, 6),
-        "src_ip": _address_text(f["c_hi"], f["c_lo"]),
+        "src_ip": _address_text("src_ip", f["c_hi"], f["c_lo"]),
         "src_port": _nullable("src_port", cport, has_ports),
-        "dest_ip": _address_text(f["s_hi"], f["s_lo"]),
+        "dest_ip": _address_text("dest_ip", f["s_hi"], f["s_lo"]),
         "dest_port": _nullable("dest_port", dest_port, has_ports),
         "proto": _PROTO_TABLE[proto],
         "ip_version": f["ipver"].astype(np.int64),
