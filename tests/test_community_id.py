@@ -60,28 +60,3 @@ def test_compiled_sha1_matches_hashlib():
     sha1_short(msgs, lengths, out)
     for i in range(300):
         assert out[i].tobytes() == hashlib.sha1(msgs[i, : lengths[i]].tobytes()).digest()
-
-
-def test_vectorised_ids_match_single_flow_ids():
-    import numpy as np
-
-    from nvpcap.records.community import community_ids
-
-    rng = random.Random(11)
-    rows = []
-    for _ in range(300):
-        proto = rng.choice([6, 17, 1, 58, 47])
-        v6 = proto == 58 or (proto != 1 and rng.random() < 0.4)
-        mk = (lambda: ipaddress.IPv6Address(rng.getrandbits(128))) if v6 else \
-            (lambda: ipaddress.IPv6Address(0xFFFF00000000 | rng.getrandbits(32)))
-        s, d = mk(), mk()
-        sp, dp = (rng.randrange(256), rng.randrange(16)) if proto in (1, 58) else (rng.randrange(65536), rng.randrange(65536))
-        rows.append((proto, int(s), int(d), sp, dp))
-    arr = lambda i, f=lambda x: x: np.array([f(r[i]) for r in rows], np.uint64)  # noqa: E731
-    hi, lo = (lambda v: v >> 64), (lambda v: v & ((1 << 64) - 1))
-    texts, _ = community_ids(np.array([r[0] for r in rows]), arr(1, hi), arr(1, lo), arr(2, hi), arr(2, lo),
-                             np.array([r[3] for r in rows]), np.array([r[4] for r in rows]))
-    for (proto, s, d, sp, dp), text in zip(rows, texts):
-        pack = lambda v: ipaddress.IPv6Address(v).ipv4_mapped.packed if ipaddress.IPv6Address(v).ipv4_mapped \
-            else ipaddress.IPv6Address(v).packed  # noqa: E731
-        assert text == community_id(proto, pack(s), pack(d), sp, dp)
