@@ -85,6 +85,27 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         sys.exit(EXIT_INPUT)
 
 
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def protocols(fmt: str) -> None:
+    """List the application protocols nvpcap identifies (name, transports, default ports)."""
+    from .protocols.registry import PROTOCOLS
+
+    rows = [{"name": p.name, "transports": list(p.transports), "ports": list(p.ports), "description": p.description}
+            for p in PROTOCOLS]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} application protocols (identified by content, on any port)")
+    for col in ("name", "transports", "default ports", "identified by"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], "/".join(r["transports"]), ", ".join(map(str, r["ports"])) or "-", r["description"])
+    Console().print(table)
+
+
 def _print_totals(err: Console, summary: dict) -> None:
     for f in summary["files"]:
         outcomes = ", ".join(f"{k} {v}" for k, v in f["outcomes"].items())

@@ -21,6 +21,7 @@ from .decode.decoder import PacketBatch, decode
 from .decode.defrag import Defragmenter, Reassembled
 from .decode.reader import DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK, CaptureIssue, CaptureReader, RawBatch
 from .decode.sources import STDIN_NAME, open_capture
+from .protocols.identify import Identifier
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
@@ -101,7 +102,7 @@ def _session_columns(pb: PacketBatch) -> dict[str, np.ndarray]:
         "proto": pb.proto, "ipver": pb.ip_version, "src_hi": pb.src_hi, "src_lo": pb.src_lo, "dst_hi": pb.dst_hi,
         "dst_lo": pb.dst_lo, "sport": pb.sport, "dport": pb.dport, "tcp_flags": pb.tcp_flags, "seq": pb.seq,
         "ack": pb.ack, "win": pb.win, "paylen": pb.payload_len, "paycap": pb.payload_cap, "icmp_id": pb.icmp_id,
-        "vlan": pb.vlan, "vlan2": pb.vlan2,
+        "vlan": pb.vlan, "vlan2": pb.vlan2, "payload_off": pb.payload_off,
     }
 
 
@@ -143,6 +144,10 @@ class _FileRun:
         self.internal_errors: list[CaptureIssue] = []
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
+        self.identifier = Identifier(_protocols())
+        # per flow-table slot: the serial of the flow identification last saw there, and whether it is settled
+        self.id_serial = np.full(0, -1, np.int64)
+        self.id_done = np.zeros(0, np.bool_)
 
     def process(self, raw: RawBatch) -> None:
         """One batch through decode, reassembly and the flow table."""
@@ -154,8 +159,44 @@ class _FileRun:
         ok = np.flatnonzero(pb.status == st.OK)
         cols, rows = _merge(pb, ok, reasm)
         if rows.shape[0]:
-            _slot, _side, _serial, ended = self.table.step(cols, rows)
+            slot, side, serial, ended = self.table.step(cols, rows)
+            self.identify(pb, reasm, cols, rows, slot, side, serial)
             self.emit_flows(ended)
+
+    def identify(self, pb: PacketBatch, reasm: Reassembled | None, cols: dict[str, np.ndarray], rows: np.ndarray,
+                 slot: np.ndarray, side: np.ndarray, serial: np.ndarray) -> None:
+        """Offer the payload packets of flows not identified yet to the identification engine."""
+        cap = self.table.tab.shape[0]
+        if self.id_serial.shape[0] < cap:
+            grown = np.full(cap, -1, np.int64)
+            grown[: self.id_serial.shape[0]] = self.id_serial
+            self.id_serial = grown
+            self.id_done = np.concatenate([self.id_done, np.zeros(cap - self.id_done.shape[0], np.bool_)])
+        fresh = self.id_serial[slot] != serial
+        self.id_serial[slot[fresh]] = serial[fresh]
+        self.id_done[slot[fresh]] = False
+        proto = cols["proto"][rows]
+        offer = np.flatnonzero((cols["paycap"][rows] > 0) & ((proto == 6) | (proto == 17)) & ~self.id_done[slot])
+        if offer.shape[0] == 0:
+            return
+        # plain lists for the loop: element access on numpy arrays costs more than the work itself
+        o_rows, o_slots = rows[offer], slot[offer]
+        tab = self.table.tab
+        n_main = len(pb)
+        payload_off, payload_cap, seq = cols["payload_off"][o_rows], cols["paycap"][o_rows], cols["seq"][o_rows]
+        main_buf = pb.raw.buf.data
+        fields = zip(o_rows.tolist(), o_slots.tolist(), serial[offer].tolist(), side[offer].tolist(),
+                     (proto[offer] == 6).tolist(), tab["cport"][o_slots].tolist(), tab["sport"][o_slots].tolist(),
+                     ((tab["isn"][o_slots] < 0) & (tab["synack_ack"][o_slots] < 0)).tolist(), payload_off.tolist(),
+                     payload_cap.tolist(), seq.tolist())
+        for row, s, ser, sd, tcp, cport, sport, no_handshake, start, length, sq in fields:
+            if self.id_done[s]:
+                continue  # settled by an earlier packet of this batch
+            buf = main_buf if row < n_main else reasm.packets.raw.buf.data  # type: ignore[union-attr]
+            payload = bytes(buf[start:start + length])
+            if self.identifier.offer(ser, sd, "tcp" if tcp else "udp", cport, sport, tcp and no_handshake, sq,
+                                     payload):
+                self.id_done[s] = True
 
     def process_guarded(self, raw: RawBatch, offset: int) -> bool:
         """`process`, but a bug in nvpcap ends this file with a reported error instead of a traceback.
@@ -187,7 +228,11 @@ class _FileRun:
             return
         block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_n = [], 0
-        frame = build_flow_frame(block, self.ctx)
+        verdict = self.identifier.verdict
+        apps = [verdict(ser, "tcp" if p == 6 else "udp", sp) if p in (6, 17)
+                else (("icmp", "dpi") if p in (1, 58) else ("unknown", "none"))
+                for p, ser, sp in zip(block["proto"].tolist(), block["serial"].tolist(), block["sport"].tolist())]
+        frame = build_flow_frame(block, self.ctx, apps)
         self.summary.flows += len(frame)
         self.summary.flows_by_proto.update(Counter(frame["proto"].to_list()))
         self.sink.write_flows(frame)
@@ -272,6 +317,12 @@ _ANOMALY_TEXT = {
 
 def _addr(hi: np.uint64, lo: np.uint64) -> str:
     return addr_text(int(hi), int(lo))
+
+
+def _protocols():
+    from .protocols.registry import PROTOCOLS
+
+    return PROTOCOLS
 
 
 def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = None,

@@ -32,4 +32,5 @@ def test_flow_records_have_the_documented_fields_and_stable_ids():
     tcp = a[a["proto"] == "tcp"].iloc[0]
     assert tcp["timestamp"] == "2023-11-14T22:13:20.015000+0000"
     assert tcp["ts"] == 1700000000.015
-    assert tcp["event_type"] == "flow" and tcp["app_proto"] == "unknown"
+    assert tcp["event_type"] == "flow"
+    assert (tcp["app_proto"], tcp["app_confidence"]) == ("http", "dpi")

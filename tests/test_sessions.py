@@ -1,8 +1,6 @@
 """Flow-table behaviour on captures built in the test: timeouts, port reuse, orientation, limits."""
 from __future__ import annotations
 
-import pytest
-
 from conftest import run
 from nvpcap.pipeline import AnalyzeConfig
 from nvpcap.session.table import FlowTableConfig, Timeouts

@@ -242,7 +242,6 @@ def decode_kernel(buf, data_off, caplen, wirelen, linktype,
             stt = st.UNSUPPORTED_LINKTYPE
 
         depth = 0
-        first_ip = True
         while stt == st.OK:
             if eth:
                 eth = False

@@ -141,7 +141,8 @@ def empty_flow_frame() -> pl.DataFrame:
     return pl.DataFrame(schema={c: FLOW_SCHEMA[c] for c in FLOW_COLUMNS})
 
 
-def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pl.DataFrame:
+def build_flow_frame(ended: np.ndarray, ctx: FileContext,
+                     apps: list[tuple[str, str]] | None = None) -> pl.DataFrame:
     """Flow records for the ended flows of one file, in the order they ended (column-wise, no per-flow loop
     beyond hashing and the rare string work)."""
     n = ended.shape[0]
@@ -174,8 +175,8 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext) -> pl.DataFrame:
         "dest_port": _nullable("dest_port", dest_port, has_ports),
         "proto": _PROTO_TABLE[proto],
         "ip_version": f["ipver"].astype(np.int64),
-        "app_proto": np.full(n, "unknown", dtype=object),
-        "app_confidence": np.full(n, "none", dtype=object),
+        "app_proto": [a for a, _ in apps] if apps else np.full(n, "unknown", dtype=object),
+        "app_confidence": [c for _, c in apps] if apps else np.full(n, "none", dtype=object),
         "conn_state": _conn_states(f, tcp_size, hists),
         "history": hists,
         "pkts_toserver": f["pkts"][:, 0],

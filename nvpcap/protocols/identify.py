@@ -1,0 +1,153 @@
+"""The identification engine: offers each undecided flow's first payload to the candidate probes.
+
+Per flow and direction it keeps the first bytes in order (TCP: by sequence number, retransmissions dropped,
+a few out-of-order segments held; UDP: the first datagram), bounded by PROBE_BYTES and PROBE_PACKETS. After
+each new payload packet it asks every probe that has not said NO; the first YES (in registry order) settles
+the flow and its bytes are dropped. A flow that spends its budget, or ends undecided, gets one last call
+with `final=True`. A flow whose payload every probe rejected stays `unknown`; only a flow without payload to
+judge takes the protocol registered for its server port (confidence `port`).
+"""
+from __future__ import annotations
+
+from .base import PROBE_BYTES, PROBE_PACKETS, FlowContext, ProtocolSpec, Verdict
+
+MAX_HELD_SEGMENTS = 8  # out-of-order TCP segments held per direction while waiting for a gap to fill
+
+
+class _Direction:
+    """The first bytes one side sent, in order."""
+
+    __slots__ = ("data", "packets", "next_seq", "held")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.packets = 0
+        self.next_seq = -1  # TCP: the sequence number that continues `data`
+        self.held: dict[int, bytes] = {}  # TCP: segments that arrived ahead of a gap
+
+    def full(self) -> bool:
+        return self.packets >= PROBE_PACKETS or len(self.data) >= PROBE_BYTES
+
+    def add_tcp(self, seq: int, payload: bytes) -> None:
+        if self.next_seq < 0:
+            self.next_seq = seq
+        offset = (seq - self.next_seq) & 0xFFFFFFFF
+        if offset >= 0x80000000:  # starts before what we have: keep only the new tail (retransmissions overlap)
+            overlap = (self.next_seq - seq) & 0xFFFFFFFF
+            if overlap >= len(payload):
+                return
+            payload, offset = payload[overlap:], 0
+        if offset > 0:
+            if len(self.held) < MAX_HELD_SEGMENTS:
+                self.held[(seq) & 0xFFFFFFFF] = payload
+            return
+        self._append(payload)
+        while self.next_seq in self.held:  # a held segment now continues the stream
+            self._append(self.held.pop(self.next_seq))
+
+    def _append(self, payload: bytes) -> None:
+        room = PROBE_BYTES - len(self.data)
+        self.data += payload[:room]
+        self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
+
+
+class _Flow:
+    """An undecided flow: its context, the probes still in the running, and the bytes so far."""
+
+    __slots__ = ("ctx", "candidates", "preferred", "sides")
+
+    def __init__(self, ctx: FlowContext, candidates: list[ProtocolSpec], preferred: ProtocolSpec | None) -> None:
+        self.ctx = ctx
+        self.candidates = candidates
+        self.preferred = preferred  # the protocol registered for the server port: asked alone while it says MAYBE
+        self.sides = (_Direction(), _Direction())
+
+
+class Identifier:
+    """Identification state for the flows of one capture file."""
+
+    def __init__(self, protocols: tuple[ProtocolSpec, ...]):
+        self.by_transport = {t: [p for p in protocols if t in p.transports] for t in ("tcp", "udp")}
+        self.port_table: dict[tuple[str, int], ProtocolSpec] = {}
+        for p in protocols:
+            for t in p.transports:
+                for port in p.ports:
+                    self.port_table.setdefault((t, port), p)
+        self.flows: dict[int, _Flow] = {}  # serial -> undecided flow
+        # serial -> app proven by payload, or None when every probe rejected it; kept until the record is built
+        self.verdicts: dict[int, str | None] = {}
+
+    def offer(self, serial: int, side: int, transport: str, client_port: int, server_port: int, midstream: bool,
+              seq: int, payload: bytes) -> bool:
+        """A payload packet of an undecided flow. Returns True when the flow is settled (stop offering)."""
+        flow = self.flows.get(serial)
+        if flow is None:
+            ctx = FlowContext(transport, client_port, server_port, midstream)
+            flow = self.flows[serial] = _Flow(ctx, list(self.by_transport.get(transport, ())),
+                                              self.port_table.get((transport, server_port)))
+        d = flow.sides[side]
+        d.packets += 1
+        before = len(d.data)
+        if transport == "tcp":
+            d.add_tcp(seq, payload)
+            budget_spent = flow.sides[0].full() and flow.sides[1].full()
+        else:
+            if not d.data:
+                d.data += payload[:PROBE_BYTES]  # UDP: probes see the first datagram of each side
+            # both first datagrams seen: nothing more will change what the probes see
+            budget_spent = bool(flow.sides[0].data and flow.sides[1].data) or \
+                flow.sides[0].packets + flow.sides[1].packets >= PROBE_PACKETS
+        if len(d.data) == before and not budget_spent:
+            return False  # nothing new to judge (a retransmission, a segment held behind a gap, a 2nd datagram)
+        return self._ask(serial, flow, final=budget_spent)
+
+    def _ask(self, serial: int, flow: _Flow, final: bool) -> bool:
+        client, server = bytes(flow.sides[0].data), bytes(flow.sides[1].data)
+        ctx = flow.ctx._replace(final=True) if final else flow.ctx
+        if flow.preferred is not None:
+            # Most flows speak the protocol of their port: ask it alone first, which keeps the common case to
+            # one probe call per packet. The others are asked once it says NO, or on the final call.
+            verdict = _safe(flow.preferred, client, server, ctx)
+            if verdict == Verdict.YES:
+                return self._settle(serial, flow.preferred.name)
+            if verdict == Verdict.MAYBE and not final:
+                return False
+            flow.candidates = [c for c in flow.candidates if c is not flow.preferred]
+            flow.preferred = None
+        still: list[ProtocolSpec] = []
+        for spec in flow.candidates:
+            verdict = _safe(spec, client, server, ctx)
+            if verdict == Verdict.YES:
+                return self._settle(serial, spec.name)
+            if verdict == Verdict.MAYBE:
+                still.append(spec)
+        flow.candidates = still
+        if not still or final:
+            return self._settle(serial, None)
+        return False
+
+    def _settle(self, serial: int, app: str | None) -> bool:
+        self.verdicts[serial] = app
+        del self.flows[serial]
+        return True
+
+    def verdict(self, serial: int, transport: str, server_port: int) -> tuple[str, str]:
+        """The flow's (app_proto, app_confidence) when its record is built; forgets the flow."""
+        flow = self.flows.get(serial)
+        if flow is not None:
+            self._ask(serial, flow, final=True)
+        if serial in self.verdicts:
+            app = self.verdicts.pop(serial)
+            return (app, "dpi") if app is not None else ("unknown", "none")
+        by_port = self.port_table.get((transport, server_port))  # no payload to judge: the port suggests
+        if by_port is not None:
+            return by_port.name, "port"
+        return "unknown", "none"
+
+
+def _safe(spec: ProtocolSpec, client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
+    """A probe's verdict; a probe that raises is a bug, and must not stop the analysis: "not mine"."""
+    try:
+        return spec.probe(client, server, ctx)
+    except Exception:  # noqa: BLE001 - see docstring
+        return Verdict.NO
