@@ -45,9 +45,12 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
-    inputs, problems = expand_inputs(paths)
+    inputs, problems, skipped = expand_inputs(paths)
     for p in problems:
         err.print(f"nvpcap: {p}", style="red", markup=False, highlight=False)
+    if skipped and not quiet:
+        err.print(f"nvpcap: skipped {len(skipped)} file(s) that are not captures: {', '.join(skipped[:3])}"
+                  + (", ..." if len(skipped) > 3 else ""), markup=False, highlight=False)
     if problems:
         sys.exit(EXIT_USAGE)
     if not inputs:

@@ -176,3 +176,12 @@ def test_file_names_with_brackets_are_printed_verbatim(tmp_path, name, exists, c
     done = nvpcap(name, "-o", "out.jsonl", "-q", cwd=tmp_path)
     assert "Traceback" not in done.stderr_text and done.returncode == code
     assert name in done.stderr_text
+
+
+def test_directory_run_names_the_files_it_skipped(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a capture")
+    (tmp_path / "a.pcap").write_bytes((SAMPLES / "http_ethernet.pcap").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "nvpcap", "analyze", str(tmp_path), "-o", str(tmp_path / "o.jsonl")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "skipped 1 file(s) that are not captures" in done.stderr and "notes.txt" in done.stderr

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable
 
 import zstandard
 
@@ -172,39 +172,29 @@ def sniff_is_capture(path: Path) -> bool:
     return head[:4] in CAPTURE_MAGICS or compression_of(head) is not None
 
 
-def expand_inputs(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+def expand_inputs(paths: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
     """Expand files and directories (recursively) into capture inputs.
 
-    Returns (inputs, problems): problems are human-readable messages for paths that do not exist. Files named
-    explicitly are always taken (their format is checked when read); files found in directories are taken
-    only when their first bytes look like a capture.
+    Returns (inputs, problems, skipped): problems are messages for paths that do not exist; skipped are files
+    found in directories whose first bytes are not a capture or a compressed file (README, checksums, ...).
+    Files named explicitly are always taken (their format is checked when read).
     """
     inputs: list[str] = []
     problems: list[str] = []
+    skipped: list[str] = []
     for p in paths:
         if p == STDIN_NAME:
             inputs.append(p)
             continue
         path = Path(p)
         if path.is_dir():
-            found = sorted(
-                str(f) for f in path.rglob("*") if f.is_file() and not f.name.startswith(".") and sniff_is_capture(f)
-            )
-            inputs.extend(found)
+            for f in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")):
+                (inputs if sniff_is_capture(f) else skipped).append(str(f))
         elif path.exists():
             inputs.append(str(path))
         else:
             problems.append(f"{p}: no such file or directory")
-    return inputs, problems
-
-
-def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    """Read `stream` in chunks of about `size` bytes until EOF."""
-    while True:
-        data = stream.read(size)
-        if not data:
-            return
-        yield data
+    return inputs, problems, skipped
 
 
 def file_size(name: str) -> int | None:
