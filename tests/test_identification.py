@@ -162,3 +162,15 @@ def test_icmp_flows_carry_app_icmp():
     flows = run(SAMPLES / "fragments.pcap").flows
     icmp = flows[flows["proto"] == "icmp"]
     assert (icmp["app_proto"] == "icmp").all()
+
+
+def test_held_bytes_stay_bounded(monkeypatch):
+    import nvpcap.protocols.identify as identify
+
+    monkeypatch.setattr(identify, "MAX_HELD_BYTES", 1000)
+    ident = Identifier((BETA,))
+    for serial in range(100):  # undecided flows: BETA waits for an answer that never comes
+        ident.offer(serial, 0, "tcp", 5000, 2000, False, 1, b"BETA" + b"x" * 96)
+    assert sum(len(f.sides[0].data) for f in ident.flows.values()) <= 1000
+    assert ident.forced > 0
+    assert ident.verdict(0, "tcp", 2000) == ("beta", "dpi")  # decided early, on the evidence it had

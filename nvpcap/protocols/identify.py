@@ -12,6 +12,7 @@ from __future__ import annotations
 from .base import PROBE_BYTES, PROBE_PACKETS, FlowContext, ProtocolSpec, Verdict
 
 MAX_HELD_SEGMENTS = 8  # out-of-order TCP segments held per direction while waiting for a gap to fill
+MAX_HELD_BYTES = 64 << 20  # all undecided flows' bytes together; beyond it the oldest are decided at once
 
 
 class _Direction:
@@ -38,8 +39,9 @@ class _Direction:
                 return
             payload, offset = payload[overlap:], 0
         if offset > 0:
-            if len(self.held) < MAX_HELD_SEGMENTS:
-                self.held[(seq) & 0xFFFFFFFF] = payload
+            if len(self.held) < MAX_HELD_SEGMENTS and len(self.data) < PROBE_BYTES:
+                # only the first PROBE_BYTES of the stream are ever used: a longer segment fills them anyway
+                self.held[seq & 0xFFFFFFFF] = payload[:PROBE_BYTES]
             return
         self._append(payload)
         while self.next_seq in self.held:  # a held segment now continues the stream
@@ -73,7 +75,9 @@ class Identifier:
             for t in p.transports:
                 for port in p.ports:
                     self.port_table.setdefault((t, port), p)
-        self.flows: dict[int, _Flow] = {}  # serial -> undecided flow
+        self.flows: dict[int, _Flow] = {}  # serial -> undecided flow, oldest first
+        self.held_bytes = 0  # bytes held for undecided flows
+        self.forced = 0  # flows decided early because MAX_HELD_BYTES was reached
         # serial -> app proven by payload, or None when every probe rejected it; kept until the record is built
         self.verdicts: dict[int, str | None] = {}
 
@@ -99,7 +103,18 @@ class Identifier:
                 flow.sides[0].packets + flow.sides[1].packets >= PROBE_PACKETS
         if len(d.data) == before and not budget_spent:
             return False  # nothing new to judge (a retransmission, a segment held behind a gap, a 2nd datagram)
-        return self._ask(serial, flow, final=budget_spent)
+        self.held_bytes += len(d.data) - before
+        settled = self._ask(serial, flow, final=budget_spent)
+        if self.held_bytes > MAX_HELD_BYTES:
+            self._shed()
+        return settled
+
+    def _shed(self) -> None:
+        """Memory stays bounded whatever the traffic: decide the oldest undecided flows on what they have."""
+        while self.flows and self.held_bytes > MAX_HELD_BYTES // 2:
+            serial, flow = next(iter(self.flows.items()))
+            self.forced += 1
+            self._ask(serial, flow, final=True)
 
     def _ask(self, serial: int, flow: _Flow, final: bool) -> bool:
         client, server = bytes(flow.sides[0].data), bytes(flow.sides[1].data)
@@ -128,7 +143,8 @@ class Identifier:
 
     def _settle(self, serial: int, app: str | None) -> bool:
         self.verdicts[serial] = app
-        del self.flows[serial]
+        flow = self.flows.pop(serial)
+        self.held_bytes -= len(flow.sides[0].data) + len(flow.sides[1].data)
         return True
 
     def verdict(self, serial: int, transport: str, server_port: int) -> tuple[str, str]:
