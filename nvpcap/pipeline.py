@@ -65,6 +65,7 @@ class FileSummary:
     anomalies: int = 0
     evicted_flows: int = 0
     peak_active_flows: int = 0
+    identification_forced: int = 0  # flows decided early because identification reached its memory bound
     first_ts: float | None = None
     last_ts: float | None = None
     bytes_read: int = 0
@@ -87,7 +88,8 @@ class FileSummary:
             "flows": self.flows, "flows_by_proto": dict(sorted(self.flows_by_proto.items())),
             "reassembled_datagrams": self.reassembled_datagrams, "alerts": self.alerts,
             "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
-            "peak_active_flows": self.peak_active_flows, "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "peak_active_flows": self.peak_active_flows,
+            "identification_forced": self.identification_forced, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
             "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
         }
@@ -373,6 +375,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     summary.bytes_read = reader.bytes_read
     summary.evicted_flows = run.table.evicted
     summary.peak_active_flows = run.table.peak_active
+    summary.identification_forced = run.identifier.forced
     alerts = run.events.alert_records()
     summary.alerts = len(alerts)
     summary.anomalies = len(run.events.anomalies) + run.events.suppressed
