@@ -6,6 +6,7 @@ packets in it. Problems (bad magic, corrupt block, truncated last record, decomp
 """
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
@@ -67,17 +68,22 @@ class CaptureReader:
     bytes_read: int = 0
     _frames: int = 0
     _failed: bool = False
+    _direct: bool = False  # a regular file: read straight into the buffers
+
+    def __post_init__(self) -> None:
+        self._direct = type(self.stream) is io.BufferedReader and self.stream.seekable()
 
     # -- low-level buffering -------------------------------------------------------------------------------
     def _fill(self, target: memoryview) -> int:
-        """Read into `target` until it is full or the input ends; returns the bytes read. Errors as `_read`."""
+        """Read into `target` until it is full or the input ends; returns the bytes read. A read error (a cut
+        gzip stream, a damaged disk) keeps what was read before it, becomes an issue, and reads as the end of
+        the file from then on."""
         if self._failed:
             return 0
-        into = getattr(self.stream, "readinto1", None) or self.stream.readinto
         got = 0
         try:
             while got < len(target):
-                n = into(target[got:])
+                n = self._read_some(target[got:])
                 if not n:
                     break
                 got += n
@@ -87,27 +93,21 @@ class CaptureReader:
         self.bytes_read += got
         return got
 
+    def _read_some(self, target: memoryview) -> int:
+        """One read into `target`. A regular file is read straight into it. Other streams (decompressors, pipes)
+        go through read1: buffered readinto1 can copy buffered bytes and then fail on the next underlying read,
+        losing them; read1 returns what is buffered first, so an error never takes data already decoded."""
+        if self._direct:
+            return self.stream.readinto(target)
+        data = self.stream.read1(len(target)) if hasattr(self.stream, "read1") else self.stream.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
     def _read(self, n: int) -> bytes:
-        """Up to n bytes. A read error (a cut gzip stream, a damaged disk) keeps what was read before it,
-        becomes an issue, and reads as the end of the file from then on."""
-        if self._failed:
-            return b""
-        parts: list[bytes] = []
-        got = 0
-        read1 = getattr(self.stream, "read1", None)  # one underlying read at a time: an error loses nothing
-        try:
-            while got < n:
-                data = read1(n - got) if read1 is not None else self.stream.read(n - got)
-                if not data:
-                    break
-                parts.append(data)
-                got += len(data)
-        except Exception as exc:  # noqa: BLE001 - any decompressor or I/O error ends this file, never the run
-            self._failed = True
-            self.issues.append(CaptureIssue("read-error", self.bytes_read + got, f"read failed: {exc}"))
-        data = b"".join(parts) if len(parts) != 1 else parts[0]
-        self.bytes_read += len(data)
-        return data
+        """Up to n bytes, with `_fill`'s error handling (what was read before an error is kept)."""
+        buf = bytearray(n)
+        got = self._fill(memoryview(buf))
+        return bytes(buf[:got])
 
     def batches(self) -> Iterator[RawBatch]:
         head = self._read(4)
