@@ -121,13 +121,18 @@ def _hist_scaled(r, letter, which, side):
 
 
 @jit
-def _rel(r, side, raw):
-    """Sequence number `raw` relative to the side's start, unwrapped near the highest seen (64-bit)."""
-    ref = r["last_rel"][side]
-    d = (raw - r["start"][side] - ref) & 0xFFFFFFFF
+def _unwrap(raw, start, ref):
+    """32-bit sequence number `raw`, relative to `start`, as the 64-bit value nearest to `ref`."""
+    d = (raw - start - ref) & 0xFFFFFFFF
     if d >= 0x80000000:
         d -= 0x100000000
     return ref + d
+
+
+@jit
+def _rel(r, side, raw):
+    """Sequence number `raw` relative to the side's start, unwrapped near the highest seen (64-bit)."""
+    return _unwrap(raw, r["start"][side], r["last_rel"][side])
 
 
 @jit
@@ -648,11 +653,9 @@ def _tcp_packet(r, side, peer, fl, syn, ackf, fin, rst, sq, ak, win, pl, cap):
 
 @jit
 def _rel_ack(r, side, raw):
+    """An acknowledgement number relative to the side's start, unwrapped near the highest seq or ack seen."""
     ref = r["last_rel"][side] if r["last_rel"][side] > r["ack_rel"][side] else r["ack_rel"][side]
-    d = (raw - r["start"][side] - ref) & 0xFFFFFFFF
-    if d >= 0x80000000:
-        d -= 0x100000000
-    return ref + d
+    return _unwrap(raw, r["start"][side], ref)
 
 
 @jit
