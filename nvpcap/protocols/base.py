@@ -60,12 +60,14 @@ def guarded(probe: Probe) -> Probe:
     return safe
 
 
-def either_way_midstream(check: Callable[[bytes, bytes, bool], Verdict]) -> Probe:
-    """A probe from `check(client, server, final)`. On a mid-stream flow the client/server guess may be
-    swapped (no SYN was seen), so the other way round is tried too."""
+def either_way_midstream(check: Callable[..., Verdict], pass_midstream: bool = False) -> Probe:
+    """A probe from `check(client, server, final)` (or `check(client, server, final, midstream)` with
+    pass_midstream). On a mid-stream flow the client/server guess may be swapped (no SYN was seen), so the
+    other way round is tried too."""
     def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
-        v = check(client, server, ctx.final)
+        extra = (ctx.midstream,) if pass_midstream else ()
+        v = check(client, server, ctx.final, *extra)
         if ctx.midstream and v != Verdict.YES:
-            v = max(v, check(server, client, ctx.final))
+            v = max(v, check(server, client, ctx.final, *extra))
         return v
     return probe

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from .base import FlowContext, guarded, PROBE_BYTES, ProtocolSpec, Verdict
+from .base import either_way_midstream, guarded, PROBE_BYTES, ProtocolSpec, Verdict
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -110,11 +110,7 @@ def _check(c: bytes, s: bytes, final: bool, midstream: bool) -> Verdict:
     return MAYBE
 
 
-def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
-    v = _check(client, server, ctx.final, ctx.midstream)
-    if ctx.midstream and v != YES:  # the mid-stream client/server guess may be swapped
-        v = max(v, _check(server, client, ctx.final, True))
-    return v
+_probe = either_way_midstream(_check, pass_midstream=True)
 
 
 probe = guarded(_probe)
