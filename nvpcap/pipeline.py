@@ -21,13 +21,14 @@ from .decode.decoder import PacketBatch, decode
 from .decode.defrag import Defragmenter, Reassembled
 from .decode.reader import DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK, CaptureIssue, CaptureReader, RawBatch
 from .decode.sources import STDIN_NAME, open_capture
-from .protocols.identify import Identifier
+from .protocols.applayer import AppLayer, AppLayerConfig
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
 from .session.table import FlowTable, FlowTableConfig
 
 FLOW_BLOCK = 1024  # ended flows turned into records at a time
+EVENT_BLOCK = 4096  # application events turned into records at a time
 
 
 class RecordSink(Protocol):
@@ -44,6 +45,8 @@ class AnalyzeConfig:
     fragment_timeout_s: float = 10.0
     chunk_size: int = DEFAULT_CHUNK
     batch_packets: int = DEFAULT_BATCH_PACKETS
+    app: AppLayerConfig = field(default_factory=AppLayerConfig)
+    threat_overrides: dict[int, bool] = field(default_factory=dict)  # threat id -> on/off
 
 
 @dataclass
@@ -66,6 +69,9 @@ class FileSummary:
     evicted_flows: int = 0
     peak_active_flows: int = 0
     identification_forced: int = 0  # flows decided early because identification reached its memory bound
+    events: int = 0  # application events written
+    events_suppressed: int = 0  # beyond the per-flow event cap: counted, not written
+    parser_errors: int = 0  # flows whose parser stopped on bytes it could not handle (each an anomaly record)
     first_ts: float | None = None
     last_ts: float | None = None
     bytes_read: int = 0
@@ -89,7 +95,8 @@ class FileSummary:
             "reassembled_datagrams": self.reassembled_datagrams, "alerts": self.alerts,
             "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
             "peak_active_flows": self.peak_active_flows,
-            "identification_forced": self.identification_forced, "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "identification_forced": self.identification_forced, "events": self.events,
+            "events_suppressed": self.events_suppressed, "parser_errors": self.parser_errors, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
             "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
         }
@@ -142,12 +149,12 @@ class _FileRun:
         self.sink = sink
         self.table = FlowTable(config.table)
         self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
-        self.events = EventCollector(self.display)
+        self.events = EventCollector(self.display, overrides=dict(config.threat_overrides))
         self.internal_errors: list[CaptureIssue] = []
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
-        self.identifier = Identifier(_protocols())
-        # per flow-table slot: the serial of the flow identification last saw there, and whether it is settled
+        self.app = AppLayer(_protocols(), self.events, self.display, config.app)
+        # per flow-table slot: the serial of the flow the app layer last saw there, and whether it wants no more
         self.id_serial = np.full(0, -1, np.int64)
         self.id_done = np.zeros(0, np.bool_)
 
@@ -164,10 +171,12 @@ class _FileRun:
             slot, side, serial, ended = self.table.step(cols, rows)
             self.identify(pb, reasm, cols, rows, slot, side, serial)
             self.emit_flows(ended)
+            self.emit_events()
 
     def identify(self, pb: PacketBatch, reasm: Reassembled | None, cols: dict[str, np.ndarray], rows: np.ndarray,
                  slot: np.ndarray, side: np.ndarray, serial: np.ndarray) -> None:
-        """Offer the payload packets of flows not identified yet to the identification engine."""
+        """Offer the payload packets of flows that still want bytes to the application layer (identification,
+        then the winning protocol's parser)."""
         cap = self.table.tab.shape[0]
         if self.id_serial.shape[0] < cap:
             grown = np.full(cap, -1, np.int64)
@@ -188,16 +197,21 @@ class _FileRun:
         payload_off, payload_cap, seq = cols["payload_off"][o_rows], cols["paycap"][o_rows], cols["seq"][o_rows]
         main_buf = pb.raw.buf.data
         fields = zip(o_rows.tolist(), o_slots.tolist(), serial[offer].tolist(), side[offer].tolist(),
-                     (proto[offer] == 6).tolist(), tab["cport"][o_slots].tolist(), tab["sport"][o_slots].tolist(),
+                     (proto[offer] == 6).tolist(),
                      ((tab["isn"][o_slots] < 0) & (tab["synack_ack"][o_slots] < 0)).tolist(), payload_off.tolist(),
-                     payload_cap.tolist(), seq.tolist())
-        for row, s, ser, sd, tcp, cport, sport, no_handshake, start, length, sq in fields:
+                     payload_cap.tolist(), seq.tolist(), cols["frame"][o_rows].tolist(), cols["ts"][o_rows].tolist())
+        app = self.app
+        for row, s, ser, sd, tcp, no_handshake, start, length, sq, frame, ts in fields:
             if self.id_done[s]:
                 continue  # settled by an earlier packet of this batch
             buf = main_buf if row < n_main else reasm.packets.raw.buf.data  # type: ignore[union-attr]
             payload = bytes(buf[start:start + length])
-            if self.identifier.offer(ser, sd, "tcp" if tcp else "udp", cport, sport, tcp and no_handshake, sq,
-                                     payload):
+            keys = None
+            if ser not in app.flows:
+                t = tab[s]
+                keys = (int(t["proto"]), int(t["c_hi"]), int(t["c_lo"]), int(t["s_hi"]), int(t["s_lo"]),
+                        int(t["cport"]), int(t["sport"]), int(t["first_ts"]))
+            if app.offer(ser, sd, keys, "tcp" if tcp else "udp", tcp and no_handshake, sq, payload, frame, ts):
                 self.id_done[s] = True
 
     def process_guarded(self, raw: RawBatch, offset: int) -> bool:
@@ -230,14 +244,33 @@ class _FileRun:
             return
         block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_n = [], 0
-        verdict = self.identifier.verdict
-        apps = [verdict(ser, "tcp" if p == 6 else "udp", sp) if p in (6, 17)
-                else (("icmp", "dpi") if p in (1, 58) else ("unknown", "none"))
-                for p, ser, sp in zip(block["proto"].tolist(), block["serial"].tolist(), block["sport"].tolist())]
-        frame = build_flow_frame(block, self.ctx, apps)
+        end = self.app.end
+        apps: list[tuple[str, str]] = []
+        products: list[str | None] = []
+        threats: dict[int, list[int]] = {}
+        for i, (p, ser, sp) in enumerate(zip(block["proto"].tolist(), block["serial"].tolist(),
+                                             block["sport"].tolist())):
+            if p in (6, 17):
+                app, conf, product, ids = end(ser, "tcp" if p == 6 else "udp", sp)
+                apps.append((app, conf))
+                products.append(product)
+                if ids:
+                    threats[i] = ids
+            else:
+                apps.append(("icmp", "dpi") if p in (1, 58) else ("unknown", "none"))
+                products.append(None)
+        frame = build_flow_frame(block, self.ctx, apps, products, threats)
         self.summary.flows += len(frame)
         self.summary.flows_by_proto.update(Counter(frame["proto"].to_list()))
         self.sink.write_flows(frame)
+        self.emit_events(final)
+
+    def emit_events(self, final: bool = False) -> None:
+        """Application events go out in blocks (bounded memory), and all at the end of the file."""
+        if len(self.app.rows) >= EVENT_BLOCK or (final and self.app.rows):
+            records = self.app.drain()
+            self.summary.events += len(records)
+            self.sink.write_events(records)
 
     def note_packets(self, pb: PacketBatch) -> None:
         """Count outcomes and turn malformed, truncated and odd packets into alerts and anomalies."""
@@ -357,6 +390,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
             for ended in run.table.flush(FLOW_BLOCK):
                 run.emit_flows(ended)
         run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
+        run.emit_events(final=True)
     finally:
         opened.close()
     run.defrag.finish()
@@ -375,7 +409,9 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     summary.bytes_read = reader.bytes_read
     summary.evicted_flows = run.table.evicted
     summary.peak_active_flows = run.table.peak_active
-    summary.identification_forced = run.identifier.forced
+    summary.identification_forced = run.app.forced
+    summary.events_suppressed = run.app.suppressed_events
+    summary.parser_errors = run.app.parser_errors
     alerts = run.events.alert_records()
     summary.alerts = len(alerts)
     summary.anomalies = len(run.events.anomalies) + run.events.suppressed

@@ -26,6 +26,10 @@ class Result:
     def anomalies(self, event: str | None = None) -> list[dict]:
         return [e for e in self.events if e["event_type"] == "anomaly" and (event is None or e["anomaly"]["event"] == event)]
 
+    def app_events(self, app: str) -> list[dict]:
+        """The protocol's event records (their per-protocol dict is under the protocol's name)."""
+        return [e for e in self.events if e["event_type"] == app]
+
     def alerts(self, rule_id: int | None = None) -> list[dict]:
         return [e for e in self.events if e["event_type"] == "alert" and (rule_id is None or e["rule_id"] == rule_id)]
 

@@ -7,6 +7,11 @@ from collections import defaultdict
 from conftest import SHARED, run, shared_files
 from nvpcap.protocols.base import FlowContext, ProtocolSpec, Verdict
 from nvpcap.protocols.identify import Identifier
+from nvpcap.session.stream import Chunk
+
+
+def _c(data: bytes) -> Chunk:
+    return Chunk(data, 0, 1, 0)
 
 
 def _spec(name: str, port: int, needle: bytes, both: bool = False, transports=("tcp",)) -> ProtocolSpec:
@@ -25,31 +30,39 @@ def _spec(name: str, port: int, needle: bytes, both: bool = False, transports=("
 ALPHA, BETA = _spec("alpha", 1000, b"ALPHA"), _spec("beta", 2000, b"BETA", both=True)
 
 
-def test_tcp_bytes_are_offered_in_sequence_order():
+def test_tcp_bytes_are_judged_as_one_stream_and_kept_for_the_parser():
     ident = Identifier((ALPHA, BETA))
-    assert not ident.offer(1, 0, "tcp", 5000, 9, False, 100, b"AL")
-    assert not ident.offer(1, 0, "tcp", 5000, 9, False, 100, b"AL")  # a retransmission adds nothing
-    assert not ident.offer(1, 0, "tcp", 5000, 9, False, 103, b"HA")  # ahead of a gap: held
-    assert ident.offer(1, 0, "tcp", 5000, 9, False, 102, b"P")  # the gap fills: "ALPHA"
+    assert not ident.offer(1, 0, "tcp", 5000, 9, False, _c(b"AL"))
+    assert ident.offer(1, 0, "tcp", 5000, 9, False, _c(b"PHA"))  # "ALPHA" across two chunks
+    assert [c.data for _, c in ident.take_chunks(1)] == [b"AL", b"PHA"]
+    assert ident.take_chunks(1) == []  # handed over once
     assert ident.verdict(1, "tcp", 9) == ("alpha", "dpi")
+
+
+def test_bytes_after_a_gap_are_not_taken_for_the_stream_start():
+    ident = Identifier((ALPHA,))
+    assert not ident.offer(9, 0, "tcp", 5000, 9, False, _c(b"AL"))
+    assert not ident.offer(9, 0, "tcp", 5000, 9, False, Chunk(b"", 3, 2, 0))
+    assert not ident.offer(9, 0, "tcp", 5000, 9, False, _c(b"PHA"))
+    assert ident.flows[9].sides[0].data == b"AL"
 
 
 def test_a_probe_that_needs_both_directions_waits_for_the_answer():
     ident = Identifier((BETA,))
-    assert not ident.offer(2, 0, "tcp", 5000, 2000, False, 1, b"BETA")
-    assert ident.offer(2, 1, "tcp", 5000, 2000, False, 7, b"ok")
+    assert not ident.offer(2, 0, "tcp", 5000, 2000, False, _c(b"BETA"))
+    assert ident.offer(2, 1, "tcp", 5000, 2000, False, _c(b"ok"))
     assert ident.verdict(2, "tcp", 2000) == ("beta", "dpi")
 
 
 def test_final_call_accepts_one_sided_evidence():
     ident = Identifier((BETA,))
-    ident.offer(3, 0, "tcp", 5000, 2000, False, 1, b"BETA")
+    ident.offer(3, 0, "tcp", 5000, 2000, False, _c(b"BETA"))
     assert ident.verdict(3, "tcp", 2000) == ("beta", "dpi")  # flow ended without an answer
 
 
 def test_rejected_payload_stays_unknown_even_on_a_known_port():
     ident = Identifier((ALPHA, BETA))
-    assert ident.offer(4, 0, "tcp", 5000, 1000, False, 1, b"GARBAGE")
+    assert ident.offer(4, 0, "tcp", 5000, 1000, False, _c(b"GARBAGE"))
     assert ident.verdict(4, "tcp", 1000) == ("unknown", "none")
 
 
@@ -61,8 +74,8 @@ def test_no_payload_falls_back_to_the_port():
 
 def test_content_beats_the_port():
     ident = Identifier((ALPHA, BETA))
-    ident.offer(7, 0, "tcp", 5000, 1000, False, 1, b"BETA")  # beta spoken on alpha's port
-    ident.offer(7, 1, "tcp", 5000, 1000, False, 1, b"ok")
+    ident.offer(7, 0, "tcp", 5000, 1000, False, _c(b"BETA"))  # beta spoken on alpha's port
+    ident.offer(7, 1, "tcp", 5000, 1000, False, _c(b"ok"))
     assert ident.verdict(7, "tcp", 1000) == ("beta", "dpi")
 
 
@@ -70,7 +83,7 @@ def test_a_probe_that_raises_counts_as_no():
     def broken(client, server, ctx):
         raise ValueError("bug")
     ident = Identifier((ProtocolSpec("broken", ("tcp",), (9,), broken), ALPHA))
-    ident.offer(8, 0, "tcp", 5000, 9, False, 1, b"ALPHA")
+    ident.offer(8, 0, "tcp", 5000, 9, False, _c(b"ALPHA"))
     assert ident.verdict(8, "tcp", 9) == ("alpha", "dpi")
 
 
@@ -170,7 +183,7 @@ def test_held_bytes_stay_bounded(monkeypatch):
     monkeypatch.setattr(identify, "MAX_HELD_BYTES", 1000)
     ident = Identifier((BETA,))
     for serial in range(100):  # undecided flows: BETA waits for an answer that never comes
-        ident.offer(serial, 0, "tcp", 5000, 2000, False, 1, b"BETA" + b"x" * 96)
+        ident.offer(serial, 0, "tcp", 5000, 2000, False, _c(b"BETA" + b"x" * 96))
     assert sum(len(f.sides[0].data) for f in ident.flows.values()) <= 1000
     assert ident.forced > 0
     assert ident.verdict(0, "tcp", 2000) == ("beta", "dpi")  # decided early, on the evidence it had

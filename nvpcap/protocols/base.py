@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 
 class Verdict(IntEnum):
@@ -37,16 +37,88 @@ PROBE_BYTES = 4096  # bytes per direction offered to probes
 PROBE_PACKETS = 10  # payload packets per direction offered before giving up
 
 
+CLIENT, SERVER = 0, 1  # the `side` of a byte stream: sent by the client (to the server) or by the server
+
+
+class ParserOutput(Protocol):
+    """Where a parser puts what it read. `side` is who sent the bytes that prove it (CLIENT or SERVER);
+    `frame`/`ts_ns` are the capture frame and time of the packet where the message starts."""
+
+    def event(self, fields: dict[str, Any], frame: int, ts_ns: int) -> None:
+        """One application transaction (a request with its response, a query, a hello, a login, ...)."""
+
+    def threat(self, threat_id: int, message: str, side: int, frame: int, ts_ns: int) -> None:
+        """A NeuVector protocol threat (ids in nvpcap/threats.py); the output drops disabled ones."""
+
+    def anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        """Something in the stream that does not follow the protocol (Zeek's weird)."""
+
+    def product(self, name: str) -> None:
+        """A sub-label for the flow's app (HTTP: the server product, e.g. nginx)."""
+
+
+class Parser:
+    """Reads one flow of its protocol after identification, from the flow's first byte.
+
+    TCP: `feed` gets each direction's bytes in order, in the order the packets came; `gap` says bytes were
+    lost (the parser resynchronises or stops). UDP: `feed` gets one datagram per call. A parser buffers at
+    most what its protocol's messages need (bounded), sets `done` when it wants no more bytes (the pipeline
+    stops delivering them, which keeps encrypted or bulk streams off the Python path), and may raise on
+    hostile bytes: the caller turns that into an anomaly and stops this parser only.
+    """
+
+    done: bool = False
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        self.out = out
+        self.ctx = ctx
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        raise NotImplementedError
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        """Bytes lost from one direction. The default gives up: message framing cannot be trusted after it."""
+        self.done = True
+
+    def finish(self) -> None:
+        """The flow ended: emit what is pending (a request never answered, ...)."""
+
+
+class SideBuffer:
+    """Bytes of one direction waiting to form a whole message, never more than `limit`."""
+
+    __slots__ = ("data", "limit")
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.data = bytearray()
+        self.limit = limit
+
+    def add(self, chunk: bytes) -> bool:
+        """Append; False (and nothing kept) when the message would pass the limit."""
+        if len(self.data) + len(chunk) > self.limit:
+            self.data.clear()
+            return False
+        self.data += chunk
+        return True
+
+    def take(self, n: int) -> bytes:
+        out = bytes(self.data[:n])
+        del self.data[:n]
+        return out
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """One application protocol: its name (the canonical app names of ../shared/pcaps/README.md), where it
-    runs, and its probe."""
+    runs, its probe, and its parser (None: identification only)."""
 
     name: str
     transports: tuple[str, ...]
     ports: tuple[int, ...]
     probe: Probe
     description: str = ""
+    parser: Callable[[ParserOutput, FlowContext], Parser] | None = None
+    extracts: str = ""  # what the parser's events carry, for `nvpcap protocols`
 
 
 def guarded(probe: Probe) -> Probe:

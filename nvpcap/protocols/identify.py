@@ -1,7 +1,8 @@
 """The identification engine: offers each undecided flow's first payload to the candidate probes.
 
-Per flow and direction it keeps the first bytes in order (TCP: by sequence number, retransmissions dropped,
-a few out-of-order segments held; UDP: the first datagram), bounded by PROBE_BYTES and PROBE_PACKETS. After
+Per flow and direction it keeps the first bytes in order (TCP: the stream as session/stream.py delivers it;
+UDP: the first datagram), bounded by PROBE_BYTES and PROBE_PACKETS, and every chunk, so the parser of the
+protocol that wins reads the flow from its first byte. After
 each new payload packet it asks every probe that has not said NO; the first YES (in registry order) settles
 the flow and its bytes are dropped. A flow that spends its budget, or ends undecided, gets one last call
 with `final=True`. A flow whose payload every probe rejected stays `unknown`; only a flow without payload to
@@ -9,60 +10,39 @@ judge takes the protocol registered for its server port (confidence `port`).
 """
 from __future__ import annotations
 
+from ..session.stream import Chunk
 from .base import PROBE_BYTES, PROBE_PACKETS, FlowContext, ProtocolSpec, Verdict
 
-MAX_HELD_SEGMENTS = 8  # out-of-order TCP segments held per direction while waiting for a gap to fill
 MAX_HELD_BYTES = 64 << 20  # all undecided flows' bytes together; beyond it the oldest are decided at once
 
 
 class _Direction:
-    """The first bytes one side sent, in order."""
+    """The first bytes one side sent, in order (what the probes see)."""
 
-    __slots__ = ("data", "packets", "next_seq", "held")
+    __slots__ = ("data", "packets", "broken")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.packets = 0
-        self.next_seq = -1  # TCP: the sequence number that continues `data`
-        self.held: dict[int, bytes] = {}  # TCP: segments that arrived ahead of a gap
+        self.broken = False  # a gap was given up: later bytes do not continue `data`
 
     def full(self) -> bool:
         return self.packets >= PROBE_PACKETS or len(self.data) >= PROBE_BYTES
 
-    def add_tcp(self, seq: int, payload: bytes) -> None:
-        if self.next_seq < 0:
-            self.next_seq = seq
-        offset = (seq - self.next_seq) & 0xFFFFFFFF
-        if offset >= 0x80000000:  # starts before what we have: keep only the new tail (retransmissions overlap)
-            overlap = (self.next_seq - seq) & 0xFFFFFFFF
-            if overlap >= len(payload):
-                return
-            payload, offset = payload[overlap:], 0
-        if offset > 0:
-            if len(self.held) < MAX_HELD_SEGMENTS and len(self.data) < PROBE_BYTES:
-                # only the first PROBE_BYTES of the stream are ever used: a longer segment fills them anyway
-                self.held[seq & 0xFFFFFFFF] = payload[:PROBE_BYTES]
-            return
-        self._append(payload)
-        while self.next_seq in self.held:  # a held segment now continues the stream
-            self._append(self.held.pop(self.next_seq))
-
-    def _append(self, payload: bytes) -> None:
-        room = PROBE_BYTES - len(self.data)
-        self.data += payload[:room]
-        self.next_seq = (self.next_seq + len(payload)) & 0xFFFFFFFF
-
 
 class _Flow:
-    """An undecided flow: its context, the probes still in the running, and the bytes so far."""
+    """An undecided flow: its context, the probes still in the running, the bytes so far, and every chunk
+    in arrival order (side, chunk) so the parser that wins can read the flow from its start."""
 
-    __slots__ = ("ctx", "candidates", "preferred", "sides")
+    __slots__ = ("ctx", "candidates", "preferred", "sides", "chunks", "chunk_bytes")
 
     def __init__(self, ctx: FlowContext, candidates: list[ProtocolSpec], preferred: ProtocolSpec | None) -> None:
         self.ctx = ctx
         self.candidates = candidates
         self.preferred = preferred  # the protocol registered for the server port: asked alone while it says MAYBE
         self.sides = (_Direction(), _Direction())
+        self.chunks: list[tuple[int, Chunk]] = []
+        self.chunk_bytes = 0
 
 
 class Identifier:
@@ -80,31 +60,41 @@ class Identifier:
         self.forced = 0  # flows decided early because MAX_HELD_BYTES was reached
         # serial -> app proven by payload, or None when every probe rejected it; kept until the record is built
         self.verdicts: dict[int, str | None] = {}
+        # serial -> the chunks of flows settled but not yet handed to a parser (see take_chunks)
+        self.settled: dict[int, list[tuple[int, Chunk]]] = {}
 
     def offer(self, serial: int, side: int, transport: str, client_port: int, server_port: int, midstream: bool,
-              seq: int, payload: bytes) -> bool:
-        """A payload packet of an undecided flow. Returns True when the flow is settled (stop offering)."""
+              chunk: Chunk) -> bool:
+        """The next in-order piece of one side of an undecided flow (TCP: a stretch of the byte stream or a
+        gap; UDP: a datagram). Returns True when the flow is settled (its chunks then wait in `settled`)."""
         flow = self.flows.get(serial)
         if flow is None:
             ctx = FlowContext(transport, client_port, server_port, midstream)
             flow = self.flows[serial] = _Flow(ctx, list(self.by_transport.get(transport, ())),
                                               self.port_table.get((transport, server_port)))
+        flow.chunks.append((side, chunk))
+        flow.chunk_bytes += len(chunk.data)
+        self.held_bytes += len(chunk.data)
         d = flow.sides[side]
         d.packets += 1
         before = len(d.data)
+        if chunk.missing:
+            d.broken = True
+        elif transport == "tcp":
+            if not d.broken:
+                d.data += chunk.data[: PROBE_BYTES - before]
+        elif not d.data:
+            d.data += chunk.data[:PROBE_BYTES]  # UDP: probes see the first datagram of each side
         if transport == "tcp":
-            d.add_tcp(seq, payload)
             budget_spent = flow.sides[0].full() and flow.sides[1].full()
         else:
-            if not d.data:
-                d.data += payload[:PROBE_BYTES]  # UDP: probes see the first datagram of each side
             # both first datagrams seen: nothing more will change what the probes see
             budget_spent = bool(flow.sides[0].data and flow.sides[1].data) or \
                 flow.sides[0].packets + flow.sides[1].packets >= PROBE_PACKETS
         if len(d.data) == before and not budget_spent:
-            return False  # nothing new to judge (a retransmission, a segment held behind a gap, a 2nd datagram)
-        self.held_bytes += len(d.data) - before
-        settled = self._ask(serial, flow, final=budget_spent)
+            settled = False  # nothing new to judge (a gap, a second datagram)
+        else:
+            settled = self._ask(serial, flow, final=budget_spent)
         if self.held_bytes > MAX_HELD_BYTES:
             self._shed()
         return settled
@@ -144,8 +134,23 @@ class Identifier:
     def _settle(self, serial: int, app: str | None) -> bool:
         self.verdicts[serial] = app
         flow = self.flows.pop(serial)
-        self.held_bytes -= len(flow.sides[0].data) + len(flow.sides[1].data)
+        self.held_bytes -= flow.chunk_bytes
+        self.settled[serial] = flow.chunks
         return True
+
+    def take_chunks(self, serial: int) -> list[tuple[int, Chunk]]:
+        """The chunks a settled flow sent while undecided (for its parser), handed over once."""
+        return self.settled.pop(serial, [])
+
+    def app_of(self, serial: int) -> str | None:
+        """The app proven for a settled flow so far (None: undecided or rejected)."""
+        return self.verdicts.get(serial)
+
+    def decide(self, serial: int) -> None:
+        """The flow ends undecided: settle it on the evidence there is."""
+        flow = self.flows.get(serial)
+        if flow is not None:
+            self._ask(serial, flow, final=True)
 
     def verdict(self, serial: int, transport: str, server_port: int) -> tuple[str, str]:
         """The flow's (app_proto, app_confidence) when its record is built; forgets the flow."""

@@ -28,6 +28,8 @@ class EventCollector:
     """Gathers the alert and anomaly records of one capture file."""
 
     pcap_filename: str
+    # threat id -> on/off, overriding NeuVector's defaults (nvpcap/threats.py)
+    overrides: dict[int, bool] = field(default_factory=dict)
     alerts: dict[tuple, _AlertAgg] = field(default_factory=dict)
     anomalies: list[dict] = field(default_factory=list)
     anomaly_counts: dict[str, int] = field(default_factory=dict)
@@ -41,9 +43,15 @@ class EventCollector:
             "frame": frame,
         }
 
+    def enabled(self, threat_id: int) -> bool:
+        return self.overrides.get(threat_id, CATALOGUE[threat_id].enabled)
+
     def threat(self, threat_id: int, ts_ns: int, frame: int, src: tuple[int, int], dst: tuple[int, int],
-               proto: int, sport: int | None, dport: int | None, message: str) -> None:
-        """An alert for a NeuVector threat, aggregated on (threat, src, dst, proto)."""
+               proto: int, sport: int | None, dport: int | None, message: str, direction: str = "toserver",
+               context: str = "packet", app_proto: str | None = None) -> None:
+        """An alert for a NeuVector threat (if enabled), aggregated on (threat, src, dst, proto)."""
+        if not self.enabled(threat_id):
+            return
         key = (threat_id, src, dst, proto)
         agg = self.alerts.get(key)
         if agg is not None:
@@ -57,9 +65,11 @@ class EventCollector:
             "src_ip": addresses.text(*src), "src_port": sport, "dest_ip": addresses.text(*dst), "dest_port": dport,
             "proto": proto_name(proto),
             "rule_id": threat_id, "rule_name": t.name, "category": "threat", "severity": t.severity,
-            "action": t.action, "context": "packet", "direction": "toserver", "message": message,
+            "action": t.action, "context": context, "direction": direction, "message": message,
             "first_frame": frame, "last_frame": frame,
         })
+        if app_proto is not None:
+            rec["app_proto"] = app_proto
         self.alerts[key] = _AlertAgg(rec)
 
     def anomaly(self, kind: str, reason: str, ts_ns: int | None, frame: int | None, message: str,

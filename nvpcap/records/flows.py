@@ -26,7 +26,7 @@ _STR, _INT, _FLOAT = pl.Utf8, pl.Int64, pl.Float64
 FLOW_SCHEMA: dict[str, pl.DataType] = {
     "event_type": _STR, "flow_id": _INT, "community_id": _STR, "ts": _FLOAT, "timestamp": _STR, "duration": _FLOAT,
     "src_ip": _STR, "src_port": _INT, "dest_ip": _STR, "dest_port": _INT, "proto": _STR, "ip_version": _INT,
-    "app_proto": _STR, "app_confidence": _STR, "conn_state": _STR, "history": _STR, "pkts_toserver": _INT,
+    "app_proto": _STR, "app_confidence": _STR, "app_product": _STR, "conn_state": _STR, "history": _STR, "pkts_toserver": _INT,
     "pkts_toclient": _INT, "bytes_toserver": _INT, "bytes_toclient": _INT, "payload_bytes_toserver": _INT,
     "payload_bytes_toclient": _INT, "ip_bytes_toserver": _INT, "ip_bytes_toclient": _INT, "missed_bytes": _INT,
     "truncated_pkts": _INT, "vlan": pl.List(pl.Int64), "icmp_type": _INT, "icmp_code": _INT, "end_reason": _STR,
@@ -68,7 +68,7 @@ def iso_timestamps(ts_ns: np.ndarray) -> np.ndarray:
     return np.char.add(text.astype(str), "+0000")
 
 
-def _flow_ids(pcap_filename: str, serial: np.ndarray, first_ts: np.ndarray, cid_words: np.ndarray) -> np.ndarray:
+def flow_ids(pcap_filename: str, serial: np.ndarray, first_ts: np.ndarray, cid_words: np.ndarray) -> np.ndarray:
     """63-bit ids that are the same on every run over the same file (Zeek's uid is random per run)."""
     seed = int.from_bytes(hashlib.blake2b(pcap_filename.encode(), digest_size=8).digest(), "big")
     with np.errstate(over="ignore"):
@@ -141,10 +141,12 @@ def empty_flow_frame() -> pl.DataFrame:
     return pl.DataFrame(schema={c: FLOW_SCHEMA[c] for c in FLOW_COLUMNS})
 
 
-def build_flow_frame(ended: np.ndarray, ctx: FileContext,
-                     apps: list[tuple[str, str]] | None = None) -> pl.DataFrame:
+def build_flow_frame(ended: np.ndarray, ctx: FileContext, apps: list[tuple[str, str]] | None = None,
+                     products: list[str | None] | None = None,
+                     threats: dict[int, list[int]] | None = None) -> pl.DataFrame:
     """Flow records for the ended flows of one file, in the order they ended (column-wise, no per-flow loop
-    beyond hashing and the rare string work)."""
+    beyond hashing and the rare string work). `products` is the app sub-label per flow; `threats` maps a
+    row to the protocol threat ids its parser raised."""
     n = ended.shape[0]
     if n == 0:
         return empty_flow_frame()
@@ -164,7 +166,7 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext,
     has_ports = np.isin(proto, (6, 17, 132)) | is_icmp
     columns = {
         "event_type": np.full(n, "flow", dtype=object),
-        "flow_id": _flow_ids(ctx.pcap_filename, f["serial"], f["first_ts"], cid_words),
+        "flow_id": flow_ids(ctx.pcap_filename, f["serial"], f["first_ts"], cid_words),
         "community_id": cids,
         "ts": f["first_ts"] / 1e9,
         "timestamp": iso_timestamps(f["first_ts"]),
@@ -177,6 +179,7 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext,
         "ip_version": f["ipver"].astype(np.int64),
         "app_proto": [a for a, _ in apps] if apps else np.full(n, "unknown", dtype=object),
         "app_confidence": [c for _, c in apps] if apps else np.full(n, "none", dtype=object),
+        "app_product": products if products is not None else [None] * n,
         "conn_state": _conn_states(f, tcp_size, hists),
         "history": hists,
         "pkts_toserver": f["pkts"][:, 0],
@@ -207,4 +210,8 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext,
     ]
     plain = {c: FLOW_SCHEMA[c] for c in columns if c not in ("vlan", "threat_ids")}
     frame = pl.DataFrame(columns, schema_overrides=plain)
-    return frame.lazy().with_columns(lists).select(FLOW_COLUMNS).collect()
+    frame = frame.lazy().with_columns(lists).select(FLOW_COLUMNS).collect()
+    if threats:
+        ids = [threats.get(i, []) for i in range(n)]
+        frame = frame.with_columns(pl.Series("threat_ids", ids, dtype=pl.List(pl.Int64)))
+    return frame

@@ -1,0 +1,287 @@
+"""The application layer of one capture: in-order bytes -> identification -> the winning protocol's parser.
+
+The pipeline offers the payload packets of flows that still want bytes. TCP segments go through a
+reassembler per direction (session/stream.py); the identification engine sees the first bytes, and once it
+settles on a protocol that has a parser, the parser reads the flow from its first byte (the chunks held
+during identification are replayed in arrival order), then every later chunk, until it says it is done or
+`stream_depth` bytes of a direction were read (Suricata's stream depth idea: bulk transfers stay off the
+Python path). A parser that raises on hostile bytes becomes an anomaly record; the flow goes on.
+
+Events are buffered as rows and turned into records in blocks, so the flow keys (community_id, flow_id)
+are computed column-wise with the same functions as the flow records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..records import addresses
+from ..records.community import community_ids
+from ..records.events import EventCollector
+from ..records.flows import flow_ids, iso_timestamps, proto_name
+from ..session.stream import Chunk, TcpReassembler
+from .base import CLIENT, FlowContext, Parser, ProtocolSpec
+from .identify import Identifier
+
+DEFAULT_STREAM_DEPTH = 1 << 20  # bytes per direction a parser reads at most (Suricata's default depth)
+MAX_EVENTS_PER_FLOW = 10_000  # beyond this a flow's events are counted, not written
+
+
+@dataclass
+class AppLayerConfig:
+    stream_depth: int = DEFAULT_STREAM_DEPTH
+
+
+@dataclass
+class _EventRow:
+    serial: int
+    app: str
+    fields: dict[str, Any]
+    frame: int
+    ts_ns: int
+
+
+@dataclass(eq=False)
+class _Flow:
+    """One flow the application layer still reads: its keys, streams and parser."""
+
+    serial: int
+    keys: tuple  # (proto, c_hi, c_lo, s_hi, s_lo, cport, sport, first_ts)
+    streams: tuple[TcpReassembler, TcpReassembler] | None
+    ctx: FlowContext
+    identified: bool = False
+    app: str | None = None
+    parser: Parser | None = None
+    fed: list[int] = field(default_factory=lambda: [0, 0])
+    events: int = 0
+    threats: set[int] = field(default_factory=set)
+    product: str | None = None
+    done: bool = False
+
+
+class _Output:
+    """The ParserOutput a flow's parser writes to."""
+
+    __slots__ = ("layer", "flow")
+
+    def __init__(self, layer: AppLayer, flow: _Flow) -> None:
+        self.layer, self.flow = layer, flow
+
+    def event(self, fields: dict[str, Any], frame: int, ts_ns: int) -> None:
+        flow = self.flow
+        flow.events += 1
+        if flow.events > MAX_EVENTS_PER_FLOW:
+            self.layer.suppressed_events += 1
+            return
+        self.layer.rows.append(_EventRow(flow.serial, flow.app or "unknown", fields, frame, ts_ns))
+
+    def threat(self, threat_id: int, message: str, side: int, frame: int, ts_ns: int) -> None:
+        flow = self.flow
+        if not self.layer.collector.enabled(threat_id):
+            return
+        proto, c_hi, c_lo, s_hi, s_lo, cport, sport, _ = flow.keys
+        src, dst, sp, dp = ((c_hi, c_lo), (s_hi, s_lo), cport, sport) if side == CLIENT else \
+            ((s_hi, s_lo), (c_hi, c_lo), sport, cport)
+        flow.threats.add(threat_id)
+        self.layer.collector.threat(threat_id, ts_ns, frame, src, dst, proto, sp, dp, message,
+                                    direction="toserver" if side == CLIENT else "toclient", context="application",
+                                    app_proto=flow.app)
+
+    def anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        self.layer.collector.anomaly(self.flow.app or "app", reason, ts_ns, frame, message,
+                                     **self.layer.flow_fields(self.flow))
+
+    def product(self, name: str) -> None:
+        self.flow.product = name
+
+
+class AppLayer:
+    """Identification and parsing for the flows of one capture file."""
+
+    def __init__(self, protocols: tuple[ProtocolSpec, ...], collector: EventCollector, pcap_filename: str,
+                 config: AppLayerConfig | None = None) -> None:
+        self.identifier = Identifier(protocols)
+        self.specs = {p.name: p for p in protocols}
+        self.collector = collector
+        self.pcap_filename = pcap_filename
+        self.config = config or AppLayerConfig()
+        self.flows: dict[int, _Flow] = {}
+        self.rows: list[_EventRow] = []
+        self.row_keys: dict[int, tuple] = {}  # serial -> keys, for the rows not yet turned into records
+        self.suppressed_events = 0
+        self.parser_errors = 0
+        self.closed: set[int] = set()  # flows that want no more bytes, until their record is built
+        self.ended: dict[int, tuple[str | None, list[int]]] = {}  # serial -> (product, threat ids), until `end`
+
+    @property
+    def forced(self) -> int:
+        return self.identifier.forced
+
+    def offer(self, serial: int, side: int, keys: tuple, transport: str, midstream: bool, seq: int,
+              payload: bytes, frame: int, ts_ns: int) -> bool:
+        """A payload packet of a flow that still wants bytes. Returns True when it wants no more."""
+        if serial in self.closed:
+            return True
+        flow = self.flows.get(serial)
+        if flow is None:
+            ctx = FlowContext(transport, int(keys[5]), int(keys[6]), midstream)
+            streams = (TcpReassembler(), TcpReassembler()) if transport == "tcp" else None
+            flow = self.flows[serial] = _Flow(serial, keys, streams, ctx)
+        if flow.streams is not None:
+            chunks = flow.streams[side].add(seq, payload, frame, ts_ns)
+        else:
+            chunks = [Chunk(payload, 0, frame, ts_ns)]
+        for chunk in chunks:
+            self._chunk(flow, side, chunk)
+            if flow.done:
+                break
+        if flow.done:
+            self._close(flow)
+            return True
+        return False
+
+    def _chunk(self, flow: _Flow, side: int, chunk: Chunk) -> None:
+        if flow.identified:
+            self._feed(flow, side, chunk)
+            return
+        c = flow.ctx
+        if self.identifier.offer(flow.serial, side, c.transport, c.client_port, c.server_port, c.midstream, chunk):
+            self._start_parser(flow)
+        self._adopt_shed()
+
+    def _start_parser(self, flow: _Flow) -> None:
+        """Identification settled: hand the held chunks to the protocol's parser, or stop reading."""
+        app = self.identifier.app_of(flow.serial)
+        chunks = self.identifier.take_chunks(flow.serial)
+        flow.app, flow.identified = app, True
+        spec = self.specs.get(app) if app is not None else None
+        if spec is None or spec.parser is None:
+            flow.done = True
+            return
+        try:
+            flow.parser = spec.parser(_Output(self, flow), flow.ctx)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the analysis
+            self._parser_failed(flow, exc, 0, 0)
+            return
+        for side, chunk in chunks:
+            self._feed(flow, side, chunk)
+            if flow.done:
+                return
+
+    def _adopt_shed(self) -> None:
+        """Flows the identifier decided early to bound memory: start their parsers now."""
+        for serial in [s for s in self.identifier.settled if s in self.flows]:
+            flow = self.flows[serial]
+            if not flow.identified:
+                self._start_parser(flow)
+                if flow.done:
+                    self._close(flow)
+        for serial in [s for s in self.identifier.settled if s not in self.flows]:
+            del self.identifier.settled[serial]
+
+    def _feed(self, flow: _Flow, side: int, chunk: Chunk) -> None:
+        parser = flow.parser
+        if parser is None or flow.done:
+            return
+        depth = self.config.stream_depth
+        if flow.fed[side] >= depth:
+            return
+        try:
+            if chunk.missing:
+                parser.gap(side, chunk.missing, chunk.frame, chunk.ts_ns)
+            else:
+                data = chunk.data
+                if flow.fed[side] + len(data) > depth:
+                    data = data[: depth - flow.fed[side]]
+                flow.fed[side] += len(data)
+                parser.feed(side, data, chunk.frame, chunk.ts_ns)
+        except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
+            self._parser_failed(flow, exc, chunk.frame, chunk.ts_ns)
+            return
+        if parser.done or (flow.fed[0] >= depth and flow.fed[1] >= depth):
+            flow.done = True
+
+    def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:
+        self.parser_errors += 1
+        flow.done = True
+        self.collector.anomaly(flow.app or "app", "parser-error", ts_ns or None, frame or None,
+                               f"{flow.app} parser stopped on this flow: {type(exc).__name__}: {exc}",
+                               **self.flow_fields(flow))
+
+    def _close(self, flow: _Flow) -> None:
+        """The flow wants no more bytes: finish its parser and keep what the flow record needs."""
+        if flow.parser is not None:
+            parser, flow.parser = flow.parser, None
+            try:
+                parser.finish()
+            except Exception as exc:  # noqa: BLE001 - see _feed
+                self._parser_failed(flow, exc, 0, 0)
+        flow.done = True
+        if flow.product is not None or flow.threats:
+            self.ended[flow.serial] = (flow.product, sorted(flow.threats))
+        if flow.events:
+            self.row_keys.setdefault(flow.serial, flow.keys)
+        del self.flows[flow.serial]
+        self.closed.add(flow.serial)
+
+    def end(self, serial: int, transport: str, server_port: int) -> tuple[str, str, str | None, list[int]]:
+        """The flow's record is being built: (app_proto, app_confidence, app_product, threat ids)."""
+        flow = self.flows.get(serial)
+        if flow is not None:
+            if flow.streams is not None:  # bytes still held behind a gap
+                for side in (0, 1):
+                    for chunk in flow.streams[side].flush():
+                        if not flow.done:
+                            self._chunk(flow, side, chunk)
+            if not flow.identified and not flow.done:
+                self.identifier.decide(serial)
+                self._start_parser(flow)
+            if serial in self.flows:
+                self._close(flow)
+        app, conf = self.identifier.verdict(serial, transport, server_port)
+        self.identifier.settled.pop(serial, None)
+        self.closed.discard(serial)
+        product, threats = self.ended.pop(serial, (None, []))
+        return app, conf, product, threats
+
+    # ---- event records ----
+
+    def flow_fields(self, flow: _Flow) -> dict[str, Any]:
+        proto, c_hi, c_lo, s_hi, s_lo, cport, sport, _ = flow.keys
+        return {"src_ip": addresses.text(c_hi, c_lo), "src_port": cport, "dest_ip": addresses.text(s_hi, s_lo),
+                "dest_port": sport, "proto": proto_name(proto)}
+
+    def drain(self) -> list[dict]:
+        """The buffered events as records (EVE-like: flow keys plus one dict named after the protocol)."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return []
+        for f in self.flows.values():
+            self.row_keys.setdefault(f.serial, f.keys)
+        serials = sorted({r.serial for r in rows})
+        keys = [self.row_keys[s] for s in serials]
+        proto, c_hi, c_lo, s_hi, s_lo, cport, sport, first_ts = (np.array(col) for col in zip(*keys))
+        cids, words = community_ids(proto.astype(np.int64), c_hi.astype(np.uint64), c_lo.astype(np.uint64),
+                                    s_hi.astype(np.uint64), s_lo.astype(np.uint64), cport.astype(np.int64),
+                                    sport.astype(np.int64))
+        fids = flow_ids(self.pcap_filename, np.array(serials, np.int64), first_ts.astype(np.int64), words)
+        per_flow = {}
+        for i, s in enumerate(serials):
+            k = keys[i]
+            per_flow[s] = {"flow_id": int(fids[i]), "community_id": cids[i], "src_ip": addresses.text(k[1], k[2]),
+                           "src_port": int(k[5]), "dest_ip": addresses.text(k[3], k[4]), "dest_port": int(k[6]),
+                           "proto": proto_name(int(k[0]))}
+        stamps = iso_timestamps(np.array([r.ts_ns for r in rows], np.int64)).tolist()
+        out = []
+        for r, stamp in zip(rows, stamps):
+            rec = {"event_type": r.app, "ts": r.ts_ns / 1e9, "timestamp": stamp, "pcap_filename": self.pcap_filename,
+                   "frame": r.frame}
+            rec.update(per_flow[r.serial])
+            rec["app_proto"] = r.app
+            rec[r.app] = r.fields
+            out.append(rec)
+        live = self.flows
+        self.row_keys = {s: k for s, k in self.row_keys.items() if s in live}
+        return out
