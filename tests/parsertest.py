@@ -16,6 +16,7 @@ class Recorder:
     threats: list[tuple[int, int]] = field(default_factory=list)  # (threat id, side)
     anomalies: list[str] = field(default_factory=list)
     products: list[str] = field(default_factory=list)
+    contents: list[tuple[str, int, bytes]] = field(default_factory=list)  # (context, side, data)
 
     def event(self, fields: dict[str, Any], frame: int, ts_ns: int) -> None:
         self.events.append(fields)
@@ -29,6 +30,13 @@ class Recorder:
 
     def product(self, name: str) -> None:
         self.products.append(name)
+
+    def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        self.contents.append((context, side, data))
+
+    def joined(self, context: str, side: int | None = None) -> bytes:
+        """All content of one context (and side) joined, as a rules engine would see the stream."""
+        return b"".join(d for c, s, d in self.contents if c == context and (side is None or s == side))
 
 
 def drive(parser_cls, steps: list[tuple[int, bytes]], transport: str = "tcp", server_port: int = 0,

@@ -96,6 +96,11 @@ class _Output:
     def product(self, name: str) -> None:
         self.flow.product = name
 
+    def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        scanner = self.layer.scanner
+        if scanner is not None:
+            scanner(self.flow.serial, context, side, data, frame, ts_ns)
+
 
 class AppLayer:
     """Identification and parsing for the flows of one capture file."""
@@ -111,6 +116,9 @@ class AppLayer:
         self.rows: list[_EventRow] = []
         self.row_keys: dict[int, tuple] = {}  # serial -> keys, for the rows not yet turned into records
         self.suppressed_events = 0
+        # the rules engine's entry point for decoded content (serial, context, side, data, frame, ts_ns);
+        # None until rules are configured
+        self.scanner = None
         self.parser_errors = 0
         self.closed: set[int] = set()  # flows that want no more bytes, until their record is built
         self.ended: dict[int, tuple[str | None, list[int]]] = {}  # serial -> (product, threat ids), until `end`

@@ -56,6 +56,12 @@ class ParserOutput(Protocol):
     def product(self, name: str) -> None:
         """A sub-label for the flow's app (HTTP: the server product, e.g. nginx)."""
 
+    def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        """Decoded application content for the DLP/WAF rules (nvpcap/rules): `context` is "url" (the
+        percent-decoded request target), "header" (the header block), "body" (de-chunked, decompressed body
+        bytes, in order, possibly in several calls) or "sql" (a statement). Parsers pass what they decode;
+        the rules engine, when one is configured, scans it."""
+
 
 class Parser:
     """Reads one flow of its protocol after identification, from the flow's first byte.
