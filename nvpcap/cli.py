@@ -14,8 +14,10 @@ from . import __version__
 from .decode.sources import expand_inputs, file_size
 from .output import FORMATS, format_for_path, open_sink
 from .pipeline import AnalyzeConfig, analyze_file, order_inputs
+from .protocols.applayer import DEFAULT_STREAM_DEPTH, AppLayerConfig
 from .session.table import FlowTableConfig
 from .summary import run_summary
+from .threats import CATALOGUE, parse_threat_switches
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
 
@@ -40,8 +42,13 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON here.")
 @click.option("--max-flows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Active flows kept per file; beyond it the least recently active are ended (and counted).")
+@click.option("--threat", "threat_switches", multiple=True, metavar="ID|NAME=on|off",
+              help="Turn a NeuVector threat on or off (e.g. 2012=on, SSL.TLS1.1=on); repeatable. "
+              "Defaults are NeuVector's; `nvpcap threats` lists them.")
+@click.option("--stream-depth", type=click.IntRange(min=0), default=DEFAULT_STREAM_DEPTH, show_default=True,
+              help="Bytes per flow direction the protocol parsers read (0 = identification only).")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
-            summary_json: str | None, max_flows: int) -> None:
+            summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
@@ -56,13 +63,19 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
     if not inputs:
         err.print("nvpcap: no capture files found", style="red", markup=False)
         sys.exit(EXIT_USAGE)
+    try:
+        overrides = parse_threat_switches(threat_switches)
+    except ValueError as exc:
+        err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
+        sys.exit(EXIT_USAGE)
     fmt = fmt or format_for_path(output, sys.stdout.isatty())
     try:
         sink = open_sink(fmt, output)
     except (ValueError, OSError) as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
-    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows))
+    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows), app=AppLayerConfig(stream_depth=stream_depth),
+                           threat_overrides=overrides)
     ordered = order_inputs(inputs)
     summaries = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
@@ -94,18 +107,38 @@ def protocols(fmt: str) -> None:
     """List the application protocols nvpcap identifies (name, transports, default ports)."""
     from .protocols.registry import PROTOCOLS
 
-    rows = [{"name": p.name, "transports": list(p.transports), "ports": list(p.ports), "description": p.description}
-            for p in PROTOCOLS]
+    rows = [{"name": p.name, "transports": list(p.transports), "ports": list(p.ports), "description": p.description,
+             "extracts": p.extracts if p.parser is not None else ""} for p in PROTOCOLS]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} application protocols (identified by content, on any port)")
-    for col in ("name", "transports", "default ports", "identified by"):
+    for col in ("name", "transports", "default ports", "identified by", "events carry"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], "/".join(r["transports"]), ", ".join(map(str, r["ports"])) or "-", r["description"])
+        table.add_row(r["name"], "/".join(r["transports"]), ", ".join(map(str, r["ports"])) or "-", r["description"],
+                      r["extracts"] or "-")
+    Console().print(table)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def threats(fmt: str) -> None:
+    """List NeuVector's threats nvpcap detects: id, name, severity, default on/off, NeuVector's inline action."""
+    rows = [{"id": t.threat_id, "name": t.name, "severity": t.severity, "enabled": t.enabled, "action": t.action}
+            for t in CATALOGUE.values()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="NeuVector threats (turn one on or off with analyze --threat ID=on|off)")
+    for col in ("id", "name", "severity", "default", "NeuVector action"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["name"], str(r["severity"]), "on" if r["enabled"] else "off", r["action"])
     Console().print(table)
 
 

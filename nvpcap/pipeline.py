@@ -169,12 +169,12 @@ class _FileRun:
         cols, rows = _merge(pb, ok, reasm)
         if rows.shape[0]:
             slot, side, serial, ended = self.table.step(cols, rows)
-            self.identify(pb, reasm, cols, rows, slot, side, serial)
+            self.identify(pb, reasm, cols, rows, slot, side, serial, ended)
             self.emit_flows(ended)
             self.emit_events()
 
     def identify(self, pb: PacketBatch, reasm: Reassembled | None, cols: dict[str, np.ndarray], rows: np.ndarray,
-                 slot: np.ndarray, side: np.ndarray, serial: np.ndarray) -> None:
+                 slot: np.ndarray, side: np.ndarray, serial: np.ndarray, ended: np.ndarray) -> None:
         """Offer the payload packets of flows that still want bytes to the application layer (identification,
         then the winning protocol's parser)."""
         cap = self.table.tab.shape[0]
@@ -206,12 +206,11 @@ class _FileRun:
                 continue  # settled by an earlier packet of this batch
             buf = main_buf if row < n_main else reasm.packets.raw.buf.data  # type: ignore[union-attr]
             payload = bytes(buf[start:start + length])
-            keys = None
+            keys = starts = None
             if ser not in app.flows:
-                t = tab[s]
-                keys = (int(t["proto"]), int(t["c_hi"]), int(t["c_lo"]), int(t["s_hi"]), int(t["s_lo"]),
-                        int(t["cport"]), int(t["sport"]), int(t["first_ts"]))
-            if app.offer(ser, sd, keys, "tcp" if tcp else "udp", tcp and no_handshake, sq, payload, frame, ts):
+                keys, starts = _flow_keys(tab, s, ser, ended)
+            if app.offer(ser, sd, keys, "tcp" if tcp else "udp", tcp and no_handshake, sq, payload, frame, ts,
+                         starts):
                 self.id_done[s] = True
 
     def process_guarded(self, raw: RawBatch, offset: int) -> bool:
@@ -348,6 +347,18 @@ _ANOMALY_TEXT = {
     st.MAL_ICMP_HEADER: "ICMP message shorter than its header",
     st.MAL_TUNNEL: "bad tunnel header",
 }
+
+
+def _flow_keys(tab: np.ndarray, slot: int, serial: int, ended: np.ndarray) -> tuple[tuple, tuple[int, int]]:
+    """A flow's keys for its event records, and the sequence number each side's data starts at (-1 unknown).
+    The flow is in its table slot, or, if it ended in this batch and the slot was reused, among the ended."""
+    t = tab[slot]
+    if int(t["serial"]) != serial:
+        t = ended[np.flatnonzero(ended["serial"] == serial)[0]]
+    keys = (int(t["proto"]), int(t["c_hi"]), int(t["c_lo"]), int(t["s_hi"]), int(t["s_lo"]), int(t["cport"]),
+            int(t["sport"]), int(t["first_ts"]))
+    starts = tuple((int(t["start"][i]) + 1) & 0xFFFFFFFF if t["has_start"][i] else -1 for i in (0, 1))
+    return keys, starts  # type: ignore[return-value]
 
 
 def _addr(hi: np.uint64, lo: np.uint64) -> str:

@@ -18,6 +18,7 @@ def run_summary(files: list[FileSummary]) -> dict:
             "files": len(files),
             "packets": sum(f.packets for f in files),
             "flows": sum(f.flows for f in files),
+            "events": sum(f.events for f in files),
             "alerts": sum(f.alerts for f in files),
             "anomalies": sum(f.anomalies for f in files),
             "outcomes": dict(sorted(outcomes.items())),

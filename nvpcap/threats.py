@@ -48,3 +48,20 @@ CATALOGUE: dict[int, Threat] = {t.threat_id: t for t in (
     Threat(2026, "K8S.externalIPs.MitM", 5, True, "drop"),
     Threat(2027, "SSL.TLS1.1", 3, False, "drop"),
 )}
+
+
+def parse_threat_switches(switches: tuple[str, ...] | list[str]) -> dict[int, bool]:
+    """`ID=on|off` or `NAME=on|off` (names as in the catalogue, case-insensitive) -> {id: enabled}."""
+    by_name = {t.name.lower(): t.threat_id for t in CATALOGUE.values()}
+    out: dict[int, bool] = {}
+    for item in switches:
+        key, sep, value = item.partition("=")
+        state = {"on": True, "off": False}.get(value.strip().lower())
+        if not sep or state is None:
+            raise ValueError(f"--threat {item!r}: expected ID=on|off or NAME=on|off")
+        key = key.strip()
+        tid = int(key) if key.isdigit() else by_name.get(key.lower())
+        if tid not in CATALOGUE:
+            raise ValueError(f"--threat {item!r}: no such threat (see `nvpcap threats`)")
+        out[tid] = state
+    return out

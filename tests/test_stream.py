@@ -81,3 +81,11 @@ def test_any_segmentation_order_and_duplication_gives_the_stream(payload, data):
     out += r.flush()
     assert _bytes(out) == payload
     assert not any(c.missing for c in out)
+
+
+def test_a_known_start_orders_segments_that_arrive_before_the_first_one():
+    r = TcpReassembler(start=1000)  # from the handshake: the first data byte is 1000
+    out = r.add(1003, b"DEF", 1, 0)  # arrives first, but is not the start: held
+    assert out == []
+    out = r.add(1000, b"ABC", 2, 0)
+    assert _bytes(out) == b"ABCDEF"

@@ -1,6 +1,7 @@
 """What every writer shares: the interface, flat event columns, and choosing a writer."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,20 +11,22 @@ import polars as pl
 
 FORMATS = ("table", "jsonl", "eve", "csv", "parquet", "zeek")
 
-# Alerts and anomalies flattened to one fixed set of columns (CSV, Parquet).
+# Application events, alerts and anomalies flattened to one fixed set of columns (CSV, Parquet); an application
+# event's own fields (the dict named after its protocol) are one JSON text column, `details`.
 EVENT_COLUMNS = [
-    "event_type", "ts", "timestamp", "pcap_filename", "frame", "first_frame", "last_frame", "src_ip", "src_port",
-    "dest_ip", "dest_port", "proto", "rule_id", "rule_name", "category", "severity", "action", "count",
-    "anomaly_type", "anomaly_event", "message",
+    "event_type", "ts", "timestamp", "pcap_filename", "frame", "first_frame", "last_frame", "flow_id",
+    "community_id", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "app_proto", "rule_id", "rule_name",
+    "category", "severity", "action", "direction", "count", "anomaly_type", "anomaly_event", "message", "details",
 ]
 
 
-_INT_EVENT_COLUMNS = {"frame", "first_frame", "last_frame", "src_port", "dest_port", "rule_id", "severity", "count"}
+_INT_EVENT_COLUMNS = {"frame", "first_frame", "last_frame", "flow_id", "src_port", "dest_port", "rule_id", "severity",
+                      "count"}
 EVENT_SCHEMA = {c: pl.Int64 if c in _INT_EVENT_COLUMNS else pl.Float64 if c == "ts" else pl.Utf8 for c in EVENT_COLUMNS}
 
 
 def flatten_events(events: list[dict]) -> pl.DataFrame:
-    """Alerts and anomalies as one flat table (CSV, Parquet)."""
+    """Application events, alerts and anomalies as one flat table (CSV, Parquet)."""
     rows = []
     for e in events:
         row = {c: e.get(c) for c in EVENT_COLUMNS}
@@ -31,6 +34,9 @@ def flatten_events(events: list[dict]) -> pl.DataFrame:
             row["anomaly_type"] = e["anomaly"]["type"]
             row["anomaly_event"] = e["anomaly"]["event"]
             row["message"] = e["anomaly"]["message"]
+        app = e["event_type"]
+        if app not in ("alert", "anomaly") and isinstance(e.get(app), dict):
+            row["details"] = json.dumps(e[app], separators=(",", ":"), ensure_ascii=False, default=str)
         if row["proto"] is not None:
             row["proto"] = str(row["proto"])
         rows.append(row)

@@ -1,4 +1,5 @@
-"""A readable terminal summary (rich): per-file accounting, the protocol mix and the largest flows."""
+"""A readable terminal summary (rich): per-file accounting, the protocol and application mix, the largest flows,
+application events per protocol and alerts."""
 from __future__ import annotations
 
 import pandas as pd
@@ -16,19 +17,28 @@ class TableSink(Sink):
         self.top = pd.DataFrame()
         self.states: dict[tuple[str, str], int] = {}
         self.alerts: dict[str, int] = {}
+        self.apps: dict[tuple[str, str], list[int]] = {}  # (app, confidence) -> [flows, bytes]
+        self.app_events: dict[str, int] = {}
 
     def write_flows(self, flows) -> None:
         f = flows.to_pandas().assign(total_bytes=flows["bytes_toserver"] + flows["bytes_toclient"])
         for key, n in f.groupby(["proto", "conn_state"]).size().items():
             self.states[key] = self.states.get(key, 0) + int(n)
+        for key, (n, b) in f.groupby(["app_proto", "app_confidence"])["total_bytes"].agg(["size", "sum"]).iterrows():
+            acc = self.apps.setdefault(key, [0, 0])
+            acc[0] += int(n)
+            acc[1] += int(b)
         keep = ["pcap_filename", "src_ip", "src_port", "dest_ip", "dest_port", "proto", "conn_state",
                 "pkts_toserver", "pkts_toclient", "total_bytes", "duration"]
         self.top = pd.concat([self.top, f.nlargest(TOP_FLOWS, "total_bytes")[keep]]).nlargest(TOP_FLOWS, "total_bytes")
 
     def write_events(self, events: list[dict]) -> None:
         for e in events:
-            if e["event_type"] == "alert":
+            kind = e["event_type"]
+            if kind == "alert":
                 self.alerts[e["rule_name"]] = self.alerts.get(e["rule_name"], 0) + int(e.get("count", 1))
+            elif kind != "anomaly":
+                self.app_events[kind] = self.app_events.get(kind, 0) + 1
 
     def close(self, run_summary: dict) -> None:
         c = self.console
@@ -47,6 +57,13 @@ class TableSink(Sink):
             for (proto, state), n in sorted(self.states.items(), key=lambda kv: -kv[1]):
                 mix.add_row(proto, state, str(n))
             c.print(mix)
+        if self.apps:
+            apps = Table(title="Flows by application", title_justify="left")
+            for col in ("app_proto", "confidence", "flows", "bytes", "events"):
+                apps.add_column(col)
+            for (app, conf), (n, b) in sorted(self.apps.items(), key=lambda kv: -kv[1][1]):
+                apps.add_row(app, conf, str(n), str(b), str(self.app_events.get(app, "")) if conf == "dpi" else "")
+            c.print(apps)
         if len(self.top):
             top = Table(title=f"Largest {len(self.top)} flows", title_justify="left")
             for col in ("file", "client", "server", "proto", "state", "pkts c>s", "pkts s>c", "bytes", "secs"):

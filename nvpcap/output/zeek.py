@@ -1,9 +1,15 @@
-"""Zeek TSV logs: conn.log with a real header (zeek-cut and zat read it), notice.log and weird.log beside it."""
+"""Zeek TSV logs: conn.log with a real header (zeek-cut and zat read it), notice.log and weird.log beside it, and
+one `<protocol>.log` per application protocol (http.log, dns.log, ...).
+
+A Zeek log has fixed columns, declared in its header, but a protocol's events may carry optional fields. The
+first PROTOCOL_HEADER_EVENTS events of a protocol are held to learn its columns (in order of first
+appearance); a field first seen after that goes into the last column, `extra`, as JSON: nothing is dropped."""
 from __future__ import annotations
 
+import json
 import os
 import time
-from typing import IO
+from typing import IO, Any
 
 import polars as pl
 
@@ -20,6 +26,9 @@ CONN_FIELDS = [
 NOTICE_FIELDS = [("ts", "time"), ("id.orig_h", "addr"), ("id.orig_p", "port"), ("id.resp_h", "addr"),
                  ("id.resp_p", "port"), ("proto", "enum"), ("note", "string"), ("msg", "string"), ("n", "count")]
 WEIRD_FIELDS = [("ts", "time"), ("name", "string"), ("addl", "string"), ("source", "string")]
+ID_FIELDS = [("ts", "time"), ("uid", "string"), ("id.orig_h", "addr"), ("id.orig_p", "port"),
+             ("id.resp_h", "addr"), ("id.resp_p", "port"), ("community_id", "string"), ("frame", "count")]
+PROTOCOL_HEADER_EVENTS = 4096
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -52,6 +61,32 @@ def _clean(value: object) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
+def _zeek_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "count" if value >= 0 else "int"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, (list, tuple)):
+        return "vector[string]"
+    return "string"
+
+
+def _zeek_value(value: Any) -> Any:
+    """Zeek's text for a value: T/F, comma-joined vectors, JSON for nested structures."""
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return ""
+        return ",".join(json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v).replace(",", "\\x2c")
+                        for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str)
+    return value
+
+
 class ZeekSink(Sink):
     def __init__(self, output: str | None):
         self.dir = None
@@ -64,6 +99,8 @@ class ZeekSink(Sink):
         self.stream, self._close = open_text(output)
         self.stream.write(_header("conn", CONN_FIELDS))
         self._extra: dict[str, IO[str]] = {}
+        self._held: dict[str, list[dict]] = {}  # protocol -> events waiting for its header to be known
+        self._columns: dict[str, list[str]] = {}  # protocol -> its columns, once known
 
     def write_flows(self, flows: pl.DataFrame) -> None:
         lines = []
@@ -94,6 +131,10 @@ class ZeekSink(Sink):
 
     def write_events(self, events: list[dict]) -> None:
         for e in events:
+            app = e["event_type"]
+            if app not in ("alert", "anomaly"):
+                self._app_event(app, e)
+                continue
             if e["event_type"] == "alert":
                 fh = self._log("notice", NOTICE_FIELDS)
                 row = [f"{e['ts']:.6f}", e.get("src_ip"), e.get("src_port"), e.get("dest_ip"), e.get("dest_port"),
@@ -106,7 +147,48 @@ class ZeekSink(Sink):
             if fh is not None:
                 fh.write("\t".join(_clean(v) for v in row) + "\n")
 
+    def _app_event(self, app: str, e: dict) -> None:
+        if self.dir is None:
+            return
+        if app in self._columns:
+            self._write_app(app, [e])
+            return
+        held = self._held.setdefault(app, [])
+        held.append(e)
+        if len(held) >= PROTOCOL_HEADER_EVENTS:
+            self._fix_columns(app)
+
+    def _fix_columns(self, app: str) -> None:
+        held = self._held.pop(app, [])
+        columns: dict[str, str] = {}
+        for e in held:
+            for k, v in (e.get(app) or {}).items():
+                if v is not None and (k not in columns or columns[k] == "string?"):
+                    columns[k] = _zeek_type(v)
+                columns.setdefault(k, "string?")
+        self._columns[app] = list(columns)
+        fields = ID_FIELDS + [(k, "string" if t == "string?" else t) for k, t in columns.items()] + \
+            [("extra", "string")]
+        self._log(app, fields)
+        self._write_app(app, held)
+
+    def _write_app(self, app: str, events: list[dict]) -> None:
+        fh = self._extra[app]
+        cols = self._columns[app]
+        lines = []
+        for e in events:
+            d = e.get(app) or {}
+            extra = {k: v for k, v in d.items() if k not in cols}
+            row = [f"{e['ts']:.6f}", zeek_uid(e["flow_id"]), e.get("src_ip"), e.get("src_port"), e.get("dest_ip"),
+                   e.get("dest_port"), e.get("community_id"), e.get("frame")]
+            row += [_zeek_value(d.get(k)) for k in cols]
+            row.append(json.dumps(extra, default=str) if extra else None)
+            lines.append("\t".join(_clean(v) for v in row))
+        fh.write("\n".join(lines) + "\n")
+
     def close(self, run_summary: dict) -> None:
+        for app in list(self._held):
+            self._fix_columns(app)
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
         for fh in [self.stream, *self._extra.values()]:
             fh.write(f"#close\t{stamp}\n")

@@ -128,14 +128,17 @@ class AppLayer:
         return self.identifier.forced
 
     def offer(self, serial: int, side: int, keys: tuple, transport: str, midstream: bool, seq: int,
-              payload: bytes, frame: int, ts_ns: int) -> bool:
-        """A payload packet of a flow that still wants bytes. Returns True when it wants no more."""
+              payload: bytes, frame: int, ts_ns: int, starts: tuple[int, int] | None = None) -> bool:
+        """A payload packet of a flow that still wants bytes. Returns True when it wants no more.
+        `keys` and `starts` (the sequence number each side's data begins at, from the handshake; -1 unknown)
+        are needed on a flow's first offer only."""
         if serial in self.closed:
             return True
         flow = self.flows.get(serial)
         if flow is None:
             ctx = FlowContext(transport, int(keys[5]), int(keys[6]), midstream)
-            streams = (TcpReassembler(), TcpReassembler()) if transport == "tcp" else None
+            starts = starts or (-1, -1)
+            streams = (TcpReassembler(starts[0]), TcpReassembler(starts[1])) if transport == "tcp" else None
             flow = self.flows[serial] = _Flow(serial, keys, streams, ctx)
         if flow.streams is not None:
             chunks = flow.streams[side].add(seq, payload, frame, ts_ns)

@@ -29,8 +29,10 @@ class TcpReassembler:
 
     __slots__ = ("next_seq", "held", "held_bytes", "delivered", "missing")
 
-    def __init__(self) -> None:
-        self.next_seq = -1  # the sequence number that continues what was delivered
+    def __init__(self, start: int = -1) -> None:
+        """`start`: the sequence number of the first data byte when the handshake showed it (else the first
+        segment that arrives is taken as the start)."""
+        self.next_seq = start  # the sequence number that continues what was delivered
         self.held: dict[int, tuple[bytes, int, int]] = {}  # seq -> (payload, frame, ts_ns), ahead of a gap
         self.held_bytes = 0
         self.delivered = 0  # bytes delivered so far

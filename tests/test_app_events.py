@@ -1,0 +1,118 @@
+"""The application layer end to end: a TCP conversation built here goes through identification, the parser,
+event and alert records, the flow record's threat ids, the output formats, and the switches that control them."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pcapgen as g
+from conftest import run
+from nvpcap.pipeline import AnalyzeConfig
+from nvpcap.protocols.applayer import AppLayerConfig
+from nvpcap.threats import parse_threat_switches
+
+C, S = "10.0.0.1", "10.0.0.2"
+
+
+def ssh_capture(path: Path, client_banner: bytes = b"SSH-1.5-oldclient\r\n", segments: int = 1) -> Path:
+    """A handshake, the server banner, then the client banner cut into `segments` TCP segments (out of order
+    when there are several), then FINs."""
+    pkts = [(0.0, g.tcp(C, 40000, S, 22, "S", seq=100)), (0.001, g.tcp(S, 22, C, 40000, "SA", seq=500, ack=101)),
+            (0.002, g.tcp(C, 40000, S, 22, "A", seq=101, ack=501))]
+    server = b"SSH-2.0-OpenSSH_9.6\r\n"
+    pkts.append((0.003, g.tcp(S, 22, C, 40000, "PA", seq=501, ack=101, data=server)))
+    size = -(-len(client_banner) // segments)
+    pieces = [(i, client_banner[i:i + size]) for i in range(0, len(client_banner), size)]
+    for n, (off, piece) in enumerate(reversed(pieces) if segments > 1 else pieces):
+        pkts.append((0.004 + n / 1000, g.tcp(C, 40000, S, 22, "PA", seq=101 + off, ack=501 + len(server), data=piece)))
+    end = 101 + len(client_banner)
+    pkts += [(0.1, g.tcp(C, 40000, S, 22, "FA", seq=end, ack=501 + len(server))),
+             (0.2, g.tcp(S, 22, C, 40000, "FA", seq=501 + len(server), ack=end + 1)),
+             (0.3, g.tcp(C, 40000, S, 22, "A", seq=end + 1, ack=502 + len(server)))]
+    return g.write(path, pkts)
+
+
+def test_event_alert_and_flow_agree(tmp_path):
+    res = run(ssh_capture(tmp_path / "ssh.pcap", segments=3))  # client banner arrives in reverse order
+    (event,) = res.app_events("ssh")
+    assert event["ssh"]["client"] == "SSH-1.5-oldclient" and event["ssh"]["server"] == "SSH-2.0-OpenSSH_9.6"
+    flow = res.flows.iloc[0]
+    assert (event["flow_id"], event["community_id"]) == (flow["flow_id"], flow["community_id"])
+    assert (event["src_ip"], event["dest_port"], event["frame"]) == (C, 22, 4)  # the server banner's frame
+    (alert,) = res.alerts(2008)
+    assert alert["app_proto"] == "ssh" and alert["direction"] == "toserver" and alert["src_ip"] == C
+    assert flow["threat_ids"] == [2008] and flow["app_proto"] == "ssh"
+    assert res.summary.events == 1 and res.summary.parser_errors == 0
+
+
+def test_a_threat_switched_off_raises_nothing(tmp_path):
+    cfg = AnalyzeConfig(threat_overrides=parse_threat_switches(["SSH.Version.1=off"]))
+    res = run(ssh_capture(tmp_path / "ssh.pcap"), cfg)
+    assert res.alerts(2008) == [] and res.flows.iloc[0]["threat_ids"] == []
+    assert len(res.app_events("ssh")) == 1
+
+
+def test_threat_switches_parse_ids_and_names():
+    assert parse_threat_switches(["2012=on", "ssl.tls1.1=ON", "2008=off"]) == {2012: True, 2027: True, 2008: False}
+    for bad in ("2012", "9999=on", "2012=maybe", "nope=off"):
+        with pytest.raises(ValueError):
+            parse_threat_switches([bad])
+
+
+def test_stream_depth_zero_identifies_without_parsing(tmp_path):
+    res = run(ssh_capture(tmp_path / "ssh.pcap"), AnalyzeConfig(app=AppLayerConfig(stream_depth=0)))
+    assert res.app_events("ssh") == [] and res.flows.iloc[0]["app_proto"] == "ssh"
+
+
+def test_a_parser_that_raises_becomes_an_anomaly_and_the_flow_goes_on(tmp_path, monkeypatch):
+    from nvpcap.protocols import ssh
+
+    def broken(self, side, data, frame, ts):
+        raise RuntimeError("parser bug")
+    monkeypatch.setattr(ssh.SshParser, "feed", broken)
+    res = run(ssh_capture(tmp_path / "ssh.pcap"))
+    (anomaly,) = res.anomalies("parser-error")
+    assert "parser bug" in anomaly["anomaly"]["message"] and anomaly["dest_port"] == 22
+    assert res.summary.parser_errors == 1 and len(res.flows) == 1 and res.flows.iloc[0]["app_proto"] == "ssh"
+
+
+def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nvpcap", "analyze", *map(str, args), "-q"], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_zeek_output_writes_a_protocol_log(tmp_path):
+    ssh_capture(tmp_path / "ssh.pcap")
+    out = tmp_path / "zeek"
+    done = _cli("ssh.pcap", "--format", "zeek", "-o", f"{out}/", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (out / "ssh.log").read_text().splitlines()
+    fields = next(line for line in lines if line.startswith("#fields")).split("\t")[1:]
+    rows = [line.split("\t") for line in lines if not line.startswith("#")]
+    assert len(rows) == 1
+    row = dict(zip(fields, rows[0]))
+    assert row["id.orig_h"] == C and row["id.resp_p"] == "22" and row["client"] == "SSH-1.5-oldclient"
+    assert row["version"] == "1" and row["extra"] == "-"
+    assert "NeuVector::SSH.Version.1" in (out / "notice.log").read_text()
+
+
+def test_csv_events_carry_the_protocol_fields_as_json(tmp_path):
+    ssh_capture(tmp_path / "ssh.pcap")
+    done = _cli("ssh.pcap", "-o", "flows.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(open(tmp_path / "flows.events.csv")))
+    ssh_rows = [r for r in rows if r["event_type"] == "ssh"]
+    assert len(ssh_rows) == 1 and json.loads(ssh_rows[0]["details"])["server"] == "SSH-2.0-OpenSSH_9.6"
+    assert ssh_rows[0]["community_id"].startswith("1:")
+
+
+def test_protocols_lists_what_parsers_extract():
+    out = subprocess.run([sys.executable, "-m", "nvpcap", "protocols", "--format", "json"], capture_output=True,
+                         text=True, check=True).stdout
+    ssh = next(p for p in json.loads(out) if p["name"] == "ssh")
+    assert "banner" in ssh["extracts"]
