@@ -10,7 +10,7 @@ taken as proof: any HTTP/2 client may send it, and gRPC requires the content-typ
 from __future__ import annotations
 
 from nvpcap.protocols.base import FlowContext, ProtocolSpec, Verdict
-from nvpcap.protocols.http2 import first_request, is_grpc
+from nvpcap.protocols.http2 import Http2Parser, first_request, is_grpc
 
 YES, MAYBE, NO = Verdict.YES, Verdict.MAYBE, Verdict.NO
 
@@ -27,10 +27,24 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         return NO
 
 
+# ---- parsing: HTTP/2 frames and HPACK as http2 (Http2Parser); gRPC streams (request content-type
+# application/grpc[+...]) add grpc_service/grpc_method (from :path /<package.Service>/<Method>), grpc_status and
+# grpc_message (the trailers, or the headers of a Trailers-Only response; grpc-message is percent-decoded) and
+# grpc_compressed (a Length-Prefixed-Message had its Compressed-Flag set: not decoded, not passed to content) ----
+
+
+class GrpcParser(Http2Parser):
+    """gRPC is HTTP/2: the same parser; the gRPC fields come from each stream's own content-type, so a plain
+    HTTP/2 stream on a gRPC connection (a health check over REST, say) is still reported as such."""
+
+
 SPEC = ProtocolSpec(
     name="grpc",
     transports=("tcp",),
     ports=(50051,),
     probe=probe,
     description="gRPC: h2c preface and a first request with content-type application/grpc or grpc-* headers",
+    parser=GrpcParser,
+    extracts="one event per call (HTTP/2 stream): grpc_service, grpc_method, grpc_status, grpc_message, "
+             "grpc_compressed, authority, path, status, user_agent, request/response body bytes",
 )

@@ -9,7 +9,10 @@ The frame walk and the small HPACK reader (static names, Huffman decoding) are s
 """
 from __future__ import annotations
 
-from nvpcap.protocols.base import FlowContext, ProtocolSpec, Verdict
+import struct
+from urllib.parse import unquote, unquote_to_bytes
+
+from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
@@ -206,10 +209,406 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         return NO
 
 
+# ---- parsing: frames (RFC 9113 §4.1, §6), HPACK header blocks (RFC 7541) with one decoder per direction, one event
+# per stream; gRPC (grpc/grpc doc/PROTOCOL-HTTP2.md) length-prefixed messages and trailers ----
+
+FRAME_HEAD = struct.Struct("!HBBBI")  # length (24 bits: high 16 + low 8), type, flags, R + stream id (31 bits)
+DATA, PRIORITY_FRAME, RST_STREAM, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE = 0, 2, 3, 5, 6, 7, 8
+END_STREAM, ACK = 0x1, 0x1
+SETTINGS_HEADER_TABLE_SIZE = 0x1  # RFC 9113 §6.5.2
+SETTING = struct.Struct("!HI")
+MAX_HEADER_BLOCK = 65536  # encoded bytes of one header block (HEADERS + CONTINUATIONs); more: HPACK state is lost
+MAX_HEADER_LIST = 65536  # decoded size of one header list (RFC 9113 §6.5.2 SETTINGS_MAX_HEADER_LIST_SIZE sense)
+MAX_TABLE = 65536  # largest HPACK dynamic table accepted (a peer may announce up to 2^32-1)
+MAX_CONTROL = 16384  # payload of other frames buffered; longer ones (GOAWAY debug data, extensions) are skipped
+MAX_STREAMS = 10000  # streams tracked per connection; later ones are decoded (HPACK state) but not reported
+MAX_FIELD = 1024  # characters kept of a header value in the event
+GRPC_PREFIX = struct.Struct("!BI")  # gRPC Length-Prefixed-Message: Compressed-Flag, Message-Length
+# RFC 9113 §7 error codes (RST_STREAM, GOAWAY)
+ERROR_CODES = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR", 4: "SETTINGS_TIMEOUT",
+               5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR",
+               10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM", 12: "INADEQUATE_SECURITY", 13: "HTTP_1_1_REQUIRED"}
+
+
+def _value(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")[:MAX_FIELD]
+
+
+def grpc_path(path: str | None) -> tuple[str | None, str | None]:
+    """PROTOCOL-HTTP2.md: Path → ":path" "/" Service-Name "/" {method name}; (service, method)."""
+    if not path or not path.startswith("/"):
+        return None, None
+    service, sep, method = path[1:].partition("/")
+    return (service or None, method or None) if sep else (None, None)
+
+
+class _Stream:
+    """One request/response exchange."""
+
+    __slots__ = (
+        "body_len",
+        "compressed",
+        "encoded",
+        "ended",
+        "grpc",
+        "grpc_message",
+        "grpc_status",
+        "msg_compressed",
+        "msg_left",
+        "prefix",
+        "request",
+        "reset",
+        "response",
+        "sid",
+        "status",
+        "where",
+    )
+
+    def __init__(self, sid: int, where: tuple[int, int]) -> None:
+        self.sid, self.where = sid, where
+        self.request: dict[str, str] = {}  # first value of each request header (pseudo-headers included)
+        self.response: dict[str, str] = {}
+        self.status: int | None = None
+        self.ended = [False, False]  # END_STREAM seen from client / server
+        self.body_len = [0, 0]
+        self.encoded = [False, False]  # content-encoding other than identity: the body is not passed on
+        self.grpc = False
+        self.grpc_status: int | None = None
+        self.grpc_message: str | None = None
+        self.compressed = False
+        self.prefix = [bytearray(), bytearray()]  # gRPC message prefix being collected (<= 5 bytes)
+        self.msg_left = [0, 0]  # gRPC message bytes still to come
+        self.msg_compressed = [False, False]
+        self.reset: str | None = None
+
+
+class _H2Side:
+    """Frame-reading state of one direction."""
+
+    __slots__ = (
+        "block",
+        "block_end",
+        "block_promised",
+        "block_sid",
+        "block_where",
+        "buf",
+        "data_end",
+        "data_left",
+        "data_pad",
+        "data_sid",
+        "decoder",
+        "head",
+        "preface_left",
+        "skip",
+    )
+
+    def __init__(self, preface: int) -> None:
+        import hpack  # lazy: only h2 flows pay for it
+
+        self.decoder = hpack.Decoder()
+        self.decoder.max_header_list_size = MAX_HEADER_LIST
+        self.preface_left = preface
+        self.buf = bytearray()  # the frame header, then the payload, of the frame being read
+        self.head: tuple[int, int, int, int, int, int] | None = None  # length, type, flags, sid, frame, ts
+        self.skip = 0
+        self.data_left = 0  # DATA payload bytes still to come (data, then padding)
+        self.data_pad: int | None = 0  # padding of the DATA frame being read; None: the Pad Length byte is next
+        self.data_sid = 0
+        self.data_end = False
+        self.block: bytearray | None = None  # header block being collected across CONTINUATION frames
+        self.block_sid = 0
+        self.block_end = False
+        self.block_promised: int | None = None
+        self.block_where = (0, 0)
+
+
+class Http2Parser(Parser):
+    """One event per stream: request pseudo-headers and a few headers, status, body sizes; for gRPC streams the
+    service, method, grpc-status/grpc-message and whether messages were compressed. Header blocks and bodies
+    (gRPC: the messages without their 5-byte prefix, unless compressed) go to content(). An HPACK error loses the
+    header table: anomaly and done."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.sides = (_H2Side(len(PREFACE)), _H2Side(0))
+        self.streams: dict[int, _Stream] = {}
+        self.stream_count = 0
+        self.last_sid = [0, 0]  # highest even / odd stream id opened: ids only grow (RFC 9113 §5.1.1)
+        self.warned: set[str] = set()
+
+    # -- frames --
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        st = self.sides[side]
+        n, pos = len(data), 0
+        if st.preface_left:
+            done = len(PREFACE) - st.preface_left
+            k = min(st.preface_left, n)
+            if data[:k] != PREFACE[done : done + k]:
+                self._stop("http2-bad-preface", "the client did not start with the HTTP/2 preface", frame, ts_ns)
+                return
+            st.preface_left -= k
+            pos = k
+        while pos < n and not self.done:
+            if st.skip:
+                k = min(st.skip, n - pos)
+                st.skip -= k
+                pos += k
+            elif st.data_left:
+                pos = self._data(side, st, data, pos, frame, ts_ns)
+            elif st.head is None:
+                k = min(FRAME_HEADER - len(st.buf), n - pos)
+                st.buf += data[pos : pos + k]
+                pos += k
+                if len(st.buf) < FRAME_HEADER:
+                    break
+                hi, lo, ftype, flags, sid = FRAME_HEAD.unpack(st.buf)
+                st.buf.clear()
+                self._frame_header(side, st, (hi << 8) | lo, ftype, flags, sid & 0x7FFFFFFF, frame, ts_ns)
+            else:
+                length = st.head[0]
+                k = min(length - len(st.buf), n - pos)
+                st.buf += data[pos : pos + k]
+                pos += k
+                if len(st.buf) < length:
+                    break
+                payload = bytes(st.buf)
+                st.buf.clear()
+                head, st.head = st.head, None
+                self._frame(side, st, head, payload)
+
+    def _frame_header(self, side: int, st: _H2Side, length: int, ftype: int, flags: int, sid: int, frame: int,
+                      ts_ns: int) -> None:
+        if st.block is not None and (ftype != CONTINUATION or sid != st.block_sid):
+            self._stop("http2-expected-continuation", f"frame type {ftype} inside a header block (RFC 9113 §6.10)",
+                       frame, ts_ns)
+            return
+        if ftype == DATA:
+            st.data_left, st.data_pad, st.data_sid = length, None if flags & PADDED else 0, sid
+            st.data_end = bool(flags & END_STREAM)
+            if not length and st.data_end:
+                self._end(side, sid)
+            return
+        if ftype in (HEADERS, CONTINUATION, PUSH_PROMISE):
+            if length + (len(st.block) if st.block is not None else 0) > MAX_HEADER_BLOCK:
+                self._stop("http2-header-block-too-long", f"header block over {MAX_HEADER_BLOCK} bytes", frame, ts_ns)
+                return
+        elif length > MAX_CONTROL:
+            st.skip = length
+            return
+        st.head = (length, ftype, flags, sid, frame, ts_ns)
+        if not length:
+            st.head = None
+            self._frame(side, st, (length, ftype, flags, sid, frame, ts_ns), b"")
+
+    def _data(self, side: int, st: _H2Side, data: bytes, pos: int, frame: int, ts_ns: int) -> int:
+        """Stream a DATA payload (RFC 9113 §6.1): Pad Length byte if PADDED, data, padding. Returns the new offset."""
+        n = len(data)
+        if st.data_pad is None:
+            pad = data[pos]
+            pos += 1
+            st.data_left -= 1
+            if pad > st.data_left:
+                self._warn("http2-bad-padding", "padding longer than the DATA frame", frame, ts_ns)
+                pad = st.data_left
+            st.data_pad = pad
+        usable = st.data_left - st.data_pad
+        if usable and pos < n:
+            k = min(usable, n - pos)
+            self._body(side, st.data_sid, data[pos : pos + k], frame, ts_ns)
+            pos += k
+            st.data_left -= k
+            usable -= k
+        if not usable:
+            k = min(st.data_left, n - pos)
+            pos += k
+            st.data_left -= k
+        if not st.data_left and st.data_end:
+            self._end(side, st.data_sid)
+        return pos
+
+    def _frame(self, side: int, st: _H2Side, head: tuple[int, int, int, int, int, int], payload: bytes) -> None:
+        _, ftype, flags, sid, frame, ts_ns = head
+        if ftype in (HEADERS, PUSH_PROMISE):
+            off = 1 if flags & PADDED else 0
+            pad = payload[0] if off and payload else 0
+            if ftype == HEADERS and flags & PRIORITY:
+                off += 5
+            promised = None
+            if ftype == PUSH_PROMISE:
+                promised = int.from_bytes(payload[off : off + 4], "big") & 0x7FFFFFFF
+                off += 4
+            if off + pad > len(payload):
+                self._stop("http2-bad-padding", "header block padding past the frame", frame, ts_ns)
+                return
+            st.block = bytearray(payload[off : len(payload) - pad])
+            st.block_sid, st.block_promised, st.block_where = sid, promised, (frame, ts_ns)
+            st.block_end = ftype == HEADERS and bool(flags & END_STREAM)
+        elif ftype == CONTINUATION:
+            if st.block is None:
+                self._stop("http2-unexpected-continuation", "CONTINUATION without a header block", frame, ts_ns)
+                return
+            st.block += payload
+        elif ftype == SETTINGS and not flags & ACK:
+            for off in range(0, len(payload) - SETTING.size + 1, SETTING.size):
+                ident, value = SETTING.unpack_from(payload, off)
+                if ident == SETTINGS_HEADER_TABLE_SIZE:  # bounds the table the other side's encoder may use
+                    self.sides[1 - side].decoder.max_allowed_table_size = min(value, MAX_TABLE)
+            return
+        elif ftype == RST_STREAM and sid in self.streams and len(payload) >= 4:
+            code = int.from_bytes(payload[:4], "big")
+            stream = self.streams[sid]
+            stream.reset = ERROR_CODES.get(code, f"0x{code:x}")
+            self._emit(stream)
+            return
+        else:
+            return
+        if flags & END_HEADERS:
+            self._block_done(side, st, frame, ts_ns)
+
+    # -- header blocks --
+
+    def _block_done(self, side: int, st: _H2Side, frame: int, ts_ns: int) -> None:
+        block, st.block = bytes(st.block or b""), None
+        try:
+            headers = st.decoder.decode(block, raw=True)
+        except Exception as exc:  # noqa: BLE001 - hpack raises several types on hostile blocks
+            self._stop("http2-hpack-error", f"header block does not decode: {type(exc).__name__}", frame, ts_ns)
+            return
+        text = b"".join(bytes(n) + b": " + bytes(v) + b"\r\n" for n, v in headers)
+        self.out.content("header", side, text, frame, ts_ns)
+        fields: dict[str, str] = {}
+        for n, v in headers:
+            fields.setdefault(bytes(n).lower().decode("latin-1"), _value(bytes(v)))
+        if st.block_promised is not None:  # PUSH_PROMISE: the request of a stream the server will push
+            stream = self._stream(st.block_promised, st.block_where)
+            if stream is not None:
+                stream.ended[CLIENT] = True  # RFC 9113 §8.4: the client sends nothing on a pushed stream
+                self._request(stream, fields, SERVER, frame, ts_ns)
+            return
+        stream = self._stream(st.block_sid, st.block_where)
+        if stream is None:
+            return
+        if side == CLIENT:
+            if not stream.request:
+                self._request(stream, fields, CLIENT, frame, ts_ns)
+        else:
+            self._response(stream, fields)
+        if st.block_end:
+            self._end(side, stream.sid)
+
+    def _stream(self, sid: int, where: tuple[int, int]) -> _Stream | None:
+        stream = self.streams.get(sid)
+        if stream is None and sid > self.last_sid[sid & 1]:  # a lower id is a stream already closed
+            self.last_sid[sid & 1] = sid
+            if self.stream_count >= MAX_STREAMS:
+                self._warn("http2-too-many-streams", f"more than {MAX_STREAMS} streams: later ones not reported",
+                           *where)
+                return None
+            self.stream_count += 1
+            stream = self.streams[sid] = _Stream(sid, where)
+        return stream
+
+    def _request(self, stream: _Stream, fields: dict[str, str], side: int, frame: int, ts_ns: int) -> None:
+        """Request headers: from the client, or promised by the server (PUSH_PROMISE, side SERVER)."""
+        stream.request = fields or {":method": ""}
+        stream.grpc = fields.get("content-type", "").startswith("application/grpc")
+        stream.encoded[CLIENT] = fields.get("content-encoding", "identity") != "identity"
+        path = fields.get(":path")
+        if path:
+            self.out.content("url", side, unquote_to_bytes(path), frame, ts_ns)
+
+    def _response(self, stream: _Stream, fields: dict[str, str]) -> None:
+        status = fields.get(":status")
+        if status is not None and stream.status is None and not status.startswith("1"):  # 1xx: interim (§8.1)
+            stream.status = int(status) if status.isdigit() else None
+            stream.response = fields
+            stream.encoded[SERVER] = fields.get("content-encoding", "identity") != "identity"
+        if "grpc-status" in fields:  # trailers, or the headers of a Trailers-Only response
+            code = fields["grpc-status"]
+            stream.grpc_status = int(code) if code.isdigit() else None
+            message = fields.get("grpc-message")
+            stream.grpc_message = None if message is None else unquote(message, errors="replace")
+
+    # -- bodies --
+
+    def _body(self, side: int, sid: int, piece: bytes, frame: int, ts_ns: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        stream.body_len[side] += len(piece)
+        if stream.grpc:
+            self._grpc_messages(side, stream, piece, frame, ts_ns)
+        elif not stream.encoded[side]:
+            self.out.content("body", side, piece, frame, ts_ns)
+
+    def _grpc_messages(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
+        """Split DATA into Length-Prefixed-Messages; pass uncompressed messages on, flag compressed ones."""
+        pos, n = 0, len(piece)
+        prefix = stream.prefix[side]
+        while pos < n:
+            left = stream.msg_left[side]
+            if left:
+                k = min(left, n - pos)
+                if not stream.msg_compressed[side]:
+                    self.out.content("body", side, piece[pos : pos + k], frame, ts_ns)
+                stream.msg_left[side] -= k
+                pos += k
+                continue
+            k = min(GRPC_PREFIX.size - len(prefix), n - pos)
+            prefix += piece[pos : pos + k]
+            pos += k
+            if len(prefix) == GRPC_PREFIX.size:
+                flag, length = GRPC_PREFIX.unpack(prefix)
+                prefix.clear()
+                stream.msg_compressed[side] = bool(flag & 1)
+                stream.compressed |= bool(flag & 1)
+                stream.msg_left[side] = length
+
+    # -- streams --
+
+    def _end(self, side: int, sid: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is not None:
+            stream.ended[side] = True
+            if all(stream.ended):
+                self._emit(stream)
+
+    def _emit(self, stream: _Stream) -> None:
+        self.streams.pop(stream.sid, None)
+        req, resp = stream.request, stream.response
+        fields = {"stream_id": stream.sid, "method": req.get(":method") or None, "scheme": req.get(":scheme"),
+                  "authority": req.get(":authority", req.get("host")), "path": req.get(":path"),
+                  "status": stream.status, "content_type": resp.get("content-type", req.get("content-type")),
+                  "user_agent": req.get("user-agent"), "request_body_len": stream.body_len[CLIENT],
+                  "response_body_len": stream.body_len[SERVER], "reset": stream.reset}
+        if stream.grpc:
+            service, method = grpc_path(fields["path"])
+            fields.update(grpc_service=service, grpc_method=method, grpc_status=stream.grpc_status,
+                          grpc_message=stream.grpc_message, grpc_compressed=stream.compressed)
+        self.out.event(fields, *stream.where)
+
+    def _warn(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        if reason not in self.warned:
+            self.warned.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
+
+    def _stop(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        self.out.anomaly(reason, message, frame, ts_ns)
+        self.done = True
+
+    def finish(self) -> None:
+        for sid in sorted(self.streams):
+            self._emit(self.streams[sid])
+
+
 SPEC = ProtocolSpec(
     name="http2",
     transports=("tcp",),
     ports=(),  # cleartext HTTP/2 has no port of its own: on 80/8080 the port suggests HTTP/1.x
     probe=probe,
     description="HTTP/2 with prior knowledge (h2c preface), when the first request is not gRPC",
+    parser=Http2Parser,
+    extracts="one event per stream: method, scheme, authority, path, status, content_type, user_agent, "
+             "request/response body bytes, reset code (gRPC streams: service, method, grpc-status/message)",
 )

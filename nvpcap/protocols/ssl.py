@@ -9,9 +9,11 @@ ClientHello or ServerHello whose hello version is sane, or when both sides start
 """
 from __future__ import annotations
 
+import hashlib
 import struct
+import warnings
 
-from nvpcap.protocols.base import FlowContext, ProtocolSpec, Verdict
+from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
 CCS, ALERT, HANDSHAKE, APPDATA, HEARTBEAT = 20, 21, 22, 23, 24
@@ -111,10 +113,645 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         return NO
 
 
+# ---- parsing: the record layer, the cleartext handshake messages and the server certificate ----
+# Records: RFC 5246 §6.2 / RFC 8446 §5.1; handshake: RFC 5246 §7.4 / RFC 8446 §4; SSLv2: draft-hickman-netscape-ssl-00
+# §2.6 (2-byte record header with the high bit set) and §2.7 (CLIENT-HELLO, SERVER-HELLO).
+
+V2_HEAD = 2  # SSLv2 2-byte record header: high bit set, 15-bit length
+HS_HEAD = 4  # handshake message: msg_type(1) length(3)
+MAX_HANDSHAKE = 65536  # handshake bytes kept per message; a longer one (a big Certificate chain) keeps its prefix
+MAX_LIST = 64  # items kept of the ALPN list
+MAX_TEXT = 1024  # characters kept of a name (SNI, subject, issuer)
+HB_REQUEST = 1  # RFC 6520 §3 HeartbeatMessageType heartbeat_request
+HB_OVERREAD = 1024  # NeuVector dpi_ssl.c: payload_length - (record length - 3) > 1024 is Heartbleed
+CERTIFICATE, SERVER_HELLO_DONE = 11, 14
+V2_CLIENT_HELLO, V2_SERVER_HELLO = 1, 4
+V2_CLIENT_HELLO_HEAD = struct.Struct("!BHHHH")  # msg, version, cipher_specs len, session_id len, challenge len
+V2_SERVER_HELLO_HEAD = struct.Struct("!BBBHHHH")  # msg, sid hit, cert type, version, cert len, specs len, conn-id len
+V2_X509 = 1  # SSL_CT_X509_CERTIFICATE
+
+# Extensions (IANA TLS ExtensionType registry)
+EXT_SERVER_NAME, EXT_GROUPS, EXT_POINT_FORMATS, EXT_HEARTBEAT, EXT_ALPN = 0, 10, 11, 15, 16
+EXT_PRE_SHARED_KEY, EXT_SUPPORTED_VERSIONS = 41, 43
+# RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest
+HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+
+VERSION_NAMES = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLSv1.0", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2",
+                 0x0304: "TLSv1.3"}
+TLS13 = 0x0304
+
+# IANA TLS Cipher Suites registry (RFC 5246 appendix A.5, RFC 8446 §B.4, RFC 4492, 5288, 5289, 7905, ...): the
+# suites seen in practice; others are named by their hex code.
+CIPHER_SUITES = {
+    0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
+    0x0003: "TLS_RSA_EXPORT_WITH_RC4_40_MD5", 0x0004: "TLS_RSA_WITH_RC4_128_MD5", 0x0005: "TLS_RSA_WITH_RC4_128_SHA",
+    0x0006: "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5", 0x0007: "TLS_RSA_WITH_IDEA_CBC_SHA",
+    0x0008: "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0009: "TLS_RSA_WITH_DES_CBC_SHA",
+    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0013: "TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA",
+    0x0015: "TLS_DHE_RSA_WITH_DES_CBC_SHA", 0x0016: "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x0018: "TLS_DH_anon_WITH_RC4_128_MD5", 0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x0032: "TLS_DHE_DSS_WITH_AES_128_CBC_SHA", 0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+    0x0034: "TLS_DH_anon_WITH_AES_128_CBC_SHA", 0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x0038: "TLS_DHE_DSS_WITH_AES_256_CBC_SHA", 0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+    0x003A: "TLS_DH_anon_WITH_AES_256_CBC_SHA", 0x003B: "TLS_RSA_WITH_NULL_SHA256",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256", 0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
+    0x0040: "TLS_DHE_DSS_WITH_AES_128_CBC_SHA256", 0x0041: "TLS_RSA_WITH_CAMELLIA_128_CBC_SHA",
+    0x0045: "TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA", 0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+    0x006A: "TLS_DHE_DSS_WITH_AES_256_CBC_SHA256", 0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+    0x0084: "TLS_RSA_WITH_CAMELLIA_256_CBC_SHA", 0x0088: "TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA",
+    0x008C: "TLS_PSK_WITH_AES_128_CBC_SHA", 0x008D: "TLS_PSK_WITH_AES_256_CBC_SHA",
+    0x0096: "TLS_RSA_WITH_SEED_CBC_SHA", 0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384", 0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", 0x00A8: "TLS_PSK_WITH_AES_128_GCM_SHA256",
+    0x00A9: "TLS_PSK_WITH_AES_256_GCM_SHA384", 0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384", 0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0x1304: "TLS_AES_128_CCM_SHA256", 0x1305: "TLS_AES_128_CCM_8_SHA256", 0x5600: "TLS_FALLBACK_SCSV",
+    0xC007: "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", 0xC008: "TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", 0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC011: "TLS_ECDHE_RSA_WITH_RC4_128_SHA", 0xC012: "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", 0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", 0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", 0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xC035: "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA", 0xC036: "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA",
+    0xC09C: "TLS_RSA_WITH_AES_128_CCM", 0xC09D: "TLS_RSA_WITH_AES_256_CCM",
+    0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", 0xC0AD: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCAB: "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256",
+    0xCCAC: "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256", 0xD001: "TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256",
+}
+
+# draft-hickman-netscape-ssl-00 appendix C.4: SSLv2 CIPHER-KINDs (3 bytes)
+V2_CIPHER_KINDS = {
+    0x010080: "SSL_CK_RC4_128_WITH_MD5", 0x020080: "SSL_CK_RC4_128_EXPORT40_WITH_MD5",
+    0x030080: "SSL_CK_RC2_128_CBC_WITH_MD5", 0x040080: "SSL_CK_RC2_128_CBC_EXPORT40_WITH_MD5",
+    0x050080: "SSL_CK_IDEA_128_CBC_WITH_MD5", 0x060040: "SSL_CK_DES_64_CBC_WITH_MD5",
+    0x0700C0: "SSL_CK_DES_192_EDE3_CBC_WITH_MD5",
+}
+
+# RFC 8446 §6 and RFC 5246 §7.2 AlertDescription (names as Zeek's ssl.log last_alert)
+ALERTS = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed", 22: "record_overflow",
+    30: "decompression_failure", 40: "handshake_failure", 41: "no_certificate", 42: "bad_certificate",
+    43: "unsupported_certificate", 44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",
+    47: "illegal_parameter", 48: "unknown_ca", 49: "access_denied", 50: "decode_error", 51: "decrypt_error",
+    60: "export_restriction", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
+    86: "inappropriate_fallback", 90: "user_canceled", 100: "no_renegotiation", 109: "missing_extension",
+    110: "unsupported_extension", 111: "certificate_unobtainable", 112: "unrecognized_name",
+    113: "bad_certificate_status_response", 114: "bad_certificate_hash_value", 115: "unknown_psk_identity",
+    116: "certificate_required", 120: "no_application_protocol",
+}
+
+
+def version_name(v: int) -> str:
+    return VERSION_NAMES.get(v, f"0x{v:04x}")
+
+
+def cipher_name(code: int) -> str:
+    return CIPHER_SUITES.get(code, f"0x{code:04x}")
+
+
+def is_grease(v: int) -> bool:
+    """RFC 8701 §2: GREASE values are 0x?A?A with both bytes equal (JA3 ignores them)."""
+    return v & 0x0F0F == 0x0A0A and v >> 8 == v & 0xFF
+
+
+class _Short(Exception):
+    """A length field points past the end of its message."""
+
+
+class _Reader:
+    """Bounds-checked big-endian reads over one message."""
+
+    __slots__ = ("data", "off")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.off = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.off + n > len(self.data):
+            raise _Short()
+        out = self.data[self.off : self.off + n]
+        self.off += n
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def vector(self, len_bytes: int) -> bytes:
+        return self.take(self.uint(len_bytes))
+
+    def left(self) -> int:
+        return len(self.data) - self.off
+
+
+def _u16s(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2)]
+
+
+def _extensions(r: _Reader) -> list[tuple[int, bytes]]:
+    """RFC 8446 §4.2: extensions<8..2^16-1>, each type(2) + opaque data<0..2^16-1>; absent in old hellos."""
+    if r.left() < 2:
+        return []
+    block = _Reader(r.vector(2))
+    exts = []
+    while block.left():
+        etype = block.uint(2)
+        exts.append((etype, block.vector(2)))
+    return exts
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")[:MAX_TEXT]
+
+
+def _alpn(data: bytes) -> list[str]:
+    """RFC 7301 §3.1: ProtocolNameList<2..2^16-1> of ProtocolName<1..2^8-1>."""
+    r = _Reader(_Reader(data).vector(2))
+    names = []
+    while r.left() and len(names) < MAX_LIST:
+        names.append(_text(r.vector(1)))
+    return names
+
+
+def _sni(data: bytes) -> str | None:
+    """RFC 6066 §3: ServerNameList of (NameType, HostName); the first host_name (type 0)."""
+    r = _Reader(_Reader(data).vector(2))
+    while r.left():
+        kind = r.uint(1)
+        name = r.vector(2)
+        if kind == 0:
+            return _text(name)
+    return None
+
+
+def parse_client_hello(body: bytes) -> dict:
+    """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello: the fields the event and JA3 need. Raises _Short."""
+    r = _Reader(body)
+    version = r.uint(2)
+    r.take(32)  # random
+    session_id = r.vector(1)
+    suites = _u16s(r.vector(2))
+    r.vector(1)  # compression methods
+    exts = _extensions(r)
+    hello = {"version": version, "session_id": session_id, "suites": suites, "exts": [t for t, _ in exts],
+             "groups": [], "point_formats": [], "sni": None, "alpn": None, "heartbeat": False}
+    for etype, data in exts:
+        if etype == EXT_SERVER_NAME and data:
+            hello["sni"] = _sni(data)
+        elif etype == EXT_GROUPS:
+            hello["groups"] = _u16s(_Reader(data).vector(2))
+        elif etype == EXT_POINT_FORMATS:
+            hello["point_formats"] = list(_Reader(data).vector(1))
+        elif etype == EXT_ALPN:
+            hello["alpn"] = _alpn(data)
+        elif etype == EXT_HEARTBEAT:
+            hello["heartbeat"] = True
+    return hello
+
+
+def parse_server_hello(body: bytes) -> dict:
+    """RFC 8446 §4.1.3 / RFC 5246 §7.4.1.3 ServerHello. `selected` is the negotiated version: the legacy version,
+    or the supported_versions extension's when present (RFC 8446 §4.2.1). Raises _Short."""
+    r = _Reader(body)
+    version = r.uint(2)
+    random = r.take(32)
+    session_id = r.vector(1)
+    suite = r.uint(2)
+    r.uint(1)  # compression method
+    exts = _extensions(r)
+    hello = {"version": version, "random": random, "session_id": session_id, "suite": suite,
+             "exts": [t for t, _ in exts], "selected": version, "alpn": None, "heartbeat": False, "psk": False}
+    for etype, data in exts:
+        if etype == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
+            hello["selected"] = int.from_bytes(data[:2], "big")
+        elif etype == EXT_ALPN:
+            names = _alpn(data)
+            hello["alpn"] = names[0] if names else None
+        elif etype == EXT_HEARTBEAT:
+            hello["heartbeat"] = True
+        elif etype == EXT_PRE_SHARED_KEY:
+            hello["psk"] = True
+    return hello
+
+
+def _segment(values: list[int]) -> str:
+    return "-".join(str(v) for v in values if not is_grease(v))
+
+
+def ja3_string(hello: dict) -> str:
+    """JA3 (github.com/salesforce/ja3): SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats in
+    decimal, '-' within a field, GREASE values left out."""
+    return ",".join((str(hello["version"]), _segment(hello["suites"]), _segment(hello["exts"]),
+                     _segment(hello["groups"]), _segment(hello["point_formats"])))
+
+
+def ja3s_string(hello: dict) -> str:
+    """JA3S: SSLVersion,Cipher,SSLExtension of the ServerHello."""
+    return ",".join((str(hello["version"]), str(hello["suite"]), _segment(hello["exts"])))
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def certificate_fields(der: bytes) -> dict | None:
+    """subject, issuer (RFC 4514 strings, as Zeek's ssl.log), serial (hex, as Zeek's x509.log), validity (ISO 8601
+    UTC) of one DER X.509 certificate; None when it does not parse."""
+    try:
+        from cryptography import x509  # lazy: only flows with a cleartext certificate pay for the import
+
+        with warnings.catch_warnings():  # non-positive serials load with a deprecation warning
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            number = cert.serial_number
+        serial = f"{abs(number):X}"
+        serial = ("-" if number < 0 else "") + serial.zfill(len(serial) + len(serial) % 2)
+        return {"subject": cert.subject.rfc4514_string()[:MAX_TEXT], "issuer": cert.issuer.rfc4514_string()[:MAX_TEXT],
+                "serial": serial,
+                "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%S"),
+                "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S")}
+    except Exception:  # noqa: BLE001 - any malformed certificate (ValueError, unsupported algorithm, ...)
+        return None
+
+
+def first_certificate(body: bytes) -> bytes | None:
+    """RFC 5246 §7.4.2 Certificate: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>; the first (the server's own).
+    None when the list is empty; raises _Short when the first certificate is not all there."""
+    r = _Reader(body)
+    if r.uint(3) == 0:
+        return None
+    return r.vector(3)
+
+
+class _Side:
+    """Record-layer state of one direction."""
+
+    __slots__ = (
+        "appdata",
+        "buf",
+        "ccs",
+        "encrypted",
+        "hb_len",
+        "head",
+        "hello_seen",
+        "hs",
+        "hs_skip",
+        "skip",
+        "tls_seen",
+    )
+
+    def __init__(self) -> None:
+        self.buf = bytearray()  # the header, then the payload, of the record being read (<= MAX_RECORD + 5)
+        self.head: tuple[int, int] | None = None  # (content type or -2 for SSLv2, payload length) being collected
+        self.skip = 0  # payload bytes still to pass over unread (application data, encrypted records)
+        self.hs = bytearray()  # handshake bytes not yet forming a whole message (<= MAX_HANDSHAKE + a record)
+        self.hs_skip = 0  # handshake bytes to drop: the tail of a message longer than MAX_HANDSHAKE
+        self.encrypted = False  # records from this side are ciphertext from here on
+        self.ccs = False
+        self.appdata = False
+        self.hello_seen = False  # this side's hello was read (the record-version exemption ends)
+        self.hb_len = -1  # length of this side's last unanswered encrypted heartbeat record
+        self.tls_seen = False  # a TLS (5-byte header) record came from this side: no SSLv2 record after it
+
+
+V2 = -2  # head kind of an SSLv2 record
+
+
+class TlsParser(Parser):
+    """One event per connection (as Zeek's ssl.log): versions, SNI, ALPN, cipher, JA3/JA3S, the server certificate,
+    established/resumed, last alert. Threats 2009-2012 and 2027. Done once both sides send application data (or
+    the TLS 1.3 handshake goes encrypted); when a heartbeat was negotiated, record headers are still read after
+    that (cheap) to catch Heartbleed on encrypted heartbeats."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.sides = (_Side(), _Side())
+        self.where: tuple[int, int] | None = None
+        self.client_hello: dict | None = None
+        self.server_hello: dict | None = None
+        self.v2_client_version: int | None = None
+        self.v2_cipher: str | None = None
+        self.cert: dict | None = None
+        self.cert_seen = False
+        self.last_alert: str | None = None
+        self.established = False
+        self.headers_only = False  # past the handshake, watching heartbeats: record payloads are not read
+        self.threats: set[int] = set()
+        self.emitted = False
+
+    # -- record layer --
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        if self.where is None:
+            self.where = (frame, ts_ns)
+        st = self.sides[side]
+        n, pos = len(data), 0
+        while pos < n and not self.done:
+            if st.skip:
+                k = min(st.skip, n - pos)
+                st.skip -= k
+                pos += k
+                continue
+            buf = st.buf
+            if st.head is None:  # reading a header: 5 bytes, or 2 for an SSLv2 record (high bit set)
+                hlen = V2_HEAD if (buf[0] if buf else data[pos]) & 0x80 else RECORD.size
+                k = min(hlen - len(buf), n - pos)
+                buf += data[pos : pos + k]
+                pos += k
+                if len(buf) < hlen:
+                    break
+                head = bytes(buf)
+                buf.clear()
+                self._header(side, head, frame, ts_ns)
+                continue
+            kind, length = st.head
+            k = min(length - len(buf), n - pos)
+            buf += data[pos : pos + k]
+            pos += k
+            if len(buf) < length:
+                break
+            payload = bytes(buf)
+            buf.clear()
+            st.head = None
+            self._record(side, kind, payload, frame, ts_ns)
+
+    def _header(self, side: int, head: bytes, frame: int, ts_ns: int) -> None:
+        """A record header: validate it, then either collect the payload (st.head) or pass over it (st.skip)."""
+        st = self.sides[side]
+        if len(head) == V2_HEAD:
+            if st.tls_seen:  # a side that spoke TLS does not go back to SSLv2: the framing is lost
+                self._stop("tls-bad-record", f"not a TLS record header: {head.hex()}", frame, ts_ns)
+                return
+            length = ((head[0] & 0x7F) << 8) | head[1]
+            kind = V2
+            self._threat(2011, "SSLv2 record", side, frame, ts_ns)
+        else:
+            kind, version, length = RECORD.unpack(head)
+            if kind not in CONTENT_TYPES or version >> 8 != 3:
+                self._stop("tls-bad-record", f"not a TLS record header: {head.hex()}", frame, ts_ns)
+                return
+            if version == 0x0300 and (side == SERVER or st.hello_seen) and not st.encrypted:
+                # RFC 5246 appendix E.1: a client may put {03,00} on the records of its first ClientHello
+                self._threat(2011, "SSLv3 record", side, frame, ts_ns)
+            st.tls_seen = True
+        if length > MAX_RECORD:
+            self._stop("tls-record-too-long", f"record of {length} bytes (limit {MAX_RECORD})", frame, ts_ns)
+            return
+        if kind == APPDATA:
+            st.appdata = True
+            self._progress()
+        elif kind == CCS:
+            st.ccs = st.encrypted = True
+            self._progress()
+        elif kind == HEARTBEAT and (st.encrypted or self.headers_only):
+            self._encrypted_heartbeat(side, length, frame, ts_ns)
+        if self.done:
+            return
+        readable = kind in (HANDSHAKE, ALERT, HEARTBEAT, V2) and not st.encrypted and not self.headers_only
+        if not readable:
+            st.skip = length
+        elif length == 0:
+            self._record(side, kind, b"", frame, ts_ns)
+        else:
+            st.head = (kind, length)
+
+    def _record(self, side: int, kind: int, payload: bytes, frame: int, ts_ns: int) -> None:
+        if kind == HANDSHAKE:
+            self._handshake(side, payload, frame, ts_ns)
+        elif kind == ALERT:
+            if len(payload) >= 2:
+                self.last_alert = ALERTS.get(payload[1], str(payload[1]))
+        elif kind == HEARTBEAT:
+            self._heartbeat(side, payload, frame, ts_ns)
+        elif kind == V2:
+            self._v2(side, payload, frame, ts_ns)
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        """Record framing is lost with the bytes."""
+        self.done = True
+
+    # -- handshake --
+
+    def _handshake(self, side: int, payload: bytes, frame: int, ts_ns: int) -> None:
+        """Reassemble handshake messages (they may span records, and a record may hold several)."""
+        st = self.sides[side]
+        if st.hs_skip:
+            k = min(st.hs_skip, len(payload))
+            st.hs_skip -= k
+            payload = payload[k:]
+        hs = st.hs
+        hs += payload
+        while len(hs) >= HS_HEAD and not self.done:
+            mtype = hs[0]
+            mlen = int.from_bytes(hs[1:4], "big")
+            if mlen <= MAX_HANDSHAKE:
+                if len(hs) < HS_HEAD + mlen:
+                    return
+                body = bytes(hs[HS_HEAD : HS_HEAD + mlen])
+                del hs[: HS_HEAD + mlen]
+                self._message(side, mtype, body, True, frame, ts_ns)
+                continue
+            if len(hs) < HS_HEAD + MAX_HANDSHAKE:
+                return
+            body = bytes(hs[HS_HEAD : HS_HEAD + MAX_HANDSHAKE])  # the prefix of a long message
+            if len(hs) >= HS_HEAD + mlen:
+                del hs[: HS_HEAD + mlen]
+            else:
+                st.hs_skip = HS_HEAD + mlen - len(hs)
+                hs.clear()
+            self._message(side, mtype, body, False, frame, ts_ns)
+
+    def _message(self, side: int, mtype: int, body: bytes, whole: bool, frame: int, ts_ns: int) -> None:
+        try:
+            if side == CLIENT and mtype == CLIENT_HELLO:
+                self._client_hello(body, frame, ts_ns)
+            elif side == SERVER and mtype == SERVER_HELLO:
+                self._server_hello(body, frame, ts_ns)
+            elif side == SERVER and mtype == CERTIFICATE and not self.cert_seen:
+                self.cert_seen = True
+                der = first_certificate(body)
+                if der is not None:
+                    self.cert = certificate_fields(der)
+                    if self.cert is None:
+                        self.out.anomaly("tls-bad-certificate", "server certificate is not valid DER X.509",
+                                         frame, ts_ns)
+        except _Short:
+            if whole:  # a cut prefix of a long message may just lack its end
+                self.out.anomaly("tls-bad-handshake", f"handshake message {mtype} shorter than its fields",
+                                 frame, ts_ns)
+
+    def _client_hello(self, body: bytes, frame: int, ts_ns: int) -> None:
+        st = self.sides[CLIENT]
+        if st.hello_seen:
+            return  # a second ClientHello (after a HelloRetryRequest): the first one defines the connection
+        st.hello_seen = True
+        self.where = (frame, ts_ns)
+        self.client_hello = parse_client_hello(body)
+        if self.client_hello["version"] == 0x0300:
+            self._threat(2011, "ClientHello offers SSLv3 at most", CLIENT, frame, ts_ns)
+
+    def _server_hello(self, body: bytes, frame: int, ts_ns: int) -> None:
+        hello = parse_server_hello(body)
+        self.sides[SERVER].hello_seen = True
+        self.server_hello = hello
+        if hello["random"] == HRR_RANDOM:
+            return  # HelloRetryRequest: the real ServerHello follows
+        selected = hello["selected"]
+        if selected == 0x0300:
+            self._threat(2011, "SSLv3 negotiated", SERVER, frame, ts_ns)
+        elif selected == 0x0301:
+            self._threat(2012, "TLS 1.0 negotiated", SERVER, frame, ts_ns)
+        elif selected == 0x0302:
+            self._threat(2027, "TLS 1.1 negotiated", SERVER, frame, ts_ns)
+        if self._tls13():
+            self.sides[SERVER].encrypted = True  # RFC 8446 §2: everything after the ServerHello is encrypted
+
+    def _tls13(self) -> bool:
+        sh = self.server_hello
+        return sh is not None and (sh["selected"] == TLS13 or sh["selected"] >> 8 == 0x7F)  # 0x7fXX: 1.3 drafts
+
+    # -- heartbeats (RFC 6520) --
+
+    def _heartbeat(self, side: int, payload: bytes, frame: int, ts_ns: int) -> None:
+        """A cleartext heartbeat: a request whose payload_length claims more than the record holds (NeuVector's
+        condition) is Heartbleed."""
+        if len(payload) >= 3 and payload[0] == HB_REQUEST:
+            claimed = int.from_bytes(payload[1:3], "big")
+            if claimed - (len(payload) - 3) > HB_OVERREAD:
+                self._threat(2009, f"heartbeat request claims {claimed} bytes in a {len(payload)}-byte record",
+                             side, frame, ts_ns)
+
+    def _encrypted_heartbeat(self, side: int, length: int, frame: int, ts_ns: int) -> None:
+        """An encrypted heartbeat: the payload_length cannot be read, but an answer more than 1024 bytes longer than
+        the request it answers is memory leaking out (as Zeek's heartbleed.zeek, with NeuVector's margin)."""
+        other = self.sides[1 - side]
+        if other.hb_len >= 0:
+            if length - other.hb_len > HB_OVERREAD:
+                self._threat(2009, f"heartbeat answer of {length} bytes to a {other.hb_len}-byte request", side,
+                             frame, ts_ns)
+            other.hb_len = -1
+        else:
+            self.sides[side].hb_len = length
+
+    # -- SSLv2 --
+
+    def _v2(self, side: int, payload: bytes, frame: int, ts_ns: int) -> None:
+        if side == CLIENT and payload[:1] == bytes((V2_CLIENT_HELLO,)) and not self.sides[CLIENT].hello_seen:
+            self._v2_client_hello(payload, frame, ts_ns)
+        elif side == SERVER and payload[:1] == bytes((V2_SERVER_HELLO,)) and not self.sides[SERVER].hello_seen:
+            self._v2_server_hello(payload, frame, ts_ns)
+
+    def _v2_client_hello(self, payload: bytes, frame: int, ts_ns: int) -> None:
+        """CLIENT-HELLO (draft-hickman §2.7). NeuVector's 2010: the cipher-specs length overflows the record."""
+        if len(payload) < V2_CLIENT_HELLO_HEAD.size:
+            return
+        _, version, specs, sid, chal = V2_CLIENT_HELLO_HEAD.unpack_from(payload)
+        self.sides[CLIENT].hello_seen = True
+        self.where = (frame, ts_ns)
+        self.v2_client_version = version
+        if specs > len(payload) - V2_CLIENT_HELLO_HEAD.size - sid - chal:
+            self._threat(2010, f"SSLv2 CLIENT-HELLO cipher-specs length {specs} overflows the {len(payload)}-byte "
+                         "record", CLIENT, frame, ts_ns)
+
+    def _v2_server_hello(self, payload: bytes, frame: int, ts_ns: int) -> None:
+        """SERVER-HELLO (draft-hickman §2.7): the certificate and the cipher kinds; everything after is encrypted."""
+        if len(payload) < V2_SERVER_HELLO_HEAD.size:
+            return
+        _, _, cert_type, version, cert_len, specs_len, _ = V2_SERVER_HELLO_HEAD.unpack_from(payload)
+        self.sides[SERVER].hello_seen = True
+        self.server_hello = {"version": version, "selected": version, "suite": None, "session_id": b"",
+                             "alpn": None, "heartbeat": False, "psk": False, "exts": [], "v2": True}
+        off = V2_SERVER_HELLO_HEAD.size
+        specs = payload[off + cert_len : off + cert_len + specs_len]
+        if len(specs) >= 3:
+            kind = int.from_bytes(specs[:3], "big")
+            self.v2_cipher = V2_CIPHER_KINDS.get(kind, f"0x{kind:06x}")
+        if cert_type == V2_X509 and cert_len and off + cert_len <= len(payload):
+            self.cert_seen = True
+            self.cert = certificate_fields(payload[off : off + cert_len])
+        self.established = True  # the rest is encrypted: nothing more to read
+        self._emit()
+        self.done = True
+
+    # -- connection state --
+
+    def _progress(self) -> None:
+        """After a CCS or application data record: established? done?"""
+        c, s = self.sides
+        if self._tls13():
+            established = c.appdata and s.appdata
+        else:
+            established = (c.ccs or c.appdata) and (s.ccs or s.appdata)
+        if established and not self.established:
+            self.established = True
+            self._emit()
+        if c.appdata and s.appdata and not self.headers_only:
+            sh = self.server_hello
+            if sh is not None and sh["heartbeat"] and not self._tls13():
+                self.headers_only = True
+            else:
+                self._emit()
+                self.done = True
+
+    def _threat(self, threat_id: int, message: str, side: int, frame: int, ts_ns: int) -> None:
+        if threat_id not in self.threats:
+            self.threats.add(threat_id)
+            self.out.threat(threat_id, message, side, frame, ts_ns)
+
+    def _stop(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        self.out.anomaly(reason, message, frame, ts_ns)
+        self._emit()
+        self.done = True
+
+    def _emit(self) -> None:
+        ch, sh = self.client_hello, self.server_hello
+        if self.emitted or (ch is None and sh is None and self.v2_client_version is None):
+            return
+        self.emitted = True
+        fields: dict = dict.fromkeys(("version", "client_version", "sni", "client_alpns", "next_protocol", "cipher",
+                                      "ja3", "ja3s", "subject", "issuer", "serial", "not_before", "not_after"))
+        if ch is not None:
+            fields.update(client_version=version_name(ch["version"]), sni=ch["sni"], client_alpns=ch["alpn"],
+                          ja3=_md5(ja3_string(ch)))
+        elif self.v2_client_version is not None:
+            fields["client_version"] = version_name(self.v2_client_version)
+        if sh is not None:
+            fields["version"] = version_name(sh["selected"])
+            fields["next_protocol"] = sh["alpn"]
+            if sh.get("v2"):
+                fields["cipher"] = self.v2_cipher
+            else:
+                fields["cipher"] = cipher_name(sh["suite"])
+                fields["ja3s"] = _md5(ja3s_string(sh))
+        if self.cert is not None:
+            fields.update(self.cert)
+        fields["established"] = self.established
+        fields["resumed"] = self._resumed()
+        fields["last_alert"] = self.last_alert
+        self.out.event(fields, *(self.where or (0, 0)))
+
+    def _resumed(self) -> bool:
+        """TLS <= 1.2: the server echoed the client's session id (RFC 5246 §7.4.1.3); 1.3: it accepted a PSK."""
+        ch, sh = self.client_hello, self.server_hello
+        if ch is None or sh is None or sh.get("v2"):
+            return False
+        if self._tls13():
+            return sh["psk"]
+        return bool(sh["session_id"]) and sh["session_id"] == ch["session_id"]
+
+    def finish(self) -> None:
+        self._emit()
+
+
 SPEC = ProtocolSpec(
     name="ssl",
     transports=("tcp",),
     ports=(443, 465, 636, 853, 993, 995, 8443),
     probe=probe,
     description="TLS/SSL: ClientHello/ServerHello, SSLv2 hello, or valid TLS records from both sides",
+    parser=TlsParser,
+    extracts="version, client_version, sni, client_alpns, next_protocol (ALPN), cipher, ja3, ja3s, server certificate "
+             "subject/issuer/serial/validity, established, resumed, last_alert",
 )
