@@ -12,8 +12,11 @@ is accepted.
 from __future__ import annotations
 
 import re
+import struct
 
-from .base import FlowContext, guarded, ProtocolSpec, Verdict
+from . import sqlinjection
+from .base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
+from .sqlinjection import Framer, cap
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -199,10 +202,454 @@ def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
 probe = guarded(_probe)
 
 
+# ---- parsing: the connection phase, then each command with its response ----
+# MySQL Internals, "Client/Server Protocol": Connection Phase (Protocol::HandshakeV10,
+# HandshakeResponse41/320, SSLRequest, AuthSwitchRequest, OK/ERR), Text Protocol (COM_*), Prepared
+# Statements (COM_STMT_*), Text/Binary Resultset. Events as Zeek's mysql.log: cmd, arg, success, rows, response.
+
+PACKET_LIMIT = 1 << 16  # packets longer than this are read from their first PACKET_KEEP bytes, the rest skipped
+PACKET_KEEP = 8192
+MAX_PACKET_PAYLOAD = 0xFFFFFF  # a payload of this length continues in the next packet
+MAX_STMTS = 256  # prepared statements remembered per connection (id -> text)
+MAX_COLUMNS = 4096  # MySQL's limit on a table's columns
+
+# Protocol::CapabilityFlags
+CLIENT_CONNECT_WITH_DB = 0x8
+CLIENT_COMPRESS = 0x20
+CLIENT_PROTOCOL_41 = 0x200
+CLIENT_SSL = 0x800
+CLIENT_SECURE_CONNECTION = 0x8000
+CLIENT_PLUGIN_AUTH = 0x80000
+CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 0x200000
+CLIENT_DEPRECATE_EOF = 0x1000000
+CLIENT_ZSTD_COMPRESSION = 0x4000000
+CLIENT_QUERY_ATTRIBUTES = 0x8000000  # COM_QUERY then starts with parameter counts (MySQL 8.0.23+)
+SERVER_MORE_RESULTS_EXISTS = 0x0008  # SERVER_STATUS flags
+
+# Text Protocol command bytes -> the names Zeek's mysql analyzer logs
+COMMANDS = {0: "sleep", 1: "quit", 2: "init_db", 3: "query", 4: "field_list", 5: "create_db", 6: "drop_db",
+            7: "refresh", 8: "shutdown", 9: "statistics", 10: "process_info", 11: "connect", 12: "process_kill",
+            13: "debug", 14: "ping", 15: "time", 16: "delayed_insert", 17: "change_user", 18: "binlog_dump",
+            19: "table_dump", 20: "connect_out", 21: "register_slave", 22: "stmt_prepare", 23: "stmt_execute",
+            24: "stmt_send_long_data", 25: "stmt_close", 26: "stmt_reset", 27: "set_option", 28: "stmt_fetch",
+            29: "daemon", 30: "binlog_dump_gtid", 31: "reset_connection"}
+COM_QUIT, COM_QUERY, COM_FIELD_LIST, COM_STATISTICS, COM_PROCESS_KILL = 1, 3, 4, 9, 12
+COM_CHANGE_USER, COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_STMT_FETCH = 17, 22, 23, 28
+TEXT_ARG = {2, 3, 4, 5, 6, 22}  # schema / table name or SQL text follows the command byte
+STMT_ARG = {23, 24, 25, 26, 28}  # a 4-byte statement id follows
+NO_RESPONSE = {1, 24, 25}  # COM_QUIT, COM_STMT_SEND_LONG_DATA, COM_STMT_CLOSE: the server does not answer
+STREAMS = {18, 30}  # binlog dumps: a stream of replication events follows, nothing more to pair
+ACCESS_DENIED = {1044, 1045}  # ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR -> threat 2018
+
+# response states of the command being answered
+R_FIRST, R_DEFS, R_DEFS_EOF, R_ROWS, R_FIELDS, R_PREPARED = range(6)
+
+
+def _packet_length(h: bytes) -> int:
+    return 4 + (h[0] | h[1] << 8 | h[2] << 16)
+
+
+def lenenc(b: bytes, off: int) -> tuple[int | None, int]:
+    """A length-encoded integer at b[off]: (value or None for NULL / cut, next offset)."""
+    if off >= len(b):
+        return None, len(b) + 1
+    first = b[off]
+    if first < 0xFB:
+        return first, off + 1
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first)
+    if size is None or off + 1 + size > len(b):  # 0xFB NULL, 0xFF invalid, or cut
+        return None, off + 1 + (size or 0)
+    return int.from_bytes(b[off + 1 : off + 1 + size], "little"), off + 1 + size
+
+
+def cstring(b: bytes, off: int) -> tuple[bytes, int]:
+    """A NUL-terminated string at b[off] (to the end if unterminated): (bytes, offset after the NUL)."""
+    end = b.find(b"\0", off)
+    if end < 0:
+        return b[off:], len(b)
+    return b[off:end], end + 1
+
+
+def text(b: bytes, limit: int = sqlinjection.MAX_STATEMENT) -> str:
+    return cap(b[: limit * 4].decode("utf-8", "replace"), limit)
+
+
+def query_text(body: bytes) -> bytes:
+    """COM_QUERY with CLIENT_QUERY_ATTRIBUTES: parameter_count, parameter_set_count (lenenc), and when there
+    are parameters their null bitmap, types, names and values, then the statement. Without parameters the
+    statement follows the two counts; with them, it is found as the first SQL keyword after the counts."""
+    count, off = lenenc(body, 0)
+    _, off = lenenc(body, off)
+    if count == 0:
+        return body[off:]
+    m = _SQL.search(body, min(off, len(body)))
+    return body[m.start():] if m else body[off:]
+
+
+def parse_greeting(p: bytes) -> dict:
+    """Protocol::HandshakeV10 (or V9): server version, connection (thread) id, capabilities, auth plugin."""
+    version, off = cstring(p, 1)
+    info: dict = {"server_version": text(version, 256), "connection_id": None, "capabilities": 0, "auth_plugin": None}
+    if len(p) >= off + 4:
+        info["connection_id"] = struct.unpack_from("<I", p, off)[0]
+    if p[0] != 10 or len(p) < off + 15:
+        return info
+    caps = struct.unpack_from("<H", p, off + 13)[0]
+    if len(p) >= off + 20:
+        caps |= struct.unpack_from("<H", p, off + 18)[0] << 16
+        if caps & CLIENT_PLUGIN_AUTH:
+            auth_len = p[off + 20] if len(p) > off + 20 else 0
+            rest = off + 31 + max(13, auth_len - 8)  # reserved(10), auth-plugin-data part 2
+            if rest <= len(p):
+                info["auth_plugin"] = text(cstring(p, rest)[0], 64) or None
+    info["capabilities"] = caps
+    return info
+
+
+def parse_login(p: bytes) -> dict:
+    """HandshakeResponse41 / 320 (or an SSLRequest): capabilities, user, schema, auth plugin. The auth
+    response (a password hash, or the password itself with mysql_clear_password) is skipped, never kept."""
+    if len(p) < 4:
+        return {"capabilities": 0, "user": None, "database": None, "auth_plugin": None}
+    caps = struct.unpack_from("<H", p)[0]
+    if caps & CLIENT_PROTOCOL_41:
+        caps = struct.unpack_from("<I", p)[0] if len(p) >= 4 else caps
+        off = 32  # capabilities(4) max packet(4) charset(1) filler(23)
+    else:
+        off = 5  # capabilities(2) max packet(3)
+    out: dict = {"capabilities": caps, "user": None, "database": None, "auth_plugin": None}
+    if caps & CLIENT_SSL or len(p) <= off:
+        return out
+    user, off = cstring(p, off)
+    out["user"] = text(user, 256)
+    if caps & CLIENT_PROTOCOL_41 and caps & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
+        n, off = lenenc(p, off)
+        off += n or 0
+    elif caps & CLIENT_PROTOCOL_41 and caps & CLIENT_SECURE_CONNECTION:
+        off += 1 + (p[off] if off < len(p) else 0)
+    else:
+        off = cstring(p, off)[1]
+    if caps & CLIENT_CONNECT_WITH_DB and off < len(p):
+        db, off = cstring(p, off)
+        out["database"] = text(db, 256)
+    if caps & CLIENT_PLUGIN_AUTH and off < len(p):
+        out["auth_plugin"] = text(cstring(p, off)[0], 64) or None
+    return out
+
+
+def parse_err(p: bytes) -> tuple[int | None, str]:
+    """ERR_Packet: error code, optional '#' + SQL state, message."""
+    code = struct.unpack_from("<H", p, 1)[0] if len(p) >= 3 else None
+    msg = p[9:] if p[3:4] == b"#" else p[3:]
+    return code, text(msg, 1024)
+
+
+def ok_status(p: bytes) -> tuple[int | None, int]:
+    """OK_Packet (or an OK sent with the 0xFE header): affected rows and status flags."""
+    rows, off = lenenc(p, 1)
+    _, off = lenenc(p, off)
+    status = struct.unpack_from("<H", p, off)[0] if off + 2 <= len(p) else 0
+    return rows, status
+
+
+def eof_status(p: bytes) -> int:
+    """The status flags of an EOF packet (0xFE, warnings(2), status(2)) or of an OK sent as its replacement."""
+    if len(p) < 9:
+        return struct.unpack_from("<H", p, 3)[0] if len(p) >= 5 else 0
+    return ok_status(p)[1]
+
+
+class MysqlParser(Parser):
+    """The login (one event: cmd "login", arg = user) and every command paired with its response. Threats:
+    2018 when the login is answered ERR 1044/1045 (NeuVector reports it as the server's), 2022 on COM_QUERY
+    text. An SSLRequest or a compressed protocol ends the parsing: what follows cannot be read."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.framers = (Framer(4, _packet_length, PACKET_LIMIT, PACKET_KEEP),
+                        Framer(4, _packet_length, PACKET_LIMIT, PACKET_KEEP))
+        self.phase = "command" if ctx.midstream else "greeting"
+        self.continued = [False, False]  # the previous packet had the maximum length: this one continues it
+        self.server_caps: int | None = None
+        self.client_caps: int | None = None
+        self.login: dict | None = None
+        self.login_where = (0, 0)
+        self.cmd: dict | None = None  # the command awaiting (the rest of) its response
+        self.cmd_where = (0, 0)
+        self.state = R_FIRST
+        self.remaining = 0  # definitions still expected in R_DEFS / R_PREPARED
+        self.stmts: dict[int, str] = {}
+        self.pending_stmt: str | None = None
+        self.blocks: list[int] = []  # R_PREPARED: sizes of the definition blocks still to come
+
+    # -- input --
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        framer = self.framers[side]
+        for msg in framer.push(data, frame, ts_ns):
+            payload, plen = msg.data[4:], msg.length - 4
+            seq = msg.data[3]
+            cont, self.continued[side] = self.continued[side], plen == MAX_PACKET_PAYLOAD
+            if not cont:
+                (self._client if side == CLIENT else self._server)(payload, plen, seq, msg.frame, msg.ts_ns)
+            if self.done:
+                return
+        if framer.broken:  # not reached with 3-byte lengths; kept for safety
+            self.done = True
+
+    def _client(self, p: bytes, plen: int, seq: int, frame: int, ts_ns: int) -> None:
+        if self.phase == "greeting":
+            self.phase = "login" if seq == 1 else "command"  # the greeting was not captured
+        elif self.phase == "auth" and seq == 0:  # a command: the login's answer was not captured
+            self._emit_login()
+            self.phase = "command"
+        if self.phase == "login":
+            self._login(p, frame, ts_ns)
+        elif self.phase == "command" and seq == 0 and p:
+            self._command(p, plen, frame, ts_ns)
+        # other client packets: auth data, LOCAL INFILE contents, continuation of a command
+
+    def _server(self, p: bytes, plen: int, seq: int, frame: int, ts_ns: int) -> None:
+        if not p:
+            return
+        if self.phase == "greeting":
+            if seq == 0 and p[0] in (9, 10):
+                info = parse_greeting(p)
+                self.server_caps = info.pop("capabilities")
+                self.login = {"cmd": "login", "arg": None, "success": None, "response": None, "error_code": None,
+                              **info, "database": None, "client_capabilities": None, "ssl": False}
+                self.login_where = (frame, ts_ns)
+                self.phase = "login"
+                return
+            if seq == 0 and p[0] == 0xFF:  # the server refuses the host before any handshake
+                code, msg = parse_err(p)
+                self.login = {"cmd": "login", "arg": None, "success": False, "response": msg, "error_code": code}
+                self.login_where = (frame, ts_ns)
+                self._emit_login()
+                self.done = True
+                return
+            self.phase = "command"
+        if self.phase == "auth":
+            self._login_result(p, frame, ts_ns)
+        elif self.phase == "command" and self.cmd is not None:
+            self._response(p, plen)
+
+    # -- connection phase --
+
+    def _login(self, p: bytes, frame: int, ts_ns: int) -> None:
+        info = parse_login(p)
+        self.client_caps = info["capabilities"]
+        if self.login is None:
+            self.login = {"cmd": "login", "arg": None, "success": None, "response": None, "error_code": None,
+                          "server_version": None, "connection_id": None, "auth_plugin": None}
+            self.login_where = (frame, ts_ns)  # else the login starts with the greeting
+        self.login.update(arg=info["user"], database=info["database"], client_capabilities=self.client_caps,
+                          ssl=bool(self.client_caps & CLIENT_SSL))
+        if info["auth_plugin"]:
+            self.login["auth_plugin"] = info["auth_plugin"]
+        if self.client_caps & CLIENT_SSL:  # SSLRequest: TLS from here on
+            self._emit_login()
+            self.done = True
+            return
+        self.phase = "auth"
+
+    def _login_result(self, p: bytes, frame: int, ts_ns: int) -> None:
+        assert self.login is not None
+        kind = p[0]
+        if kind == 0x00:
+            self.login["success"] = True
+        elif kind == 0xFF:
+            code, msg = parse_err(p)
+            self.login.update(success=False, response=msg, error_code=code)
+            if code in ACCESS_DENIED:
+                self.out.threat(2018, f"user={self.login.get('arg') or ''}", SERVER, frame, ts_ns)
+        elif kind == 0xFE and len(p) > 1:  # AuthSwitchRequest: plugin name, plugin data
+            self.login["auth_plugin"] = text(cstring(p, 1)[0], 64) or self.login.get("auth_plugin")
+            return
+        else:
+            return  # AuthMoreData (0x01) and the like: the exchange goes on
+        success = self.login["success"]
+        self._emit_login()
+        caps = (self.client_caps or 0) & (self.server_caps if self.server_caps is not None else ~0)
+        if not success or caps & (CLIENT_COMPRESS | CLIENT_ZSTD_COMPRESSION):
+            self.done = True  # refused (the server closes), or compressed packets from here on
+            return
+        self.phase = "command"
+
+    def _emit_login(self) -> None:
+        if self.login is not None:
+            self.out.event(self.login, *self.login_where)
+            self.login = None
+
+    # -- command phase --
+
+    def _command(self, p: bytes, plen: int, frame: int, ts_ns: int) -> None:
+        if self.cmd is not None:  # the previous command's response ended without a terminator we could see
+            if self.state != R_FIRST:
+                self.cmd["success"] = True if self.cmd["success"] is None else self.cmd["success"]
+            self._emit()
+        code = p[0]
+        name = COMMANDS.get(code, f"unknown-{code}")
+        arg: str | None = None
+        body = p[1:]
+        if code in TEXT_ARG:
+            raw = body.split(b"\0", 1)[0] if code == COM_FIELD_LIST else body
+            if code == COM_QUERY and (self._agreed(CLIENT_QUERY_ATTRIBUTES) or
+                                      self.client_caps is None and raw[:2] == b"\x00\x01"):
+                raw = query_text(raw)  # (mid-stream: no statement starts with a NUL)
+            arg = text(raw)
+            if code in (COM_QUERY, COM_STMT_PREPARE):
+                self.out.content("sql", CLIENT, raw, frame, ts_ns)
+            if code == COM_QUERY:
+                sqlinjection.report(self.out, "mysql", arg, CLIENT, frame, ts_ns)
+        elif code in STMT_ARG and len(body) >= 4:
+            stmt = struct.unpack_from("<I", body)[0]
+            arg = self.stmts.get(stmt, str(stmt))
+        elif code == COM_PROCESS_KILL and len(body) >= 4:
+            arg = str(struct.unpack_from("<I", body)[0])
+        elif code == COM_CHANGE_USER:
+            arg = text(cstring(body, 0)[0], 256)
+        self.cmd = {"cmd": name, "arg": arg, "success": None, "rows": None, "response": None, "error_code": None}
+        self.cmd_where = (frame, ts_ns)
+        self.pending_stmt = arg if code == COM_STMT_PREPARE else None
+        self.state = R_ROWS if code == COM_STMT_FETCH else R_FIELDS if code == COM_FIELD_LIST else R_FIRST
+        if code in NO_RESPONSE or code in STREAMS:
+            self._emit()
+            if code == COM_QUIT or code in STREAMS:
+                self.done = True
+
+    def _response(self, p: bytes, plen: int) -> None:
+        cmd = self.cmd
+        assert cmd is not None
+        kind = p[0]
+        if self.state == R_FIRST:
+            self._first(cmd, p, plen, kind)
+        elif self.state == R_PREPARED:
+            self._prepared(p, plen)
+        elif self.state == R_DEFS:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.state = R_ROWS if self._no_eof() else R_DEFS_EOF
+        elif self.state == R_DEFS_EOF and kind == 0xFE and plen < 9:
+            self.state = R_ROWS
+        elif self.state in (R_ROWS, R_DEFS_EOF, R_FIELDS):
+            self._row(cmd, p, plen, kind)
+
+    def _first(self, cmd: dict, p: bytes, plen: int, kind: int) -> None:
+        if kind == 0xFF:
+            code, msg = parse_err(p)
+            cmd.update(success=False, error_code=code, response=msg)
+            self._emit()
+        elif kind == 0x00 and cmd["cmd"] == "stmt_prepare" and len(p) >= 9:
+            stmt, cols, params = struct.unpack_from("<IHH", p, 1)
+            if self.pending_stmt is not None:
+                if len(self.stmts) >= MAX_STMTS:
+                    self.stmts.pop(next(iter(self.stmts)))
+                self.stmts[stmt] = self.pending_stmt
+            cmd.update(success=True, rows=None)
+            blocks = [n for n in (params, cols) if n]
+            if not blocks:
+                self._emit()
+                return
+            self.state, self.remaining, self.blocks = R_PREPARED, blocks[0], blocks
+        elif kind == 0x00:
+            rows, status = ok_status(p)
+            cmd["success"] = True
+            cmd["rows"] = rows if cmd["rows"] is None else cmd["rows"] + (rows or 0)  # summed over results
+            if not status & SERVER_MORE_RESULTS_EXISTS:
+                self._emit()
+        elif kind == 0xFE and cmd["cmd"] == "change_user" and plen > 5:
+            return  # AuthSwitchRequest: the exchange goes on
+        elif kind == 0x01 and cmd["cmd"] == "change_user":
+            return  # AuthMoreData
+        elif kind == 0xFE and plen < 9:  # a lone EOF (COM_SET_OPTION, COM_SHUTDOWN on old servers)
+            cmd["success"] = True
+            self._emit()
+        elif kind == 0xFB:  # LOCAL INFILE request: the client sends the file, then the server answers OK/ERR
+            cmd["response"] = "LOCAL INFILE " + text(p[1:], 256)
+        elif cmd["cmd"] == "statistics":
+            cmd.update(success=True, response=text(p, 1024))
+            self._emit()
+        else:  # a result set: column count [, metadata-follows flag (MariaDB / MySQL 8 optional metadata)]
+            cols, off = lenenc(p, 0)
+            if not cols or cols > MAX_COLUMNS:
+                self.out.anomaly("mysql-bad-response", f"unexpected response 0x{kind:02x} to {cmd['cmd']}",
+                                 *self.cmd_where)
+                self._emit()
+                return
+            metadata = p[off] if off < len(p) else 1
+            if cmd["rows"] is None:
+                cmd["rows"] = 0
+            self.state, self.remaining = (R_DEFS, cols) if metadata else (R_DEFS_EOF, 0)
+            if not metadata and self._no_eof():
+                self.state = R_ROWS
+
+    def _agreed(self, flag: int) -> bool:
+        """A capability both sides announced (the client's alone when the greeting was not seen; False when
+        neither was: mid-stream)."""
+        if self.client_caps is None:
+            return False
+        server = self.server_caps if self.server_caps is not None else ~0
+        return bool(self.client_caps & server & flag)
+
+    def _no_eof(self) -> bool:
+        """CLIENT_DEPRECATE_EOF agreed: no EOF after definitions. Unknown (mid-stream): an EOF is looked for."""
+        return self._agreed(CLIENT_DEPRECATE_EOF)
+
+    def _prepared(self, p: bytes, plen: int) -> None:
+        """COM_STMT_PREPARE_OK is followed by parameter then column definitions, each block + EOF."""
+        if self.remaining <= 0:  # the optional EOF after a block, or already the next block
+            if p[0] == 0xFE and plen < 9:
+                self._next_block()
+                return
+            self._next_block()
+            if self.cmd is None:
+                return
+        self.remaining -= 1
+        if self.remaining <= 0 and self._no_eof():
+            self._next_block()
+
+    def _next_block(self) -> None:
+        self.blocks.pop(0)
+        if not self.blocks:
+            self._emit()
+            return
+        self.remaining = self.blocks[0]
+
+    def _row(self, cmd: dict, p: bytes, plen: int, kind: int) -> None:
+        if kind == 0xFF:
+            code, msg = parse_err(p)
+            cmd.update(success=False, error_code=code, response=msg)
+            self._emit()
+        elif kind == 0xFE and plen < MAX_PACKET_PAYLOAD:  # EOF, or the OK that replaces it
+            cmd["success"] = True
+            if eof_status(p) & SERVER_MORE_RESULTS_EXISTS and cmd["cmd"] != "field_list":
+                self.state = R_FIRST
+            else:
+                self._emit()
+        else:
+            cmd["rows"] = (cmd["rows"] or 0) + 1
+
+    def _emit(self) -> None:
+        if self.cmd is not None:
+            self.out.event(self.cmd, *self.cmd_where)
+            self.cmd = None
+            self.state = R_FIRST
+
+    def finish(self) -> None:
+        self._emit_login()
+        if self.cmd is not None and self.state != R_FIRST and self.cmd["success"] is None:
+            self.cmd["success"] = True
+        self._emit()
+
+
 SPEC = ProtocolSpec(
     name="mysql",
     transports=("tcp",),
     ports=(3306,),
     probe=probe,
     description="MySQL/MariaDB: server HandshakeV10 greeting (or refusal ERR); mid-stream COM_* + seq-1 answer",
+    parser=MysqlParser,
+    extracts="login (user, database, server version, connection id, auth plugin, ssl, result); each command "
+             "(cmd, arg = statement/schema, success, rows, response/error) as Zeek's mysql.log",
 )
