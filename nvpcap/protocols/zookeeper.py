@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import struct
 
-from .base import FlowContext, guarded, ProtocolSpec, Verdict
+from .base import CLIENT, FlowContext, Parser, ParserOutput, guarded, ProtocolSpec, Verdict
+from .kafka import Cursor, PrefixFramer, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -141,10 +142,237 @@ def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
 probe = guarded(_probe)
 
 
+# ---- parsing: the jute records of zookeeper.jute, requests paired with replies by xid ----
+
+MAX_PATH = 1024  # characters kept of a path
+MAX_PENDING = 1024
+KEEP = 4096  # leading bytes of a packet read (header + path); the rest (data, ACLs) is skipped
+CONNECT_REQ = struct.Struct(">iqiq")  # protocolVersion, lastZxidSeen, timeOut, sessionId (then passwd, readOnly)
+CONNECT_RESP = struct.Struct(">iiq")  # protocolVersion, timeOut, sessionId (then passwd, readOnly)
+REPLY_HEAD = struct.Struct(">iqi")  # xid, zxid, err
+PING_XID, NOTIFICATION_XID, AUTH_XID, SET_WATCHES_XID = -2, -1, -4, -8
+
+# ZooDefs.OpCode
+OPS = {0: "notification", 1: "create", 2: "delete", 3: "exists", 4: "getData", 5: "setData", 6: "getACL",
+       7: "setACL", 8: "getChildren", 9: "sync", 11: "ping", 12: "getChildren2", 13: "check", 14: "multi",
+       15: "create2", 16: "reconfig", 17: "checkWatches", 18: "removeWatches", 19: "createContainer",
+       20: "deleteContainer", 21: "createTTL", 22: "multiRead", 100: "auth", 101: "setWatches", 102: "sasl",
+       103: "getEphemerals", 104: "getAllChildrenNumber", 105: "setWatches2", 106: "addWatch", 107: "whoAmI",
+       -10: "createSession", -11: "closeSession", -1: "error"}
+# KeeperException.Code (QUOTAEXCEEDED, THROTTLEDOP: ZooKeeper 3.7+)
+ERRORS = {0: "OK", -1: "SYSTEMERROR", -2: "RUNTIMEINCONSISTENCY", -3: "DATAINCONSISTENCY", -4: "CONNECTIONLOSS",
+          -5: "MARSHALLINGERROR", -6: "UNIMPLEMENTED", -7: "OPERATIONTIMEOUT", -8: "BADARGUMENTS",
+          -13: "NEWCONFIGNOQUORUM", -14: "RECONFIGINPROGRESS", -12: "UNKNOWNSESSION", -100: "APIERROR",
+          -101: "NONODE", -102: "NOAUTH", -103: "BADVERSION", -108: "NOCHILDRENFOREPHEMERALS", -110: "NODEEXISTS",
+          -111: "NOTEMPTY", -112: "SESSIONEXPIRED", -113: "INVALIDCALLBACK", -114: "INVALIDACL", -115: "AUTHFAILED",
+          -118: "SESSIONMOVED", -119: "NOTREADONLY", -120: "EPHEMERALONLOCALSESSION", -121: "NOWATCHER",
+          -122: "REQUESTTIMEOUT", -123: "RECONFIGDISABLED", -124: "SESSIONCLOSEDREQUIRESASLAUTH",
+          -125: "QUOTAEXCEEDED", -127: "THROTTLEDOP"}
+# Watcher.Event.EventType and KeeperState, for notifications (WatcherEvent: type, state, path)
+WATCH_EVENTS = {-1: "None", 1: "NodeCreated", 2: "NodeDeleted", 3: "NodeDataChanged", 4: "NodeChildrenChanged",
+                5: "DataWatchRemoved", 6: "ChildWatchRemoved", 7: "PersistentWatchRemoved"}
+STATES = {0: "Disconnected", 3: "SyncConnected", 4: "AuthFailed", 5: "ConnectedReadOnly", 6: "SaslAuthenticated",
+          7: "Closed", -112: "Expired"}
+
+
+def jute_string(c: Cursor) -> str | None:
+    """ustring: int32 length (-1 = null), UTF-8 bytes; capped for the log."""
+    n = c.int(">i")
+    if n < 0:
+        return None
+    return c.take(n).decode("utf-8", "replace")[:MAX_PATH]
+
+
+def _length(head: bytes) -> int | None:
+    n = struct.unpack_from(">i", head)[0]
+    return 4 + n if 0 <= n <= MAX_PACKET else None
+
+
+def _hex(session: int) -> str:
+    return f"0x{session & 0xFFFFFFFFFFFFFFFF:x}"
+
+
+def parse_connect_request(msg: bytes) -> dict | None:
+    """ConnectRequest (protocolVersion, lastZxidSeen, timeOut, sessionId, passwd, [readOnly]); None if not one."""
+    c = Cursor(msg, 4)
+    try:
+        version, zxid, timeout, session = CONNECT_REQ.unpack(c.take(CONNECT_REQ.size))
+        pwlen = c.int(">i")
+        c.skip(max(pwlen, 0))
+    except Short:
+        return None
+    if version != 0 or pwlen < 0 or len(msg) - c.i > 1:
+        return None
+    fields: dict = {"op": "connect", "protocol_version": version, "last_zxid_seen": zxid, "timeout": timeout,
+                    "session_id": _hex(session)}
+    if c.i < len(msg):
+        fields["read_only"] = bool(msg[c.i])
+    return fields
+
+
+class ZooKeeperParser(Parser):
+    """Events: the connect handshake; one per request with its reply (paired by xid); watch notifications;
+    pings counted (one summary event at the end); a quorum-election connection's server id and address."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.framers = (PrefixFramer(4, _length, KEEP), PrefixFramer(4, _length, KEEP))
+        self.started = [False, False]  # first packet of each side seen
+        self.connect: tuple[dict, int, int] | None = None
+        self.pending: dict[int, tuple[dict, int, int]] = {}
+        self.pings = [0, 0]  # requests, replies
+        self.ping_at: tuple[int, int] | None = None
+        self.election: bytearray | None = None  # a quorum election connection's first bytes
+        self.election_at = (0, 0)
+        self.electing_done = False
+        self.short_reported = False
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        if self.election is not None or side == CLIENT and not self.started[CLIENT] and data[:1] == b"\xff" \
+                and not self.framers[CLIENT].buf and not self.ctx.midstream:
+            self._election(data, frame, ts_ns)
+            return
+        handle = self._request if side == CLIENT else self._reply
+        if not self.framers[side].feed(data, frame, ts_ns, handle):
+            self.out.anomaly("zookeeper-bad-length", "packet length out of range: framing lost", frame, ts_ns)
+            self.done = True
+
+    def _election(self, data: bytes, frame: int, ts_ns: int) -> None:
+        """QuorumCnxManager's initial message (server to server): protocol version, server id, address
+        length, "host:port". One event; what follows (votes, proposals) is not read."""
+        if self.election is None:
+            self.election = bytearray()
+            self.election_at = (frame, ts_ns)
+        self.election += data[: 20 + 512 - len(self.election)]
+        b = self.election
+        if len(b) < 20:
+            return
+        alen = struct.unpack_from(">i", b, 16)[0]
+        if 0 < alen <= 512 and len(b) < 20 + alen:
+            return
+        self._emit_election()
+
+    def _emit_election(self) -> None:
+        b = self.election
+        self.done = True
+        if b is None or len(b) < 20 or self.electing_done:
+            return
+        self.electing_done = True
+        version, sid, alen = struct.unpack_from(">qqi", b)
+        fields: dict = {"op": "election", "protocol_version": version, "server_id": sid}
+        if 0 < alen <= 512:
+            fields["address"] = bytes(b[20 : 20 + alen]).decode("ascii", "replace")
+        self.out.event(fields, *self.election_at)
+
+    def _request(self, msg: bytes, total: int, frame: int, ts_ns: int) -> int:
+        first, self.started[CLIENT] = not self.started[CLIENT], True
+        if first:
+            fields = parse_connect_request(msg)
+            if fields is not None:
+                self.connect = (fields, frame, ts_ns)
+                return 0
+        if len(msg) < 12:
+            if not self.short_reported:
+                self.short_reported = True
+                self.out.anomaly("zookeeper-short-request", f"request of {total - 4} bytes", frame, ts_ns)
+            return 0
+        xid, op = struct.unpack_from(">ii", msg, 4)
+        if xid == PING_XID:
+            self.pings[0] += 1
+            self.ping_at = self.ping_at or (frame, ts_ns)
+            return 0
+        fields: dict = {"op": OPS.get(op, str(op)), "xid": xid}
+        c = Cursor(msg, 12)
+        try:
+            if op in PATH_OPS:
+                fields["path"] = jute_string(c)
+            elif op == 100:  # AuthPacket: type, scheme, auth (the credential: never logged)
+                c.skip(4)
+                fields["scheme"] = jute_string(c)
+        except Short:
+            pass
+        if len(self.pending) >= MAX_PENDING:
+            self.out.event(*self.pending.pop(next(iter(self.pending))))
+        old = self.pending.pop(xid, None)
+        if old is not None:
+            self.out.event(*old)
+        self.pending[xid] = (fields, frame, ts_ns)
+        return 0
+
+    def _reply(self, msg: bytes, total: int, frame: int, ts_ns: int) -> int:
+        first, self.started[1] = not self.started[1], True
+        if first and self.connect is not None:
+            self._connect_response(msg)
+            return 0
+        if len(msg) < 4 + REPLY_HEAD.size:
+            return 0
+        xid, zxid, err = REPLY_HEAD.unpack_from(msg, 4)
+        if xid == PING_XID:
+            self.pings[1] += 1
+            return 0
+        if xid == NOTIFICATION_XID:
+            self._notification(msg, zxid, frame, ts_ns)
+            return 0
+        entry = self.pending.pop(xid, None)
+        if entry is None:
+            fields, frame0, ts0 = {"op": None, "xid": xid}, frame, ts_ns
+        else:
+            fields, frame0, ts0 = entry
+        fields["zxid"] = zxid
+        fields["err"] = ERRORS.get(err, str(err))
+        self.out.event(fields, frame0, ts0)
+        return 0
+
+    def _connect_response(self, msg: bytes) -> None:
+        fields, frame, ts_ns = self.connect
+        self.connect = None
+        c = Cursor(msg, 4)
+        try:
+            _, timeout, session = CONNECT_RESP.unpack(c.take(CONNECT_RESP.size))
+            fields["resp_timeout"] = timeout
+            fields["resp_session_id"] = _hex(session)
+            c.skip(max(c.int(">i"), 0))
+            if c.i < len(msg):
+                fields["resp_read_only"] = bool(msg[c.i])
+        except Short:
+            pass
+        self.out.event(fields, frame, ts_ns)
+
+    def _notification(self, msg: bytes, zxid: int, frame: int, ts_ns: int) -> None:
+        c = Cursor(msg, 4 + REPLY_HEAD.size)
+        fields: dict = {"op": "notification", "xid": NOTIFICATION_XID, "zxid": zxid}
+        try:
+            kind, state = struct.unpack(">ii", c.take(8))
+            fields["event"] = WATCH_EVENTS.get(kind, str(kind))
+            fields["state"] = STATES.get(state, str(state))
+            fields["path"] = jute_string(c)
+        except Short:
+            pass
+        self.out.event(fields, frame, ts_ns)
+
+    def finish(self) -> None:
+        if self.election is not None:
+            self._emit_election()
+            return
+        if self.connect is not None:
+            self.out.event(*self.connect)
+            self.connect = None
+        for entry in self.pending.values():
+            self.out.event(*entry)
+        self.pending.clear()
+        if self.pings[0] or self.pings[1]:
+            frame, ts_ns = self.ping_at or (0, 0)
+            self.out.event({"op": "ping", "count": self.pings[0], "replies": self.pings[1]}, frame, ts_ns)
+            self.pings = [0, 0]
+
+
 SPEC = ProtocolSpec(
     name="zookeeper",
     transports=("tcp",),
     ports=(2181, 2888, 3888),
     probe=probe,
     description="ZooKeeper: ConnectRequest/Response, request/reply headers (path ops), pings, quorum election",
+    parser=ZooKeeperParser,
+    extracts="connect (version, timeouts, session ids, read-only); per request/reply: op, xid, path, zxid, err; "
+             "watch notifications; ping count; election server id and address",
 )
