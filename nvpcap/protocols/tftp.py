@@ -10,7 +10,7 @@ ACK n / DATA n+1, OACK / ACK 0 or DATA 1, or an ERROR answer; on the last call a
 """
 from __future__ import annotations
 
-from nvpcap.protocols.base import FlowContext, ProtocolSpec, Verdict
+from nvpcap.protocols.base import FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 
 PORT = 69  # RRQ/WRQ are undecidable without it
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
@@ -100,10 +100,155 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         return NO
 
 
+# ---- parsing: each flow of a transfer on its own (the request to port 69, then the transfer's own ports) ----
+
+OPCODE_NAMES = {RRQ: "RRQ", WRQ: "WRQ", DATA: "DATA", ACK: "ACK", ERROR: "ERROR", OACK: "OACK"}
+ERROR_NAMES = {  # RFC 1350 appendix, RFC 2347 (8)
+    0: "Not defined", 1: "File not found", 2: "Access violation", 3: "Disk full or allocation exceeded",
+    4: "Illegal TFTP operation", 5: "Unknown transfer ID", 6: "File already exists", 7: "No such user",
+    8: "Option negotiation refused",
+}
+DEFAULT_BLKSIZE = 512  # RFC 1350 §6; RFC 2348 blksize option
+MAX_OPTIONS = 16
+MAX_TEXT = 255
+
+
+def _s(raw: bytes) -> str:
+    return raw.decode("ascii", "replace")[:MAX_TEXT]
+
+
+def strings(body: bytes) -> list[bytes]:
+    """The NUL-terminated strings of a request/OACK/ERROR body (a missing last NUL tolerated)."""
+    fields = body.split(b"\0")
+    return fields[:-1] if fields and fields[-1] == b"" else fields
+
+
+class _Transfer:
+    """What one flow showed of a transfer: the request (if this is the port-69 flow), options, blocks, error."""
+
+    def __init__(self, opcode: int, frame: int, ts_ns: int) -> None:
+        self.opcode, self.frame, self.ts_ns = opcode, frame, ts_ns
+        self.request: bytes | None = None
+        self.filename: str | None = None
+        self.mode: str | None = None
+        self.options: list[str] | None = None
+        self.oack: list[str] | None = None
+        self.blksize = DEFAULT_BLKSIZE
+        self.blocks = self.bytes = self.retransmits = 0
+        self.last_block: int | None = None
+        self.last_ack: int | None = None
+        self.complete = False
+        self.error_code: int | None = None
+        self.error_msg: str | None = None
+
+    def fields(self) -> dict:
+        return {
+            "opcode": OPCODE_NAMES.get(self.opcode, self.opcode), "filename": self.filename, "mode": self.mode,
+            "options": self.options, "oack": self.oack, "blocks": self.blocks, "bytes": self.bytes,
+            "retransmits": self.retransmits, "last_block": self.last_block, "last_ack": self.last_ack,
+            "complete": self.complete, "error_code": self.error_code, "error_msg": self.error_msg,
+        }
+
+
+def _pairs(fields: list[bytes]) -> list[str]:
+    return [f"{_s(n)}={_s(v)}" for n, v in zip(fields[::2], fields[1::2])][:MAX_OPTIONS]
+
+
+class TftpParser(Parser):
+    """One event per transfer seen in the flow, at its end. TFTP moves the transfer to a new server port (RFC
+    1350 §4), so the request (RRQ/WRQ to port 69: filename, mode, options) and its DATA/ACK exchange are two
+    flows: each flow gets its own event, the request one with the name, the transfer one with its blocks and
+    bytes (its `opcode` is the first message it saw). A transfer is complete once a DATA block shorter than
+    the block size is acknowledged."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.current: _Transfer | None = None
+        self.reported: set[str] = set()
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        if len(data) < 2 or data[0] != 0 or data[1] not in OPCODE_NAMES:
+            self._anomaly("tftp-bad-opcode", f"not a TFTP message ({len(data)} bytes)", frame, ts_ns)
+            return
+        opcode = data[1]
+        if opcode in (RRQ, WRQ):
+            self._request(opcode, data, frame, ts_ns)
+            return
+        t = self.current
+        if t is None:
+            t = self.current = _Transfer(opcode, frame, ts_ns)
+        if opcode == DATA:
+            self._data(t, data, frame, ts_ns)
+        elif opcode == ACK:
+            if len(data) >= 4:
+                t.last_ack = int.from_bytes(data[2:4], "big")
+                if t.last_ack == t.last_block and t.complete is None:
+                    t.complete = True
+        elif opcode == ERROR:
+            t.error_code = int.from_bytes(data[2:4], "big") if len(data) >= 4 else None
+            text = strings(data[4:])
+            t.error_msg = _s(text[0]) if text else None
+        elif opcode == OACK:
+            fields = strings(data[2:])
+            t.oack = _pairs(fields)
+            for name, value in zip(fields[::2], fields[1::2]):
+                if name.lower() == b"blksize" and value.isdigit() and len(value) <= 5:  # 8-65464 (RFC 2348)
+                    t.blksize = int(value)
+
+    def _request(self, opcode: int, data: bytes, frame: int, ts_ns: int) -> None:
+        t = self.current
+        if t is not None and t.request == data:
+            return  # the client sent its request again: the same transfer
+        self._emit()
+        t = self.current = _Transfer(opcode, frame, ts_ns)
+        t.request = data
+        fields = strings(data[2:])
+        t.filename = _s(fields[0]) if fields else None
+        rest = fields[1:]
+        while rest and not rest[0]:
+            rest = rest[1:]  # NUL padding before the mode (seen in real captures)
+        t.mode = _s(rest[0]).lower() if rest else None
+        t.options = _pairs(rest[1:]) or None
+        if not fields or not rest:
+            self._anomaly("tftp-bad-request", "RRQ/WRQ without a filename and mode", frame, ts_ns)
+
+    def _data(self, t: _Transfer, data: bytes, frame: int, ts_ns: int) -> None:
+        if len(data) < 4:
+            self._anomaly("tftp-bad-data", "DATA message without a block number", frame, ts_ns)
+            return
+        block, size = int.from_bytes(data[2:4], "big"), len(data) - 4
+        if t.last_block is not None and block == t.last_block:
+            t.retransmits += 1
+            return
+        t.last_block = block
+        t.blocks += 1
+        t.bytes += size
+        # a block shorter than the block size is the last one: complete once it is acknowledged
+        t.complete = None if size < t.blksize else False
+
+    def _emit(self) -> None:
+        t, self.current = self.current, None
+        if t is not None:
+            if t.complete is None:
+                t.complete = False
+            self.out.event(t.fields(), t.frame, t.ts_ns)
+
+    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
+            self.reported.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
+
+    def finish(self) -> None:
+        self._emit()
+
+
 SPEC = ProtocolSpec(
     name="tftp",
     transports=("udp",),
     ports=(PORT,),
     probe=probe,
     description="TFTP: RRQ/WRQ to port 69 (filename, mode), or a consistent DATA/ACK/OACK/ERROR exchange",
+    parser=TftpParser,
+    extracts="per flow's transfer: opcode, filename, mode, options, oack, blocks, bytes, retransmits, last block/ack, "
+             "complete, error code/message",
 )
