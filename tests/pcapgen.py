@@ -26,7 +26,7 @@ def tcp(src: str, sport: int, dst: str, dport: int, flags: str, seq: int = 0, ac
 
 
 def udp(src: str, sport: int, dst: str, dport: int, data: bytes = b"x") -> bytes:
-    return eth(_ip(src, dst, dpkt.ip.IP_PROTO_UDP, dpkt.udp.UDP(sport=sport, dport=dport, data=data)))
+    return eth(_ip(src, dst, dpkt.ip.IP_PROTO_UDP, dpkt.udp.UDP(sport=sport, dport=dport, ulen=8 + len(data), data=data)))
 
 
 def icmp_echo(src: str, dst: str, ident: int, seq: int, reply: bool = False) -> bytes:

@@ -56,9 +56,15 @@ def jsonl_run(tmp_path_factory) -> tuple[list[dict], Path]:
 
 
 # -- formats ------------------------------------------------------------------------------------------------
-def test_jsonl_has_the_flows_then_a_stats_record(jsonl_run):
+def test_jsonl_has_the_flows_then_the_events_then_a_stats_record(jsonl_run):
     records, _ = jsonl_run
-    assert [r["event_type"] for r in records] == ["flow", "flow", "stats"]
+    kinds = [r["event_type"] for r in records]
+    assert kinds[:2] == ["flow", "flow"] and sorted(kinds[2:4]) == ["dns", "http"] and kinds[4:] == ["stats"]
+    # tshark -r http_ethernet.pcap -T fields -e dns.qry.name -e http.request.uri -e http.response.code:
+    # frames 1-2 www.example.com, frame 6 /index.html, frame 7 200
+    by_kind = {r["event_type"]: r for r in records}
+    assert by_kind["dns"]["dns"]["rrname"] == "www.example.com"
+    assert (by_kind["http"]["http"]["uri"], by_kind["http"]["http"]["status"]) == ("/index.html", 200)
     stats = records[-1]
     assert stats["totals"]["packets"] == 11 and stats["totals"]["accounted"] is True
     assert [f["file"] for f in stats["files"]] == [str(HTTP)]

@@ -1,0 +1,171 @@
+"""HTTP message body decoding: the content codings of RFC 9110 §8.4.1 (gzip, deflate) and RFC 7932 (br),
+undone incrementally as the body arrives, with a cap on the bytes produced per body.
+
+Why a cap: a few KiB of gzip or brotli can expand to gigabytes (a decompression bomb); the decoder stops at
+MAX_DECODED bytes and says so (status "capped"), so memory stays bounded whatever the capture holds.
+A corrupt stream stops the decoder (status "error"); the caller reports it and passes no more bytes.
+"""
+from __future__ import annotations
+
+import zlib
+
+import brotli
+
+MAX_DECODED = 10 << 20  # decoded bytes produced per body at most
+PIECE = 1 << 20  # decoded bytes handed out per step (a bound on one allocation)
+MAX_LAYERS = 3  # codings applied to one body (`Content-Encoding: gzip, br`) accepted at most
+
+# RFC 9110 §8.4.1 and the IANA HTTP Content Coding Registry; "x-gzip" is gzip (RFC 9110 §8.4.1.3)
+GZIP, DEFLATE, BR = "gzip", "deflate", "br"
+CODINGS = {"gzip": GZIP, "x-gzip": GZIP, "deflate": DEFLATE, "br": BR}
+IDENTITY = frozenset({"", "identity"})
+
+OK, CAPPED, ERROR, UNSUPPORTED = "ok", "capped", "error", "unsupported"
+
+
+class _Stop(Exception):
+    """A stage cannot go on (corrupt input)."""
+
+
+class _Zlib:
+    """gzip (RFC 1952, several members allowed) or deflate: RFC 9110 says zlib-wrapped (RFC 1950), but many
+    servers send raw deflate (RFC 1951), so the first two bytes decide, as browsers do."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self.d = None  # the decompressor of the current stream (gzip: member), once its first bytes are seen
+        self.head = b""
+        self.members = 0
+        self.finished = False
+
+    def _start(self, data: bytes) -> bytes:
+        """Open the next stream from its first two bytes (held until both are there); returns its input."""
+        data = self.head + data
+        if len(data) < 2:
+            self.head = data
+            return b""
+        self.head = b""
+        if self.coding == GZIP:
+            if data[:2] != b"\x1f\x8b":  # RFC 1952 §2.3.1 ID1 ID2
+                if not self.members:
+                    raise _Stop("not a gzip stream")
+                self.finished = True  # bytes after the last member are ignored
+                return b""
+            self.members += 1
+            self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return data
+        cmf, flg = data[0], data[1]
+        zlib_wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0  # RFC 1950 §2.2
+        self.d = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        return data
+
+    def steps(self, data: bytes, room: int):
+        """Decoded pieces of `data`, at most room + 1 bytes in all (one more than room means: over the cap)."""
+        while room >= 0 and not self.finished:
+            if self.d is None:
+                data = self._start(data)
+                if self.d is None:
+                    return
+            limit = min(room + 1, PIECE)
+            try:
+                out = self.d.decompress(data, limit)
+            except zlib.error as exc:
+                raise _Stop(str(exc)) from None
+            room -= len(out)
+            if out:
+                yield out
+            if self.d.eof:
+                data, self.d = self.d.unused_data, None
+                if self.coding != GZIP:
+                    self.finished = True  # anything after the end of the stream is ignored
+                if not data:
+                    return
+                continue  # gzip: another member may follow (RFC 1952 §2.2)
+            data = self.d.unconsumed_tail
+            if not data and len(out) < limit:
+                return  # all input read and no output held back
+
+
+class _Brotli:
+    """br (RFC 7932), with the decoder's own output limit so a bomb never allocates more than a piece."""
+
+    def __init__(self) -> None:
+        self.d = brotli.Decompressor()
+
+    def steps(self, data: bytes, room: int):
+        if self.d.is_finished():
+            return
+        try:
+            out = self.d.process(data, output_buffer_limit=min(room + 1, PIECE))
+            while True:
+                room -= len(out)
+                if out:
+                    yield out
+                if room < 0 or self.d.can_accept_more_data() or self.d.is_finished():
+                    return
+                out = self.d.process(b"", output_buffer_limit=min(room + 1, PIECE))
+        except brotli.error as exc:
+            raise _Stop(str(exc)) from None
+
+
+def parse_codings(value: str | None) -> list[str] | None:
+    """The codings of a Content-Encoding value in the order applied; [] for none; None when one is unknown
+    (or there are too many to undo)."""
+    if not value:
+        return []
+    names = [c.strip().lower() for c in value.split(",")]
+    names = [c for c in names if c not in IDENTITY]
+    if len(names) > MAX_LAYERS or any(c not in CODINGS for c in names):
+        return None
+    return [CODINGS[c] for c in names]
+
+
+class BodyDecoder:
+    """Undoes the content codings of one body, fed piece by piece. `status` tells why it stopped."""
+
+    def __init__(self, codings: list[str], cap: int = MAX_DECODED) -> None:
+        # codings are applied in the order listed, so they are undone in reverse (RFC 9110 §8.4)
+        self.stages = [_Brotli() if c == BR else _Zlib(c) for c in reversed(codings)]
+        self.cap = cap
+        self.produced = 0
+        self.status = OK
+        self.error = ""
+
+    @classmethod
+    def for_header(cls, content_encoding: str | None, cap: int = MAX_DECODED) -> BodyDecoder:
+        codings = parse_codings(content_encoding)
+        dec = cls(codings or [], cap)
+        if codings is None:
+            dec.status = UNSUPPORTED
+        return dec
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decoded pieces for this piece of the body (empty once stopped)."""
+        if self.status != OK or not data:
+            return []
+        if not self.stages:
+            return self._keep([data])
+        pieces = [data]
+        try:
+            for stage in self.stages:
+                room = self.cap - self.produced if stage is self.stages[-1] else self.cap
+                pieces = [out for piece in pieces for out in stage.steps(piece, room)]
+        except _Stop as exc:
+            self.status, self.error = ERROR, exc.args[0] if exc.args else "corrupt stream"
+            return []
+        return self._keep(pieces)
+
+    def _keep(self, pieces: list[bytes]) -> list[bytes]:
+        """The pieces up to the cap; past it, the decoder stops as CAPPED."""
+        out = []
+        for p in pieces:
+            room = self.cap - self.produced
+            if len(p) > room:
+                p = p[:room]
+                self.status = CAPPED
+            if p:
+                out.append(p)
+                self.produced += len(p)
+            if self.status == CAPPED:
+                break
+        return out
