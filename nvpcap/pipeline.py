@@ -25,6 +25,7 @@ from .protocols.applayer import AppLayer, AppLayerConfig
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
+from .session.kernel import H_S
 from .session.table import FlowTable, FlowTableConfig
 
 FLOW_BLOCK = 1024  # ended flows turned into records at a time
@@ -357,8 +358,17 @@ def _flow_keys(tab: np.ndarray, slot: int, serial: int, ended: np.ndarray) -> tu
         t = ended[np.flatnonzero(ended["serial"] == serial)[0]]
     keys = (int(t["proto"]), int(t["c_hi"]), int(t["c_lo"]), int(t["s_hi"]), int(t["s_lo"]), int(t["cport"]),
             int(t["sport"]), int(t["first_ts"]))
-    starts = tuple((int(t["start"][i]) + 1) & 0xFFFFFFFF if t["has_start"][i] else -1 for i in (0, 1))
-    return keys, starts  # type: ignore[return-value]
+    return keys, (_data_start(t, 0), _data_start(t, 1))
+
+
+def _data_start(t: np.void, side: int) -> int:
+    """The sequence number of a side's first data byte: after its SYN when one was seen (a RST before the
+    handshake must not decide it), else what the flow table inferred (its first packet or the peer's ACK)."""
+    if int(t["hist_seen"]) & (1 << (H_S + 16 * side)):
+        return (int(t["h_syn"][side]) + 1) & 0xFFFFFFFF
+    if t["has_start"][side]:
+        return (int(t["start"][side]) + 1) & 0xFFFFFFFF
+    return -1
 
 
 def _addr(hi: np.uint64, lo: np.uint64) -> str:

@@ -116,3 +116,16 @@ def test_protocols_lists_what_parsers_extract():
                          text=True, check=True).stdout
     ssh = next(p for p in json.loads(out) if p["name"] == "ssh")
     assert "banner" in ssh["extracts"]
+
+
+def test_a_reset_before_the_handshake_does_not_shift_the_servers_stream(tmp_path):
+    """rtsp__ndpi__rtsp.pcap shows it: a SYN refused with RST-ACK seq 0, then the same SYN accepted. The
+    server's bytes start after its SYN-ACK, not after the RST's sequence number."""
+    pkts = [(-0.01, g.tcp(C, 40000, S, 22, "S", seq=100)), (-0.009, g.tcp(S, 22, C, 40000, "RA", seq=0, ack=101))]
+    path = ssh_capture(tmp_path / "ssh.pcap")
+    import dpkt
+    with open(path, "rb") as fh:
+        rest = [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+    g.write(path, pkts + rest)
+    (event,) = run(path).app_events("ssh")
+    assert event["ssh"]["server"] == "SSH-2.0-OpenSSH_9.6" and event["ssh"]["client"] == "SSH-1.5-oldclient"
