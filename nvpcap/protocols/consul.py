@@ -6,6 +6,9 @@ err 13, has-label 244; then a msgpack map of the Go struct, keyed by field name:
 and github.com/hashicorp/consul agent/pool/conn.go (the first byte of an RPC connection: 0 Consul msgpack-RPC,
 1 Raft, 3/7 TLS, 4 yamux multiplexing, 5 snapshot, 6 gossip, 8 gRPC).
 
+The HTTP API (TCP 8500, agent/http.go) is HTTP/1.1; on that server port an HTTP request line is claimed
+here, so that its parser reads the X-Consul-* headers (see `http_api`).
+
 Ports are required: a type byte then a msgpack map is generic, and gossip encrypted with the cluster key
 (the usual production setting) is random bytes after a version byte, so content alone cannot decide. On
 these ports the content must still fit: struct field names in the msgpack map, a CRC32 that matches, the
@@ -17,12 +20,25 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from .base import FlowContext, guarded, ProtocolSpec, Verdict
+from .base import (
+    CLIENT,
+    SERVER,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+    guarded,
+)
+from .http import NOT, PARTIAL, request_line, status_line
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
-RPC_PORT, GOSSIP_PORTS = 8300, (8301, 8302)
+RPC_PORT, GOSSIP_PORTS, HTTP_API_PORT = 8300, (8301, 8302), 8500
 FIRST_KEY = {0: b"SeqNo", 1: b"SeqNo", 2: b"SeqNo", 3: b"Incarnation", 4: b"Incarnation", 5: b"Incarnation",
              6: b"Nodes", 9: b"Algo", 11: b"SeqNo", 13: b"Error"}
 
@@ -141,8 +157,21 @@ def _rpc(c: bytes, s: bytes) -> tuple[Verdict, Verdict]:
     return NO, NO
 
 
+def http_api(client: bytes, server: bytes) -> Verdict:
+    """An HTTP/1.x API on its own port (Consul 8500, Elasticsearch 9200): the request line alone claims the
+    flow. Generic HTTP is registered earlier and waits for the status line, so claiming on the request is
+    what routes these flows to this protocol's parser (which reads the API's own headers); off the port,
+    HTTP stays HTTP."""
+    if not client:
+        return MAYBE if not server or status_line(server, b"HTTP/", b"1") != NOT else NO
+    line = request_line(client, b"HTTP/", b"1")
+    return YES if line > 0 else MAYBE if line == PARTIAL else NO
+
+
 def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
     ports = (ctx.server_port, ctx.client_port)
+    if ctx.transport == "tcp" and ctx.server_port == HTTP_API_PORT:
+        return http_api(client, server)
     if ctx.transport == "tcp" and RPC_PORT in ports and not ctx.midstream:
         if len(client) < 2:
             return MAYBE if not client or client[0] <= 8 else NO
@@ -165,10 +194,537 @@ def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
 probe = guarded(_probe)
 
 
+# ---- parsing: the HTTP API, memberlist/Serf gossip, the server RPC byte ----
+# HTTP API (port 8500): one event per request and its response, as a small HTTP/1.1 reader (RFC 9112: start
+# lines checked with http.py's request_line / status_line, header block, body framed by Content-Length or
+# chunked or the connection's end), with the X-Consul-* response headers (agent/http.go: X-Consul-Index,
+# X-Consul-Knownleader, X-Consul-Lastcontact, X-Consul-Effective-Consistency). Tokens are never logged: the
+# X-Consul-Token header and an Authorization header are reported as present (with the scheme), a `token=`
+# query parameter is replaced by REDACTED in the uri. NeuVector's HTTP body-length threats (2013, 2014) are
+# checked as the HTTP parser checks them, since these flows no longer reach it. (Elasticsearch's HTTP API
+# uses the same reader.)
+# Gossip (8301/8302): memberlist message types (net.go) counted per flow, one event per type at the end
+# (compound, CRC, label and Serf user messages are opened; compressed and encrypted ones are only counted).
+# RPC (8300): one event naming the connection's RPC type byte (agent/pool/conn.go), then done.
+
+MAX_HEAD = 32 << 10  # start line + header fields at most (a longer head: anomaly, that side stops)
+MAX_HEADERS = 128  # header fields read per message
+MAX_HTTP_PENDING = 64  # requests waiting for their response; beyond, the oldest is reported unanswered
+MAX_CHUNK_LINE = 1024  # a chunk-size line with extensions (RFC 9112 §7.1)
+MAX_BODY_CONTENT = 64 << 10  # body bytes per message handed to the rules engine
+MAX_URI = 1024  # characters of the request target kept in an event
+MAX_VALUE = 1024  # characters kept of a header value
+MAX_GOSSIP_DEPTH = 4  # nesting of compound / label / CRC wrappers opened
+MAX_GOSSIP_TYPES = 64  # distinct (type, Serf type) counters per flow
+MAX_TCP_HEAD = 512  # bytes of a gossip or RPC stream's start read
+NEGATIVE_CHUNK = 0x80000000  # a chunk size with bit 31 set (dpi_http.c HTTP_NEG_LEN)
+
+GOSSIP_TYPES = {0: "ping", 1: "indirect-ping", 2: "ack", 3: "suspect", 4: "alive", 5: "dead", 6: "push-pull",
+                7: "compound", 8: "user", 9: "compress", 10: "encrypt", 11: "nack", 12: "has-crc", 13: "err",
+                244: "has-label"}  # memberlist net.go messageType
+SERF_TYPES = {0: "leave", 1: "join", 2: "push-pull", 3: "user-event", 4: "query", 5: "query-response",
+              6: "conflict-response", 7: "key-request", 8: "key-response", 9: "relay"}  # serf messages.go
+RPC_TYPES = {0: "consul", 1: "raft", 2: "multiplex", 3: "tls", 4: "multiplex-v2", 5: "snapshot", 6: "gossip",
+             7: "tls-insecure", 8: "grpc"}  # consul agent/pool/conn.go RPCType
+CONSUL_RESPONSE_HEADERS = {"x-consul-index": ("consul_index", "int"),
+                           "x-consul-knownleader": ("consul_known_leader", "bool"),
+                           "x-consul-lastcontact": ("consul_last_contact", "int"),
+                           "x-consul-effective-consistency": ("consul_consistency", "text"),
+                           "content-type": ("response_content_type", "text")}
+CONSUL_REQUEST_HEADERS = {"x-consul-token": ("token", "present"), "authorization": ("auth_scheme", "scheme"),
+                          "content-type": ("request_content_type", "text")}
+HTTP_FIELDS = ("method", "host", "uri", "version", "user_agent", "request_body_len", "status", "status_msg",
+               "response_body_len")
+
+
+def _text(raw: bytes, cap: int = MAX_VALUE) -> str:
+    return raw[: cap * 4].decode("utf-8", "replace")[:cap]
+
+
+def _convert(kind: str, value: bytes) -> Any:
+    v = value.strip()
+    if kind == "int":
+        return int(v) if v.isdigit() and len(v) < 19 else None
+    if kind == "bool":
+        return v.lower() == b"true"
+    if kind == "present":
+        return True
+    if kind == "scheme":  # the authorization scheme only, never the credentials
+        return _text(v.split(b" ", 1)[0], 32)
+    return _text(v)
+
+
+def _block_end(buf: bytearray, scan: int) -> int:
+    """Offset just past the empty line ending a header block (CRLF CRLF or LF LF), or -1."""
+    ends = [i + n for i, n in ((buf.find(b"\n\r\n", scan), 3), (buf.find(b"\n\n", scan), 2)) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _headers(block: bytes) -> tuple[bytes, dict[bytes, bytes], list[bytes]]:
+    """(start line, lower-cased field name -> first value, every Content-Length value) of a header block."""
+    lines = block.split(b"\n")
+    fields: dict[bytes, bytes] = {}
+    lengths: list[bytes] = []
+    for line in lines[1 : MAX_HEADERS + 1]:
+        name, sep, value = line.rstrip(b"\r").partition(b":")
+        name = name.strip().lower()
+        if not sep or not name:
+            continue
+        if name == b"content-length":
+            lengths += [v.strip() for v in value.split(b",")]
+        if name not in fields:
+            fields[name] = value.strip()
+    return lines[0].rstrip(b"\r"), fields, lengths
+
+
+class _HttpSide:
+    """One direction: the head being read, then the body's framing state."""
+
+    __slots__ = ("body", "content", "counter", "head", "left", "line", "mode", "plain", "where")
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.where = (0, 0)
+        self.mode: str | None = None  # None: reading a head; "length", "chunk-size", "chunk-data", "chunk-end",
+        self.left = 0  # "trailer", "close": the body's framing
+        self.line = bytearray()
+        self.body: dict[str, Any] | None = None  # the event whose body length this body counts
+        self.counter = "request_body_len"  # ... in this field
+        self.content = 0  # body bytes handed to the rules engine for this message
+        self.plain = True  # no Content-Encoding: the body bytes are the content
+
+
+class HttpApi:
+    """Requests and responses of an HTTP/1.x API, paired in order (pipelining included). `request_headers`
+    and `response_headers` map a lower-case header name to (event field, conversion); `redact` names query
+    parameters whose values are secrets; `product_header` names a response header that names the server
+    product."""
+
+    def __init__(self, out: ParserOutput, request_headers: dict[str, tuple[str, str]],
+                 response_headers: dict[str, tuple[str, str]], redact: tuple[str, ...] = (),
+                 product_header: str | None = None) -> None:
+        self.out = out
+        self.product_header = product_header.encode() if product_header else None
+        self.request_headers = {k.encode(): v for k, v in request_headers.items()}
+        self.response_headers = {k.encode(): v for k, v in response_headers.items()}
+        self.redact = tuple(r.encode() + b"=" for r in redact)
+        self.sides = (_HttpSide(), _HttpSide())
+        self.requests: deque[tuple[dict[str, Any], int, int]] = deque()
+        self.response: tuple[dict[str, Any], int, int] | None = None  # answered, its body still coming
+        self.weird: set[str] = set()
+        self.tunnel = False  # CONNECT or an upgrade: the rest is not HTTP
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> bool:
+        """False when this side cannot be followed any more."""
+        st = self.sides[side]
+        pos = 0
+        while pos < len(data) and not self.tunnel:
+            if st.mode is not None:
+                pos = self._body(side, st, data, pos, frame, ts_ns)
+                if pos < 0:
+                    return False
+                continue
+            if not st.head:
+                while pos < len(data) and data[pos] in b"\r\n":
+                    pos += 1
+                if pos >= len(data):
+                    break
+                st.where = (frame, ts_ns)
+            base = len(st.head)
+            piece = data[pos : pos + MAX_HEAD + 4 - base]
+            st.head += piece
+            end = _block_end(st.head, max(0, base - 3))
+            if end < 0:
+                if len(st.head) > MAX_HEAD:
+                    return self._weird("http-api-long-head", "request or response head over 32 KiB", frame, ts_ns)
+                pos += len(piece)
+                continue
+            pos += end - base
+            block, st.head = bytes(st.head[:end]), bytearray()
+            ok = self._request(st, block) if side == CLIENT else self._response(st, block)
+            if not ok:
+                return False
+        return not self.tunnel
+
+    def _weird(self, reason: str, message: str, frame: int, ts_ns: int) -> bool:
+        if reason not in self.weird:
+            self.weird.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
+        return False
+
+    def _uri(self, target: bytes) -> str:
+        for key in self.redact:
+            at = target.find(key)
+            while at >= 0:
+                if at > 0 and target[at - 1 : at] in (b"?", b"&"):
+                    stop = len(target)
+                    for sep in (b"&", b"#"):
+                        i = target.find(sep, at)
+                        stop = min(stop, i) if i >= 0 else stop
+                    target = target[: at + len(key)] + b"REDACTED" + target[stop:]
+                at = target.find(key, at + len(key))
+        return _text(target, MAX_URI)
+
+    def _request(self, st: _HttpSide, block: bytes) -> bool:
+        if request_line(block, b"HTTP/", b"1") <= 0:
+            return self._weird("http-api-bad-request", "a client message without a request line", *st.where)
+        line, fields, lengths = _headers(block)
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            return self._weird("http-api-bad-request", "a request line that is not METHOD SP target SP version",
+                               *st.where)
+        method, target, version = parts
+        f: dict[str, Any] = dict.fromkeys(HTTP_FIELDS)
+        f.update(method=_text(method, 32), host=_text(fields[b"host"], 256) if b"host" in fields else None,
+                 uri=self._uri(target), version=_text(version[5:], 8),
+                 user_agent=_text(fields[b"user-agent"]) if b"user-agent" in fields else None, request_body_len=0)
+        self._mapped(f, fields, self.request_headers)
+        frame, ts = st.where
+        self.out.content("url", CLIENT, unquote_to_bytes(target), frame, ts)
+        self.out.content("header", CLIENT, block[len(line) :].strip(b"\r\n"), frame, ts)
+        if len(self.requests) >= MAX_HTTP_PENDING:
+            self.out.event(*self.requests.popleft())
+        self.requests.append((f, frame, ts))
+        return self._framing(CLIENT, st, fields, lengths, f, "request_body_len", response=False)
+
+    def _response(self, st: _HttpSide, block: bytes) -> bool:
+        if status_line(block, b"HTTP/", b"1") <= 0:
+            return self._weird("http-api-bad-response", "a server message without a status line", *st.where)
+        line, fields, lengths = _headers(block)
+        status = int(line[9:12])  # status_line checked `HTTP/1.x SP 3DIGIT (SP|CR|LF)`
+        reason = line[13:]
+        if 100 <= status < 200 and status != 101:
+            return True  # an interim response: the final one follows
+        self.flush_response()
+        item = self.requests.popleft() if self.requests else (dict.fromkeys(HTTP_FIELDS), *st.where)
+        f = item[0]
+        f.update(status=status, status_msg=_text(reason, 256), response_body_len=0)
+        self._mapped(f, fields, self.response_headers)
+        if self.product_header is not None and fields.get(self.product_header):
+            self.out.product(_text(fields[self.product_header], 64))
+        self.out.content("header", SERVER, block[len(line) :].strip(b"\r\n"), *st.where)
+        self.response = item
+        if status == 101 or (f["method"] == "CONNECT" and 200 <= status < 300):
+            self.tunnel = True
+            self.flush_response()
+            return False
+        if f["method"] == "HEAD" or status in (204, 304):
+            return self._framing(SERVER, st, {}, [], f, "response_body_len", response=False)
+        return self._framing(SERVER, st, fields, lengths, f, "response_body_len", response=True)
+
+    @staticmethod
+    def _mapped(f: dict[str, Any], fields: dict[bytes, bytes], wanted: dict[bytes, tuple[str, str]]) -> None:
+        for name, (field, kind) in wanted.items():
+            if name in fields:
+                f[field] = _convert(kind, fields[name])
+
+    def _framing(self, side: int, st: _HttpSide, fields: dict[bytes, bytes], lengths: list[bytes],
+                 f: dict[str, Any], counter: str, response: bool) -> bool:
+        """RFC 9112 §6.3: chunked, else Content-Length, else (responses) until the connection closes; with
+        NeuVector's HTTP checks (dpi_http.c), as the HTTP parser makes them: a negative Content-Length is
+        threat 2013, two different ones threat 2014, and the rest of that side is then body."""
+        st.body, st.content, st.left = f, 0, 0
+        st.plain = fields.get(b"content-encoding", b"identity").strip().lower() in (b"", b"identity")
+        st.line = bytearray()
+        st.counter = counter
+        negative = [v for v in lengths if v.startswith(b"-")]
+        if negative or len(set(lengths)) > 1:
+            threat, why = (2013, f"Content-Length header has negative value {_text(negative[0], 40)}") if negative \
+                else (2014, "Two Content-Length headers with different values")
+            self.out.threat(threat, why, side, *st.where)
+            st.mode = "close"
+            return True
+        if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+            st.mode = "chunk-size"
+        elif b"content-length" in fields:
+            value = fields[b"content-length"].strip()
+            if not value.isdigit() or len(value) > 15:
+                return self._weird("http-api-bad-content-length", "Content-Length is not a number", *st.where)
+            st.mode, st.left = "length", int(value)
+            if not st.left:
+                self._end(st)
+        elif response:
+            st.mode = "close"
+        else:
+            self._end(st)
+        return True
+
+    def _body(self, side: int, st: _HttpSide, data: bytes, pos: int, frame: int, ts_ns: int) -> int:
+        """Read body bytes from data[pos:] per the framing; returns the new position (-1: side lost)."""
+        if st.mode in ("length", "chunk-data", "close"):
+            n = len(data) - pos if st.mode == "close" else min(st.left, len(data) - pos)
+            self._count(side, st, data[pos : pos + n], frame, ts_ns)
+            pos += n
+            if st.mode != "close":
+                st.left -= n
+                if not st.left:
+                    if st.mode == "length":
+                        self._end(st)
+                    else:
+                        st.mode = "chunk-end"
+            return pos
+        eol = data.find(b"\n", pos)
+        stop = len(data) if eol < 0 else eol + 1
+        st.line += data[pos:stop]
+        if len(st.line) > MAX_CHUNK_LINE:
+            self._weird("http-api-bad-chunk", "chunk-size or trailer line over 1 KiB", frame, ts_ns)
+            return -1
+        if eol < 0:
+            return stop
+        line, st.line = bytes(st.line).strip(), bytearray()
+        if st.mode == "chunk-size":
+            size = line.split(b";", 1)[0].strip()
+            if not size or len(size) > 15 or size.strip(b"0123456789abcdefABCDEF"):
+                self._weird("http-api-bad-chunk", "chunk-size is not a hex number", frame, ts_ns)
+                return -1
+            st.left = int(size, 16)
+            st.mode = "chunk-data" if st.left else "trailer"
+            if st.left >= NEGATIVE_CHUNK:  # NeuVector's HTTP_NEG_LEN: a chunk size with bit 31 set
+                self.out.threat(2013, f"chunk size 0x{st.left:x} has bit 31 set", side, frame, ts_ns)
+                st.mode = "close"
+        elif st.mode == "chunk-end":
+            st.mode = "chunk-size"
+        elif st.mode == "trailer" and not line:
+            self._end(st)
+        return stop
+
+    def _count(self, side: int, st: _HttpSide, piece: bytes, frame: int, ts_ns: int) -> None:
+        if st.body is not None:
+            st.body[st.counter] = (st.body.get(st.counter) or 0) + len(piece)
+        if st.plain and st.content < MAX_BODY_CONTENT and piece:
+            piece = piece[: MAX_BODY_CONTENT - st.content]
+            st.content += len(piece)
+            self.out.content("body", side, piece, frame, ts_ns)
+
+    def _end(self, st: _HttpSide) -> None:
+        """The message's body is complete: a response's transaction is reported."""
+        st.mode = None
+        if st.counter == "response_body_len":
+            self.flush_response()
+
+    def flush_response(self) -> None:
+        if self.response is not None:
+            self.out.event(*self.response)
+            self.response = None
+
+    def finish(self) -> None:
+        self.flush_response()
+        while self.requests:
+            self.out.event(*self.requests.popleft())
+
+
+def _gossip_types(b: bytes, depth: int = 0, udp: bool = True) -> tuple[list[tuple[str, str | None]], str | None]:
+    """The message types in one memberlist message (a datagram, or a stream's start): (type, Serf type)
+    pairs, wrappers included, and the cluster label if one is present. A UDP datagram encrypted with the
+    gossip key (security.go: version 0/1, nonce, ciphertext, tag; no type byte) counts as "encrypted"."""
+    if not b:
+        return [], None
+    kind = b[0]
+    if udp and kind in (0, 1) and _first_key(b, 1) != b"SeqNo" and _encrypted(b) == YES:
+        return [("encrypted", None)], None  # an encrypted datagram: version byte, nonce, ciphertext
+    name = GOSSIP_TYPES.get(kind)
+    if name is None:
+        return [("unknown", None)], None
+    found: list[tuple[str, str | None]] = [(name, None)]
+    label = None
+    if depth >= MAX_GOSSIP_DEPTH:
+        return found, label
+    if kind == 244 and len(b) >= 2:  # has-label: length, label, then the message
+        label = _text(b[2 : 2 + b[1]], 255)
+        inner, _ = _gossip_types(b[2 + b[1] :], depth + 1, udp)
+        found += inner
+    elif kind == 12 and len(b) > 5:  # has-CRC: CRC32, then the message
+        found += _gossip_types(b[5:], depth + 1, udp)[0]
+    elif kind == 7 and len(b) >= 2:  # compound: count, u16 lengths, messages
+        n = b[1]
+        lengths = b[2 : 2 + 2 * n]
+        off = 2 + 2 * n
+        for i in range(len(lengths) // 2):
+            size = struct.unpack_from(">H", lengths, 2 * i)[0]
+            found += _gossip_types(b[off : off + size], depth + 1, udp)[0]
+            off += size
+    elif kind == 8 and len(b) >= 2:  # a Serf message: its type byte, then a msgpack map
+        found[0] = (name, SERF_TYPES.get(b[1], str(b[1])))
+    return found, label
+
+
+def _msgpack_str(b: bytes, off: int) -> tuple[bytes | None, int]:
+    """A msgpack string at b[off]: (bytes or None if not a string, next offset)."""
+    if off >= len(b):
+        return None, off
+    t = b[off]
+    if 0xA0 <= t <= 0xBF:
+        n, p = t & 0x1F, off + 1
+    elif t == 0xD9 and off + 1 < len(b):
+        n, p = b[off + 1], off + 2
+    elif t == 0xDA and off + 2 < len(b):
+        n, p = struct.unpack_from(">H", b, off + 1)[0], off + 3
+    else:
+        return None, off
+    return (b[p : p + n], p + n) if p + n <= len(b) else (None, off)
+
+
+def _msgpack_skip_scalar(b: bytes, off: int) -> int:
+    """Past one msgpack scalar (int, nil, bool, string) at b[off], or -1."""
+    if off >= len(b):
+        return -1
+    t = b[off]
+    if t <= 0x7F or t >= 0xE0 or t in (0xC0, 0xC2, 0xC3):
+        return off + 1
+    sizes = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xCA: 4, 0xCB: 8}
+    if t in sizes:
+        return off + 1 + sizes[t]
+    value, end = _msgpack_str(b, off)
+    return end if value is not None else -1
+
+
+def rpc_service_method(b: bytes) -> str | None:
+    """ServiceMethod of a msgpack-RPC request header {ServiceMethod, Seq} (net/rpc/msgpackrpc)."""
+    if not b:
+        return None
+    t = b[0]
+    count, off = (t & 0x0F, 1) if 0x80 <= t <= 0x8F else (struct.unpack_from(">H", b, 1)[0], 3) \
+        if t == 0xDE and len(b) >= 3 else (0, 0)
+    for _ in range(min(count, 16)):
+        key, off = _msgpack_str(b, off)
+        if key is None:
+            return None
+        if key == b"ServiceMethod":
+            value, _ = _msgpack_str(b, off)
+            return _text(value, 256) if value is not None else None
+        off = _msgpack_skip_scalar(b, off)
+        if off < 0:
+            return None
+    return None
+
+
+class _Gossip:
+    """memberlist message types counted over the flow; one event per (type, Serf type) at the end, carrying
+    the frame of its first occurrence."""
+
+    def __init__(self, parser: ConsulParser) -> None:
+        self.p = parser
+        self.counts: dict[tuple[str, str | None], list[int]] = {}  # -> [count, frame, ts]
+        self.label: str | None = None
+        self.starts = [bytearray(), bytearray()]  # TCP: each side's first bytes
+        self.seen = [False, False]
+
+    def count(self, data: bytes, frame: int, ts_ns: int, udp: bool = True) -> None:
+        types, label = _gossip_types(data, udp=udp)
+        self.label = self.label or label
+        for key in types:
+            entry = self.counts.get(key)
+            if entry is not None:
+                entry[0] += 1
+            elif len(self.counts) < MAX_GOSSIP_TYPES:
+                self.counts[key] = [1, frame, ts_ns]
+
+    def stream(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        """A TCP stream (push-pull, or a ping / user message sent reliably): its first message's types."""
+        if self.seen[side]:
+            return
+        start = self.starts[side]
+        start += data[: MAX_TCP_HEAD - len(start)]
+        kind = start[0] if start else -1
+        need = 2 if kind in (7, 8) else 1
+        if kind == 244:  # a label: length, label, then the message type (and a Serf type)
+            need = 2 + start[1] + 2 if len(start) > 1 else 2
+        if len(start) < need and len(start) < MAX_TCP_HEAD:
+            return
+        self.seen[side] = True
+        self.count(bytes(start), frame, ts_ns, udp=False)
+        if all(self.seen):
+            self.p.done = True
+
+    def finish(self) -> None:
+        for (name, serf), (count, frame, ts) in self.counts.items():
+            f: dict[str, Any] = {"message_type": name, "serf_type": serf, "count": count}
+            if self.label is not None:
+                f["label"] = self.label
+            self.p.out.event(f, frame, ts)
+        self.counts.clear()
+
+
+class ConsulParser(Parser):
+    """Dispatches on the flow's ports as the probe does: the HTTP API (8500), gossip (8301/8302, UDP or
+    TCP), or the server RPC port (8300)."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        ports = (ctx.server_port, ctx.client_port)
+        self.mode = "http" if ctx.transport == "tcp" and ctx.server_port == HTTP_API_PORT else \
+            "rpc" if ctx.transport == "tcp" and RPC_PORT in ports and not ctx.midstream else "gossip"
+        self.http = HttpApi(out, CONSUL_REQUEST_HEADERS, CONSUL_RESPONSE_HEADERS, redact=("token",)) \
+            if self.mode == "http" else None
+        self.gossip = _Gossip(self) if self.mode == "gossip" else None
+        self.rpc_start = bytearray()
+        self.rpc_where = (0, 0)
+        self.lost = [False, False]
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        if self.http is not None:
+            if not self.lost[side] and not self.http.feed(side, data, frame, ts_ns):
+                self._lose(side)
+            if self.http.tunnel:
+                self.done = True
+        elif self.gossip is not None:
+            if self.ctx.transport == "udp":
+                self.gossip.count(data, frame, ts_ns)
+            else:
+                self.gossip.stream(side, data, frame, ts_ns)
+        elif side == CLIENT:
+            self._rpc(data, frame, ts_ns)
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        if self.gossip is not None:
+            self.gossip.seen[side] = True
+            if all(self.gossip.seen):
+                self.done = True
+            return
+        self._lose(side)
+
+    def _lose(self, side: int) -> None:
+        self.lost[side] = True
+        if all(self.lost):
+            self.done = True
+
+    def _rpc(self, data: bytes, frame: int, ts_ns: int) -> None:
+        """The first byte names the connection type; a msgpack-RPC connection's first request names its
+        service method. Then nothing more is read."""
+        if not self.rpc_start:
+            self.rpc_where = (frame, ts_ns)
+        self.rpc_start += data[: MAX_TCP_HEAD - len(self.rpc_start)]
+        if self.rpc_start[:1] == b"\x00" and len(self.rpc_start) < MAX_TCP_HEAD and \
+                rpc_service_method(bytes(self.rpc_start[1:])) is None:
+            return  # wait for the request header
+        self._emit_rpc()
+
+    def _emit_rpc(self) -> None:
+        if not self.rpc_start or self.done:
+            return
+        kind = self.rpc_start[0]
+        f: dict[str, Any] = {"rpc_type": RPC_TYPES.get(kind, str(kind)),
+                             "service_method": rpc_service_method(bytes(self.rpc_start[1:])) if kind == 0 else None}
+        self.out.event(f, *self.rpc_where)
+        self.done = True
+
+    def finish(self) -> None:
+        if self.http is not None:
+            self.http.finish()
+        elif self.gossip is not None:
+            self.gossip.finish()
+        else:
+            self._emit_rpc()
+
+
 SPEC = ProtocolSpec(
     name="consul",
     transports=("tcp", "udp"),
     ports=(8300, 8301, 8302),
     probe=probe,
-    description="Consul: memberlist/Serf gossip (msgpack structs) on 8301/8302, server RPC type byte on 8300",
+    description="Consul: memberlist/Serf gossip (msgpack structs) on 8301/8302, server RPC type byte on 8300, "
+                "HTTP API requests on 8500",
+    parser=ConsulParser,
+    extracts="HTTP API: method, uri (token redacted), status, X-Consul-Index/KnownLeader/LastContact; gossip: "
+             "one event per message type with its count; RPC: connection type and first service method",
 )

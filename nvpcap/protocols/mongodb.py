@@ -9,9 +9,21 @@ lone well-formed request is enough on the last call and mid-stream.
 """
 from __future__ import annotations
 
+import math
 import struct
+from typing import Any, NamedTuple
 
-from .base import either_way_midstream, guarded, PROBE_BYTES, ProtocolSpec, Verdict
+from .base import (
+    PROBE_BYTES,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+    either_way_midstream,
+    guarded,
+)
+from .sqlinjection import Framer, Message
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -116,10 +128,408 @@ _probe = either_way_midstream(_check, pass_midstream=True)
 probe = guarded(_probe)
 
 
+# ---- parsing: each request with its reply, paired by responseTo = requestID ----
+# Spec: MongoDB Wire Protocol (mongodb.com/docs/manual/reference/mongodb-wire-protocol/: OP_MSG, OP_QUERY,
+# OP_REPLY, OP_COMPRESSED and the legacy opcodes) and BSON 1.1 (bsonspec.org/spec.html). One event per
+# request and its reply: the opcode, the command (first key of the command document: find, insert, hello,
+# isMaster...), the database ($db, or the prefix of fullCollectionName), the collection (the command's
+# value when it is a string), and the reply's ok / errmsg / code / codeName.
+
+MESSAGE_LIMIT = 1 << 16  # messages up to this are read whole; longer ones from their first MESSAGE_KEEP bytes
+MESSAGE_KEEP = 1 << 14  # enough for the command document, which comes first
+MAX_PENDING = 1024  # requests waiting for their reply; beyond, the oldest is reported unanswered
+MAX_KEYS = 64  # top-level BSON elements read per document
+MAX_SECTIONS = 16  # OP_MSG sections read per message
+MAX_TEXT = 1024  # characters kept of a string value (namespace, collection, errmsg)
+
+OPNAMES = {1: "OP_REPLY", 2001: "OP_UPDATE", 2002: "OP_INSERT", 2004: "OP_QUERY", 2005: "OP_GET_MORE",
+           2006: "OP_DELETE", 2007: "OP_KILL_CURSORS", 2010: "OP_COMMAND", 2011: "OP_COMMANDREPLY",
+           2012: "OP_COMPRESSED", 2013: "OP_MSG"}
+OP_REPLY, OP_QUERY, OP_COMMAND, OP_COMMANDREPLY, OP_COMPRESSED, OP_MSG = 1, 2004, 2010, 2011, 2012, 2013
+NO_REPLY = {2001, 2002, 2006, 2007}  # legacy writes and OP_KILL_CURSORS are never answered
+REPLY_OPS = {OP_REPLY, OP_COMMANDREPLY}
+COMPRESSORS = {0: "noop", 1: "snappy", 2: "zlib", 3: "zstd"}  # OP_COMPRESSED compressorId
+MSG_CHECKSUM, MSG_MORE_TO_COME = 0x1, 0x2  # OP_MSG flagBits: a CRC-32C ends the message; no reply will follow
+REPLY_QUERY_FAILURE = 0x2  # OP_REPLY responseFlags bit 1
+
+# BSON element types (bsonspec.org): fixed value sizes; strings (int32 length incl. NUL); nested (int32 size)
+BSON_FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
+              0x7F: 0, 0xFF: 0}
+BSON_STRINGS = {0x02, 0x0D, 0x0E}  # string, JavaScript code, symbol
+BSON_NESTED = {0x03, 0x04, 0x0F}  # document, array, code with scope
+BSON_BINARY, BSON_REGEX, BSON_DBPOINTER = 0x05, 0x0B, 0x0C
+_I32 = struct.Struct("<i")
+
+
+class Nested(NamedTuple):
+    """A nested document or array, skipped by its length: where it starts and its declared size."""
+
+    offset: int
+    size: int
+
+
+def _i32(b: bytes, off: int) -> int | None:
+    return _I32.unpack_from(b, off)[0] if 0 <= off and off + 4 <= len(b) else None
+
+
+def _text(raw: bytes, cap: int = MAX_TEXT) -> str:
+    return raw[: cap * 4].decode("utf-8", "replace")[:cap]
+
+
+def _fixed(kind: int, raw: bytes) -> Any:
+    if kind == 0x01:
+        v = struct.unpack("<d", raw)[0]
+        return v if math.isfinite(v) else None  # JSON has no NaN / infinity
+    if kind == 0x08:
+        return raw != b"\0"
+    if kind == 0x10:
+        return _I32.unpack(raw)[0]
+    if kind in (0x09, 0x12):
+        return struct.unpack("<q", raw)[0]
+    if kind == 0x11:
+        return struct.unpack("<Q", raw)[0]
+    if kind == 0x07:
+        return raw.hex()
+    return None
+
+
+def bson_elements(b: bytes, off: int = 0) -> list[tuple[str, Any]]:
+    """The top-level elements of the BSON document at b[off:], as (key, value): strings (capped), numbers,
+    booleans, None (null, binary, regex, ...), or Nested for documents and arrays (not read: skipped by their
+    length, so there is no recursion). Stops quietly at the first element that does not fit in the
+    document or in `b` (a cut or hostile document), and after MAX_KEYS elements."""
+    size = _i32(b, off)
+    out: list[tuple[str, Any]] = []
+    if size is None or size < 5:
+        return out
+    cut = off + size - 1 > len(b)  # the document goes on past what we have
+    end = min(off + size - 1, len(b))  # the document's terminating NUL, or the end of what we have
+    p = off + 4
+    while p < end and len(out) < MAX_KEYS:
+        kind = b[p]
+        key_end = b.find(b"\0", p + 1, end)
+        if key_end < 0:
+            break
+        key = _text(b[p + 1 : key_end], 256)
+        p = key_end + 1
+        value: Any = None
+        if kind in BSON_FIXED:
+            span = BSON_FIXED[kind]
+            if p + span <= end:
+                value = _fixed(kind, b[p : p + span])
+        elif kind in BSON_STRINGS or kind == BSON_DBPOINTER:
+            n = _i32(b, p)
+            if n is None or n < 1:
+                break
+            span = 4 + n + (12 if kind == BSON_DBPOINTER else 0)
+            if kind == 0x02 and p + 4 + n <= end:
+                value = _text(b[p + 4 : p + 3 + n])
+        elif kind in BSON_NESTED or kind == BSON_BINARY:
+            n = _i32(b, p)
+            if n is None or n < (0 if kind == BSON_BINARY else 5):
+                break
+            span = 5 + n if kind == BSON_BINARY else n
+            value = Nested(p, n) if kind != BSON_BINARY else None
+        elif kind == BSON_REGEX:
+            pattern_end = b.find(b"\0", p, end)
+            options_end = b.find(b"\0", pattern_end + 1, end) if pattern_end >= 0 else -1
+            if options_end < 0:
+                break
+            span = options_end + 1 - p
+        else:
+            break  # an unknown element type: its size is unknown, nothing after it can be read
+        if p + span > end:
+            if cut:  # the value runs past the capture: its key is still worth having
+                out.append((key, value))
+            break
+        out.append((key, value))
+        p += span
+    return out
+    end = min(off + size - 1, len(b))  # the document's terminating NUL, or the end of what we have
+    p = off + 4
+    while p < end and len(out) < MAX_KEYS:
+        kind = b[p]
+        key_end = b.find(b"\0", p + 1, end)
+        if key_end < 0:
+            break
+        key = _text(b[p + 1 : key_end], 256)
+        p = key_end + 1
+        if kind in BSON_FIXED:
+            n = BSON_FIXED[kind]
+            if p + n > end:
+                break
+            value, p = _fixed(kind, b[p : p + n]), p + n
+        elif kind in BSON_STRINGS or kind == BSON_DBPOINTER:
+            n = _i32(b, p)
+            if n is None or n < 1 or p + 4 + n > end:
+                break
+            value = _text(b[p + 4 : p + 3 + n]) if kind == 0x02 else None
+            p += 4 + n + (12 if kind == BSON_DBPOINTER else 0)
+        elif kind in BSON_NESTED or kind == BSON_BINARY:
+            n = _i32(b, p)
+            if n is None or n < (5 if kind != BSON_BINARY else 0):
+                break
+            value = Nested(p, n) if kind != BSON_BINARY else None
+            p += n if kind != BSON_BINARY else 5 + n
+            if p > end + (1 if kind != BSON_BINARY else 0) and p > len(b):
+                out.append((key, value))  # a nested value cut by the capture: its key is still known
+                break
+        elif kind == BSON_REGEX:
+            pattern_end = b.find(b"\0", p, end)
+            options_end = b.find(b"\0", pattern_end + 1, end) if pattern_end >= 0 else -1
+            if options_end < 0:
+                break
+            value, p = None, options_end + 1
+        else:
+            break  # an unknown element type: its size is unknown, nothing after it can be read
+        out.append((key, value))
+    return out
+
+
+def _cstring(b: bytes, off: int) -> tuple[str | None, int]:
+    end = b.find(b"\0", off)
+    if end < 0:
+        return None, len(b)
+    return _text(b[off:end]), end + 1
+
+
+def _namespace(ns: str | None) -> tuple[str | None, str | None]:
+    """fullCollectionName "db.collection" -> (database, collection)."""
+    if ns is None:
+        return None, None
+    db, dot, coll = ns.partition(".")
+    return db or None, (coll or None) if dot else None
+
+
+def command_fields(elements: list[tuple[str, Any]]) -> dict[str, Any]:
+    """command / database / collection of a command document: its first key, its $db, and the first
+    key's value when that is a string (getMore names its collection in "collection")."""
+    out: dict[str, Any] = {"command": None, "database": None, "collection": None}
+    if not elements:
+        return out
+    key, value = elements[0]
+    out["command"] = key
+    if isinstance(value, str):
+        out["collection"] = value
+    for k, v in elements[1:]:
+        if k == "$db" and isinstance(v, str):
+            out["database"] = v
+        elif k == "collection" and key == "getMore" and isinstance(v, str):
+            out["collection"] = v
+    return out
+
+
+def reply_fields(elements: list[tuple[str, Any]]) -> dict[str, Any]:
+    """ok / errmsg / code / code_name of a reply document (legacy errors say $err)."""
+    out: dict[str, Any] = {}
+    for key, value in elements:
+        if key == "ok" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out["ok"] = value
+        elif key in ("errmsg", "$err") and isinstance(value, str):
+            out["errmsg"] = value
+        elif key == "code" and isinstance(value, int) and not isinstance(value, bool):
+            out["code"] = value
+        elif key == "codeName" and isinstance(value, str):
+            out["code_name"] = value
+    return out
+
+
+def _op_msg(body: bytes) -> tuple[list[tuple[str, Any]], list[str]]:
+    """OP_MSG after flagBits: the kind 0 body document's elements, and kind 1 document sequence names."""
+    off, body_doc, sequences = 4, [], []
+    for _ in range(MAX_SECTIONS):
+        if off >= len(body):
+            break
+        kind, off = body[off], off + 1
+        size = _i32(body, off)
+        if size is None or size < 4:
+            break
+        if kind == 0:
+            body_doc = body_doc or bson_elements(body, off)
+        elif kind == 1:
+            name, _ = _cstring(body[: off + size], off + 4)
+            if name is not None:
+                sequences.append(name)
+        else:
+            break
+        off += size
+    return body_doc, sequences
+
+
+def request_fields(op: int, body: bytes) -> dict[str, Any]:
+    """What a request says (body: the message after its 16-byte header, possibly cut)."""
+    fields: dict[str, Any] = {"command": None, "database": None, "collection": None}
+    if op == OP_MSG:
+        elements, sequences = _op_msg(body)
+        fields.update(command_fields(elements))
+        if sequences:
+            fields["sequences"] = sequences
+    elif op == OP_QUERY:  # flags, fullCollectionName, numberToSkip, numberToReturn, query
+        ns, off = _cstring(body, 4)
+        db, coll = _namespace(ns)
+        fields["database"], fields["collection"] = db, coll
+        if coll == "$cmd" or (coll or "").startswith("$cmd."):
+            elements = bson_elements(body, off + 8)
+            if elements and elements[0][0] == "$query" and isinstance(elements[0][1], Nested):
+                elements = bson_elements(body, elements[0][1].offset)  # a wrapped command: {$query: {...}}
+            cmd = command_fields(elements)
+            fields["command"], fields["collection"] = cmd["command"], cmd["collection"]
+    elif op in (2001, 2002, 2005, 2006):  # OP_UPDATE / OP_INSERT / OP_GET_MORE / OP_DELETE: int32, namespace
+        fields["database"], fields["collection"] = _namespace(_cstring(body, 4)[0])
+    elif op == OP_COMMAND:  # database, commandName, commandArgs, metadata, inputDocs (MongoDB 3.2-3.4)
+        db, off = _cstring(body, 0)
+        name, off = _cstring(body, off)
+        fields["database"], fields["command"] = db, name
+        args = bson_elements(body, off)
+        if args and isinstance(args[0][1], str):
+            fields["collection"] = args[0][1]
+    return fields
+
+
+def reply_document(op: int, body: bytes) -> dict[str, Any]:
+    """ok / errmsg / code of a reply (body after the header)."""
+    if op == OP_REPLY:  # responseFlags, cursorID, startingFrom, numberReturned, documents
+        flags = _i32(body, 0)
+        out = reply_fields(bson_elements(body, 20))
+        if flags is not None and flags & REPLY_QUERY_FAILURE and "ok" not in out:
+            out["ok"] = 0
+        return out
+    if op == OP_MSG:
+        return reply_fields(_op_msg(body)[0])
+    if op == OP_COMMANDREPLY:  # commandReply, metadata, outputDocs
+        return reply_fields(bson_elements(body, 0))
+    return {}
+
+
+def framer_gap(framer: Framer, missing: int) -> bool:
+    """Bytes lost from one direction of a length-framed stream. When they fall inside the message being
+    read or skipped, its length still says where the next one starts (the message is dropped); otherwise
+    the framing is lost and the framer stops. (Shared by the length-framed parsers of this package.)"""
+    if framer.broken:
+        return False
+    if framer.skip:
+        if missing <= framer.skip:
+            framer.skip -= missing
+            framer.pos += missing
+            return True
+    elif len(framer.buf) >= framer.head:
+        total = framer.length(bytes(framer.buf[: framer.head]))
+        rest = total - len(framer.buf)
+        if total >= framer.head and missing <= rest:
+            framer.pos += len(framer.buf) + missing
+            framer.buf.clear()
+            framer.marks.clear()
+            framer.skip = rest - missing
+            return True
+    framer.broken = True
+    framer.buf.clear()
+    return False
+
+
+def _length(h: bytes) -> int:
+    n = _I32.unpack_from(h)[0]
+    return n if 16 <= n <= MAX_MSG else 0
+
+
+class MongoParser(Parser):
+    """Requests paired with their replies by responseTo. Which messages are replies is read from the
+    message (OP_REPLY, OP_COMMANDREPLY, or an OP_MSG with a responseTo), not from the side, so a mid-stream
+    flow taken the wrong way round still pairs. OP_COMPRESSED is named with its compressor and not
+    decompressed (the noop compressor's payload is read as the original opcode)."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.framers = (Framer(16, _length, MESSAGE_LIMIT, MESSAGE_KEEP),
+                        Framer(16, _length, MESSAGE_LIMIT, MESSAGE_KEEP))
+        self.pending: dict[int, tuple[dict[str, Any], int, int]] = {}
+        self.weird: set[str] = set()
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        framer = self.framers[side]
+        for msg in framer.push(data, frame, ts_ns):
+            self._message(msg)
+        if framer.broken:
+            self._anomaly("mongodb-bad-length", "message length outside 16..48000000: framing lost", frame, ts_ns)
+            self._check_done()
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        if not framer_gap(self.framers[side], missing):
+            self._check_done()
+
+    def _check_done(self) -> None:
+        if all(f.broken for f in self.framers):
+            self.done = True
+
+    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        if reason not in self.weird:
+            self.weird.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
+
+    def _message(self, msg: Message) -> None:
+        _, request_id, response_to, op = _HDR.unpack_from(msg.data)
+        body = msg.data[16:]
+        if op == OP_MSG and not msg.truncated and len(body) >= 4 and body[0] & MSG_CHECKSUM:
+            body = body[:-4]  # the CRC-32C after the sections
+        if op not in OPNAMES:
+            self._anomaly("mongodb-unknown-opcode", f"opcode {op}", msg.frame, msg.ts_ns)
+            return
+        extra: dict[str, Any] = {}
+        inner = op
+        if op == OP_COMPRESSED:  # originalOpcode, uncompressedSize, compressorId, compressed message
+            original, comp = _i32(body, 0), body[8] if len(body) > 8 else None
+            extra = {"compressor": COMPRESSORS.get(comp, str(comp)), "original_opcode": OPNAMES.get(original)}
+            inner, body = (original, body[9:]) if comp == 0 and original in OPNAMES else (None, b"")
+        if op in REPLY_OPS or inner in REPLY_OPS or (response_to not in (0, -1) and inner in (OP_MSG, None)):
+            self._reply(op, inner, body, response_to, extra, msg)
+        else:
+            self._request(op, inner, body, request_id, extra, msg)
+
+    def _request(self, op: int, inner: int | None, body: bytes, request_id: int, extra: dict, msg: Message) -> None:
+        fields: dict[str, Any] = {"opcode": OPNAMES[op], "request_id": request_id}
+        fields.update(request_fields(inner, body) if inner is not None else
+                      {"command": None, "database": None, "collection": None})
+        fields.update(extra)
+        fields.update({"reply_opcode": None, "ok": None, "errmsg": None, "code": None, "code_name": None})
+        one_way = inner in NO_REPLY or (inner == OP_MSG and len(body) >= 4 and body[0] & MSG_MORE_TO_COME)
+        if one_way:
+            self.out.event(fields, msg.frame, msg.ts_ns)
+            return
+        if len(self.pending) >= MAX_PENDING:
+            old, frame, ts = self.pending.pop(next(iter(self.pending)))
+            self.out.event(old, frame, ts)
+        if request_id in self.pending:  # a reused id: the earlier request was not answered
+            old, frame, ts = self.pending.pop(request_id)
+            self.out.event(old, frame, ts)
+        self.pending[request_id] = (fields, msg.frame, msg.ts_ns)
+
+    def _reply(self, op: int, inner: int | None, body: bytes, response_to: int, extra: dict, msg: Message) -> None:
+        found = self.pending.pop(response_to, None)
+        if found is None:  # the request was not seen (capture started late), or an exhaust cursor's next batch
+            fields: dict[str, Any] = {"opcode": None, "request_id": response_to, "command": None, "database": None,
+                                      "collection": None}
+            frame, ts = msg.frame, msg.ts_ns
+        else:
+            fields, frame, ts = found
+        fields["reply_opcode"] = OPNAMES[op]
+        fields.update({"ok": None, "errmsg": None, "code": None, "code_name": None})
+        if inner is not None:
+            fields.update(reply_document(inner, body))
+        for k, v in extra.items():
+            fields.setdefault(k, v)
+        self.out.event(fields, frame, ts)
+
+    def finish(self) -> None:
+        for fields, frame, ts in self.pending.values():
+            self.out.event(fields, frame, ts)
+        self.pending.clear()
+
+
 SPEC = ProtocolSpec(
     name="mongodb",
     transports=("tcp",),
     ports=(27017, 27018, 27019),
     probe=probe,
     description="MongoDB wire protocol: 16-byte header, request opcode + valid body, reply responseTo = requestID",
+    parser=MongoParser,
+    extracts="per request/reply: opcode, request_id, command, database, collection, compressor, reply ok/errmsg/code",
 )

@@ -11,8 +11,11 @@ frame-end bytes and known class/method ids are.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
-from .base import FlowContext, guarded, ProtocolSpec, Verdict
+from .base import FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
+from .mongodb import framer_gap
+from .sqlinjection import Framer, Message
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -133,10 +136,453 @@ def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
 probe = guarded(_probe)
 
 
+# ---- parsing: AMQP 0-9-1 frames (spec §4.2.3) and methods (amqp0-9-1.xml) ----
+# Events: the connection (protocol version, vhost, SASL mechanism, user, server product) once opened; each
+# synchronous method (declare, bind, consume, get, close...) with its -Ok reply on the same channel; each
+# Basic.Publish / Deliver / Get-Ok / Return with its content header (body size, content type). Heartbeats,
+# body frames, Basic.Ack and the connection tuning are not events. Field tables are skipped by their length
+# (the server's and client's properties are read for product names); the PLAIN / AMQPLAIN response is read
+# for the user name only, never the password. AMQP 1.0 (another framing) is named and left.
+
+FRAME_LIMIT = 1 << 16  # frames up to this are read whole; longer ones (bodies) from their first bytes
+FRAME_KEEP = 1 << 12
+FRAME_END = 0xCE
+METHOD, HEADER, BODY, HEARTBEAT = 1, 2, 3, 8
+MAX_PENDING = 256  # channels with a method waiting for its reply or content header
+MAX_TABLE_ITEMS = 64
+MAX_TEXT = 1024
+
+# (class id, method id) -> (name, arguments): o octet, s short, l long, L longlong, S shortstr, T longstr,
+# b bit (consecutive bits share an octet), F field table; ":name" keeps the value (amqp0-9-1.xml)
+SPEC_METHODS: dict[tuple[int, int], tuple[str, str]] = {
+    (10, 10): ("Connection.Start", "o o F:server_properties T:mechanisms T"),
+    (10, 11): ("Connection.StartOk", "F:client_properties S:mechanism T:response S"),
+    (10, 20): ("Connection.Secure", "T"),
+    (10, 21): ("Connection.SecureOk", "T"),
+    (10, 30): ("Connection.Tune", "s:channel_max l:frame_max s:heartbeat"),
+    (10, 31): ("Connection.TuneOk", "s:channel_max l:frame_max s:heartbeat"),
+    (10, 40): ("Connection.Open", "S:vhost S b"),
+    (10, 41): ("Connection.OpenOk", "S"),
+    (10, 50): ("Connection.Close", "s:reply_code S:reply_text s s"),
+    (10, 51): ("Connection.CloseOk", ""),
+    (10, 60): ("Connection.Blocked", "S:reason"),
+    (10, 61): ("Connection.Unblocked", ""),
+    (10, 70): ("Connection.UpdateSecret", "T S:reason"),
+    (10, 71): ("Connection.UpdateSecretOk", ""),
+    (20, 10): ("Channel.Open", "S"),
+    (20, 11): ("Channel.OpenOk", "T"),
+    (20, 20): ("Channel.Flow", "b:active"),
+    (20, 21): ("Channel.FlowOk", "b:active"),
+    (20, 40): ("Channel.Close", "s:reply_code S:reply_text s s"),
+    (20, 41): ("Channel.CloseOk", ""),
+    (30, 10): ("Access.Request", "S:realm"),  # AMQP 0-8 only
+    (30, 11): ("Access.RequestOk", "s"),
+    (40, 10): ("Exchange.Declare", ("s S:exchange S:exchange_type b:passive b:durable b:auto_delete b:internal "
+                                    "b:no_wait F")),
+    (40, 11): ("Exchange.DeclareOk", ""),
+    (40, 20): ("Exchange.Delete", "s S:exchange b:if_unused b:no_wait"),
+    (40, 21): ("Exchange.DeleteOk", ""),
+    (40, 30): ("Exchange.Bind", "s S:exchange S:source S:routing_key b:no_wait F"),
+    (40, 31): ("Exchange.BindOk", ""),
+    (40, 40): ("Exchange.Unbind", "s S:exchange S:source S:routing_key b:no_wait F"),
+    (40, 51): ("Exchange.UnbindOk", ""),
+    (50, 10): ("Queue.Declare", "s S:queue b:passive b:durable b:exclusive b:auto_delete b:no_wait F"),
+    (50, 11): ("Queue.DeclareOk", "S:queue l:message_count l:consumer_count"),
+    (50, 20): ("Queue.Bind", "s S:queue S:exchange S:routing_key b:no_wait F"),
+    (50, 21): ("Queue.BindOk", ""),
+    (50, 30): ("Queue.Purge", "s S:queue b:no_wait"),
+    (50, 31): ("Queue.PurgeOk", "l:message_count"),
+    (50, 40): ("Queue.Delete", "s S:queue b:if_unused b:if_empty b:no_wait"),
+    (50, 41): ("Queue.DeleteOk", "l:message_count"),
+    (50, 50): ("Queue.Unbind", "s S:queue S:exchange S:routing_key F"),
+    (50, 51): ("Queue.UnbindOk", ""),
+    (60, 10): ("Basic.Qos", "l:prefetch_size s:prefetch_count b:global"),
+    (60, 11): ("Basic.QosOk", ""),
+    (60, 20): ("Basic.Consume", "s S:queue S:consumer_tag b:no_local b:no_ack b:exclusive b:no_wait F"),
+    (60, 21): ("Basic.ConsumeOk", "S:consumer_tag"),
+    (60, 30): ("Basic.Cancel", "S:consumer_tag b:no_wait"),
+    (60, 31): ("Basic.CancelOk", "S:consumer_tag"),
+    (60, 40): ("Basic.Publish", "s S:exchange S:routing_key b:mandatory b:immediate"),
+    (60, 50): ("Basic.Return", "s:reply_code S:reply_text S:exchange S:routing_key"),
+    (60, 60): ("Basic.Deliver", "S:consumer_tag L:delivery_tag b:redelivered S:exchange S:routing_key"),
+    (60, 70): ("Basic.Get", "s S:queue b:no_ack"),
+    (60, 71): ("Basic.GetOk", "L:delivery_tag b:redelivered S:exchange S:routing_key l:message_count"),
+    (60, 72): ("Basic.GetEmpty", "S"),
+    (60, 80): ("Basic.Ack", "L:delivery_tag b:multiple"),
+    (60, 90): ("Basic.Reject", "L:delivery_tag b:requeue"),
+    (60, 100): ("Basic.RecoverAsync", "b:requeue"),
+    (60, 110): ("Basic.Recover", "b:requeue"),
+    (60, 111): ("Basic.RecoverOk", ""),
+    (60, 120): ("Basic.Nack", "L:delivery_tag b:multiple b:requeue"),
+    (85, 10): ("Confirm.Select", "b:no_wait"),
+    (85, 11): ("Confirm.SelectOk", ""),
+    (90, 10): ("Tx.Select", ""),
+    (90, 11): ("Tx.SelectOk", ""),
+    (90, 20): ("Tx.Commit", ""),
+    (90, 21): ("Tx.CommitOk", ""),
+    (90, 30): ("Tx.Rollback", ""),
+    (90, 31): ("Tx.RollbackOk", ""),
+}
+CONNECTION_PHASE = {(10, 10), (10, 11), (10, 20), (10, 21), (10, 30), (10, 31), (10, 40), (10, 41)}
+CONTENT_METHODS = {(60, 40), (60, 50), (60, 60), (60, 71)}  # followed by a content header and body frames
+ASYNC = {(60, 80), (60, 90), (60, 100), (60, 120), (10, 60), (10, 61), (20, 20)}  # no reply expected
+SILENT = {(60, 80)}  # Basic.Ack: one per delivered message, not an event
+CLOSES = {(10, 50), (20, 40)}  # Connection.Close, Channel.Close: also the answer to a refused request
+# what an event keeps of the arguments (the rest, e.g. flags and tags, only steer the parser)
+EVENT_ARGS = ("exchange", "routing_key", "queue", "consumer_tag", "exchange_type", "source", "reply_code",
+              "reply_text", "message_count", "consumer_count", "reason", "prefetch_count", "redelivered")
+BASE_FIELDS = ("method", "channel", "exchange", "routing_key", "queue", "reply", "body_size", "content_type")
+# content header property flags (spec §4.2.6.1, Basic class properties in order, bit 15 first)
+PROPERTIES = (("content_type", "S"), ("content_encoding", "S"), ("headers", "F"), ("delivery_mode", "o"),
+              ("priority", "o"), ("correlation_id", "S"), ("reply_to", "S"), ("expiration", "S"),
+              ("message_id", "S"), ("timestamp", "L"), ("type", "S"), ("user_id", "S"), ("app_id", "S"))
+KEPT_PROPERTIES = ("content_type", "content_encoding", "delivery_mode", "user_id", "app_id")
+AMQP10_LAYERS = {0: "amqp", 2: "tls", 3: "sasl"}  # AMQP 1.0 protocol ids (part 2.2)
+_FIXED = {"o": 1, "s": 2, "l": 4, "L": 8}
+
+
+class Cut(Exception):
+    """The payload ends before the field does."""
+
+
+def _text(raw: bytes, cap: int = MAX_TEXT) -> str:
+    return raw[: cap * 4].decode("utf-8", "replace")[:cap]
+
+
+class Reader:
+    """AMQP 0-9-1 domains (spec §4.2.5) over one frame payload; raises Cut past the end."""
+
+    __slots__ = ("b", "bits", "octet", "p")
+
+    def __init__(self, b: bytes, p: int = 0) -> None:
+        self.b, self.p, self.bits, self.octet = b, p, 8, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.p + n > len(self.b):
+            raise Cut
+        self.bits = 8  # any non-bit field ends a run of packed bits
+        out = self.b[self.p : self.p + n]
+        self.p += n
+        return out
+
+    def field(self, kind: str) -> Any:
+        if kind in _FIXED:
+            return int.from_bytes(self.take(_FIXED[kind]), "big")
+        if kind == "S":
+            return _text(self.take(self.take(1)[0]))
+        if kind in ("T", "F"):
+            return self.take(int.from_bytes(self.take(4), "big"))
+        if kind == "b":
+            if self.bits >= 8:
+                self.octet = self.take(1)[0]
+                self.bits = 0
+            value = bool(self.octet >> self.bits & 1)
+            self.bits += 1
+            return value
+        raise Cut
+
+
+def parse_arguments(layout: str, payload: bytes) -> dict[str, Any]:
+    """The named arguments of a method (payload after class and method ids); a cut payload gives those
+    read before the cut."""
+    out: dict[str, Any] = {}
+    r = Reader(payload)
+    try:
+        for token in layout.split():
+            kind, _, name = token.partition(":")
+            value = r.field(kind)
+            if name:
+                out[name] = value
+    except Cut:
+        pass
+    return out
+
+
+def table_strings(raw: bytes) -> dict[str, Any]:
+    """Top-level scalar entries of a field table (spec §4.2.5.5, with RabbitMQ's type letters): key -> str,
+    int, bool; nested tables and arrays skipped by length. Stops at an unknown type."""
+    sizes = {"t": 1, "b": 1, "B": 1, "s": 2, "u": 2, "I": 4, "i": 4, "l": 8, "f": 4, "d": 8, "D": 5, "T": 8, "V": 0}
+    out: dict[str, Any] = {}
+    r = Reader(raw)
+    try:
+        while r.p < len(raw) and len(out) < MAX_TABLE_ITEMS:
+            key = r.field("S")
+            kind = chr(r.take(1)[0])
+            if kind in ("S", "x"):
+                value: Any = _text(r.field("T"), 256) if kind == "S" else None
+            elif kind in ("A", "F"):
+                r.field("T")
+                value = None
+            elif kind in sizes:
+                raw_value = r.take(sizes[kind])
+                value = bool(raw_value[0]) if kind == "t" else int.from_bytes(raw_value, "big") \
+                    if kind in "bBsuIilT" else None
+            else:
+                break
+            out[key] = value
+    except Cut:
+        pass
+    return out
+
+
+def sasl_user(mechanism: str | None, response: bytes | None) -> str | None:
+    """The user name of a Connection.StartOk response: PLAIN (RFC 4616, NUL user NUL password) or
+    RabbitMQ's AMQPLAIN (a field table with LOGIN and PASSWORD, without its length prefix). Never the
+    password."""
+    if not response or mechanism is None:
+        return None
+    if mechanism.upper() == "PLAIN" and response.count(b"\0") == 2:
+        return _text(response.split(b"\0")[1], 256) or None
+    if mechanism.upper() == "AMQPLAIN":
+        login = table_strings(response).get("LOGIN")
+        return login if isinstance(login, str) else None
+    return None
+
+
+def content_properties(payload: bytes) -> dict[str, Any]:
+    """A content header (§4.2.6): class, weight, body size, property flags, then the flagged properties."""
+    r = Reader(payload)
+    out: dict[str, Any] = {}
+    try:
+        r.take(4)
+        out["body_size"] = r.field("L")
+        flags = r.field("s")
+        for i, (name, kind) in enumerate(PROPERTIES):
+            if flags & (0x8000 >> i):
+                value = r.field(kind)
+                if name in KEPT_PROPERTIES:
+                    out[name] = value
+    except Cut:
+        pass
+    return out
+
+
+def _frame_length(h: bytes) -> int:
+    size = struct.unpack_from(">I", h, 3)[0]
+    return 7 + size + 1 if size <= MAX_FRAME else 0
+
+
+class AmqpParser(Parser):
+    """AMQP 0-9-1 (0-9 and 0-8 share the frame format). Methods are named from their class and method
+    ids, so a mid-stream flow (no protocol header) is read the same way."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.framers: list[Framer | None] = [None, None]
+        self.held: list[bytearray] = [bytearray(), bytearray()]
+        self.where: list[tuple[int, int] | None] = [None, None]
+        self.lost = [False, False]
+        self.version: str | None = None
+        self.conn: dict[str, Any] = {}
+        self.conn_where: tuple[int, int] | None = None
+        self.sync: dict[int, tuple[dict[str, Any], int, int]] = {}  # channel -> request awaiting its -Ok
+        self.content: dict[tuple[int, int], tuple[dict[str, Any], int, int]] = {}  # (side, channel) -> method
+        self.weird: set[str] = set()
+
+    # -- bytes --
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        framer = self.framers[side]
+        if framer is None:  # a side's first bytes: the protocol header, or frames (mid-stream, server)
+            held = self.held[side]
+            if not held:
+                self.where[side] = (frame, ts_ns)
+            held += data
+            if held[:1] == b"A":
+                if len(held) < 8:
+                    return
+                self._header(bytes(held[:8]), *self.where[side])
+                if self.done:
+                    return
+                data = bytes(held[8:])
+            else:
+                data = bytes(held)
+            self.held[side] = bytearray()
+            framer = self.framers[side] = Framer(7, _frame_length, FRAME_LIMIT, FRAME_KEEP)
+        for msg in framer.push(data, frame, ts_ns):
+            self._frame(side, msg)
+            if framer.broken:
+                break
+        if framer.broken:
+            self._lose(side)
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        framer = self.framers[side]
+        if framer is None or not framer_gap(framer, missing):
+            self._lose(side)
+
+    def _lose(self, side: int) -> None:
+        self.lost[side] = True
+        if all(self.lost):
+            self.done = True
+
+    def _weird(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        if reason not in self.weird:
+            self.weird.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
+
+    def _header(self, head: bytes, frame: int, ts_ns: int) -> None:
+        """'AMQP' + protocol id + version (§4.2.2). A server sends one back when it refuses the version."""
+        if head[:4] != b"AMQP":
+            self._weird("amqp-bad-header", "a side starts with 'A' but not the protocol header", frame, ts_ns)
+            return
+        if head[4] in AMQP10_LAYERS and head[5:8] == b"\x01\x00\x00":  # AMQP 1.0: another framing
+            self.out.event({"method": None, "version": "1.0.0", "layer": AMQP10_LAYERS[head[4]]}, frame, ts_ns)
+            self.done = True
+            return
+        if head[4] == 0:  # 'AMQP' 0 major minor revision (0-9-1)
+            version = f"{head[5]}-{head[6]}-{head[7]}"
+        else:  # 'AMQP' 1 1 major minor: 0-9 and 0-10; 0-8 was sent as major 8, minor 0
+            version = "0-8" if head[6:8] == b"\x08\x00" else f"{head[6]}-{head[7]}"
+        if self.version is None:
+            self.version = version
+            self.conn_where = (frame, ts_ns)
+        elif version != self.version:
+            self.conn["server_version_offered"] = version  # the server's answer: it speaks another version
+
+    # -- frames --
+
+    def _frame(self, side: int, msg: Message) -> None:
+        data = msg.data
+        kind, channel = data[0], struct.unpack_from(">H", data, 1)[0]
+        if not msg.truncated and data[-1] != FRAME_END:
+            self._weird("amqp-bad-frame-end", f"frame end {data[-1]:#x}, not 0xce: framing lost", msg.frame,
+                        msg.ts_ns)
+            self.framers[side].broken = True
+            return
+        payload = data[7:-1] if not msg.truncated else data[7:]
+        if kind == METHOD and len(payload) >= 4:
+            cls, meth = struct.unpack_from(">HH", payload)
+            self._method(side, channel, (cls, meth), payload[4:], msg)
+        elif kind == HEADER:
+            self._content_header(side, channel, payload)
+        elif kind not in (BODY, HEARTBEAT, 4):  # 4: AMQP 0-8's heartbeat frame type (OOB types unused)
+            self._weird("amqp-bad-frame-type", f"frame type {kind}", msg.frame, msg.ts_ns)
+
+    def _method(self, side: int, channel: int, ids: tuple[int, int], args: bytes, msg: Message) -> None:
+        spec = SPEC_METHODS.get(ids)
+        if spec is None:
+            self._weird("amqp-unknown-method", f"class {ids[0]} method {ids[1]}", msg.frame, msg.ts_ns)
+            return
+        name, layout = spec
+        values = parse_arguments(layout, args)
+        pending = self.content.pop((side, channel), None)
+        if pending is not None:  # a content method whose header never came
+            self._emit(pending)
+        if ids in CONNECTION_PHASE:
+            self._connection(ids, name, values, msg)
+            return
+        if channel == 0 and ids == (10, 50) and self.conn:
+            self.conn.update(reply=name, reply_code=values.get("reply_code"), reply_text=values.get("reply_text"))
+            self._emit_connection()  # refused before being opened (e.g. 403 ACCESS_REFUSED)
+            return
+        if ids in SILENT:
+            return
+        if ids in CLOSES and channel in self.sync:  # the peer closes instead of answering (e.g. 404 NOT_FOUND)
+            request = self.sync.pop(channel)
+            request[0].update(reply=name, reply_code=values.get("reply_code"), reply_text=values.get("reply_text"))
+            self._emit(request)
+        is_reply = (ids[1] % 2 == 1 and ids != (10, 61)) or ids == (60, 72)
+        if is_reply:
+            request = self.sync.pop(channel, None)
+            if request is not None:
+                f = request[0]
+                f["reply"] = name
+                self._merge(f, values)
+                self._emit(request)
+                return
+        f = dict.fromkeys(BASE_FIELDS)
+        f.update(method=name, channel=channel)
+        self._merge(f, values)
+        item = (f, msg.frame, msg.ts_ns)
+        if ids in CONTENT_METHODS:
+            self._hold(self.content, (side, channel), item)
+        elif is_reply or ids in ASYNC or values.get("no_wait"):
+            self._emit(item)
+        else:
+            old = self.sync.pop(channel, None)
+            if old is not None:
+                self._emit(old)
+            self._hold(self.sync, channel, item)
+
+    def _hold(self, table: dict, key: Any, item: tuple[dict[str, Any], int, int]) -> None:
+        if len(table) >= MAX_PENDING:
+            self._emit(table.pop(next(iter(table))))
+        table[key] = item
+
+    @staticmethod
+    def _merge(f: dict[str, Any], values: dict[str, Any]) -> None:
+        for key in EVENT_ARGS:
+            if key in values and (f.get(key) is None or key not in BASE_FIELDS):
+                f[key] = values[key]
+
+    def _content_header(self, side: int, channel: int, payload: bytes) -> None:
+        item = self.content.pop((side, channel), None)
+        if item is None:
+            return
+        item[0].update(content_properties(payload))
+        self._emit(item)
+
+    def _connection(self, ids: tuple[int, int], name: str, values: dict[str, Any], msg: Message) -> None:
+        """The connection phase (Start, StartOk, Secure, Tune, Open) makes one event, sent at Open-Ok."""
+        c = self.conn
+        if self.conn_where is None:
+            self.conn_where = (msg.frame, msg.ts_ns)
+        if ids == (10, 10):
+            props = table_strings(values.get("server_properties", b""))
+            for key in ("product", "version", "platform", "cluster_name"):
+                if isinstance(props.get(key), str):
+                    c["server_" + key] = props[key]
+            if isinstance(props.get("product"), str):
+                self.out.product(props["product"][:64])
+            c["mechanisms"] = _text(values.get("mechanisms", b""), 256).split() or None
+        elif ids == (10, 11):
+            props = table_strings(values.get("client_properties", b""))
+            if isinstance(props.get("product"), str):
+                c["client_product"] = props["product"]
+            c["mechanism"] = values.get("mechanism")
+            c["user"] = sasl_user(values.get("mechanism"), values.get("response"))
+        elif ids in ((10, 30), (10, 31)):
+            c["heartbeat"] = values.get("heartbeat")
+        elif ids == (10, 40):
+            c["vhost"] = values.get("vhost")
+        if ids in ((10, 11), (10, 40)):
+            c["method"] = name
+        if ids == (10, 41):
+            c["reply"] = name
+            self._emit_connection()
+        else:
+            c.setdefault("method", name)
+
+    def _emit_connection(self) -> None:
+        if not self.conn:
+            return
+        f = dict.fromkeys(BASE_FIELDS)
+        f["channel"] = 0
+        f["version"] = self.version
+        f.update(self.conn)
+        self.conn = {}
+        frame, ts = self.conn_where or (0, 0)
+        self.out.event(f, frame, ts)
+
+    def _emit(self, item: tuple[dict[str, Any], int, int]) -> None:
+        self.out.event(*item)
+
+    def finish(self) -> None:
+        self._emit_connection()
+        for table in (self.content, self.sync):
+            for item in table.values():
+                self._emit(item)
+            table.clear()
+
+
 SPEC = ProtocolSpec(
     name="rabbitmq",
     transports=("tcp",),
     ports=(5672,),
     probe=probe,
     description="AMQP 0-9-1/1.0: 'AMQP' protocol header; mid-stream frames with frame-end 0xCE and known methods",
+    parser=AmqpParser,
+    extracts="connection (version, vhost, mechanism, user, server product); methods with exchange, routing_key, "
+             "queue and their -Ok reply; publish/deliver with body size and content type",
 )

@@ -10,9 +10,22 @@ login request proof by itself on the last call; with a well-formed response it i
 """
 from __future__ import annotations
 
+import socket
 import struct
+from typing import Any
 
-from .base import FlowContext, guarded, ProtocolSpec, Verdict
+from .base import (
+    CLIENT,
+    SERVER,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+    guarded,
+)
+from .mongodb import framer_gap
+from .sqlinjection import MAX_STATEMENT, Framer, Message
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -70,10 +83,246 @@ def _probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
 probe = guarded(_probe)
 
 
+# ---- parsing: the login exchange, then procedure invocations paired with their responses ----
+# No capture of VoltDB traffic was available: the layouts below follow the VoltDB "Client Wire Protocol"
+# document and the clients' code (voltdb-client-go io.go / network_writer.go / response.go; the Java
+# client's ProcedureInvocation and StoredProcedureInvocation.initFromBuffer for the invocation versions):
+#   message      int32 length (of what follows), then a version byte
+#   login        [v1: hash scheme byte] string service "database", string user, password hash (20 or 32 bytes,
+#                never read out)
+#   login reply  byte result (0 success), int host id, long connection id, long cluster start (ms),
+#                int leader IPv4, string build
+#   invocation   version = invocation type: 0 string proc, long handle, params; 1 batch-timeout type byte
+#                (1: int timeout) then as 0; 2 string proc, long handle, byte extension count, extensions
+#                (type byte, length byte, value), params (short count, (type byte, value)*)
+#   response     long handle, byte fields present (0x20 status string, 0x40 exception, 0x80 app status
+#                string), byte status, [string], byte app status, [string], int round trip, [exception],
+#                short result count
+# Strings are int32 length + UTF-8 (-1 = null). @AdHoc-style procedures' first parameter (an SQL string) is
+# the statement, handed to the rules engine.
+
+MESSAGE_LIMIT = 1 << 16  # messages up to this are read whole; longer ones from their first MESSAGE_KEEP bytes
+MESSAGE_KEEP = 1 << 14
+MAX_PENDING = 1024
+MAX_TEXT = 1024
+HASH_SCHEMES = {0: "SHA-1", 1: "SHA-256"}  # login v1 password hash scheme (ClientAuthScheme)
+LOGIN_RESULTS = {0: "SUCCESS", -1: "AUTHENTICATION_FAILURE", 1: "MAX_CONNECTIONS_LIMIT_ERROR",
+                 2: "WIRE_PROTOCOL_TIMEOUT_ERROR", 3: "WIRE_PROTOCOL_FORMAT_ERROR",
+                 4: "AUTHENTICATION_FAILURE_DUE_TO_REJOIN", 5: "EXPORT_DISABLED_REJECTION"}  # ClientInterface
+STATUSES = {1: "SUCCESS", -1: "USER_ABORT", -2: "GRACEFUL_FAILURE", -3: "UNEXPECTED_FAILURE",
+            -4: "CONNECTION_LOST", -5: "SERVER_UNAVAILABLE", -6: "CONNECTION_TIMEOUT", -7: "RESPONSE_UNKNOWN",
+            -8: "TXN_RESTART", -9: "OPERATIONAL_FAILURE", -10: "TXN_MISPARTITIONED"}  # ClientResponse
+STATUS_STRING, EXCEPTION, APP_STATUS_STRING = 0x20, 0x40, 0x80  # fields present bits
+ASYNC_HANDLES = {(1 << 63) - 2: "topology", (1 << 63) - 3: "procedures"}  # server notifications (Distributer)
+SQL_PROCEDURES = {"@AdHoc", "@AdHoc_RO_MP", "@AdHoc_RO_SP", "@AdHoc_RW_MP", "@AdHoc_RW_SP", "@Explain",
+                  "@AdHocSpForTest", "@AdHocLarge"}
+VT_STRING = 9  # VoltType.STRING
+BASE_FIELDS = ("message_type", "procedure", "client_handle", "status", "status_string")
+
+
+class Cut(Exception):
+    """The message ends (or was cut) before the field does."""
+
+
+class Reader:
+    __slots__ = ("b", "p")
+
+    def __init__(self, b: bytes, p: int = 0) -> None:
+        self.b, self.p = b, p
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.p + n > len(self.b):
+            raise Cut
+        out = self.b[self.p : self.p + n]
+        self.p += n
+        return out
+
+    def byte(self) -> int:
+        return struct.unpack(">b", self.take(1))[0]
+
+    def int(self) -> int:
+        return struct.unpack(">i", self.take(4))[0]
+
+    def long(self) -> int:
+        return struct.unpack(">q", self.take(8))[0]
+
+    def string(self, cap: int = MAX_TEXT) -> str | None:
+        n = self.int()
+        if n < 0:
+            return None
+        return self.take(n)[: cap * 4].decode("utf-8", "replace")[:cap]
+
+
+def parse_login(r: Reader, version: int) -> dict[str, Any] | None:
+    """The login request (after the version byte), or None when it is not one."""
+    scheme = r.byte() if version == 1 else 0
+    if r.string(16) != "database":
+        return None
+    return {"message_type": "login", "service": "database", "user": r.string(256),
+            "hash_scheme": HASH_SCHEMES.get(scheme, str(scheme))}
+
+
+def parse_login_response(r: Reader) -> dict[str, Any]:
+    result = r.byte()
+    out: dict[str, Any] = {"status": LOGIN_RESULTS.get(result, str(result)), "auth_result": result}
+    if result == 0:
+        out["host_id"] = r.int()
+        out["connection_id"] = r.long()
+        out["cluster_start"] = r.long()
+        out["leader"] = socket.inet_ntoa(r.take(4))
+        out["build"] = r.string()
+    return out
+
+
+def parse_invocation(r: Reader, version: int) -> tuple[dict[str, Any], bytes | None]:
+    """A procedure invocation (after its version byte): fields, and the SQL text of an @AdHoc call."""
+    if version == 1 and r.byte() == 1:  # batch timeout type: 1 = a timeout value follows
+        r.int()
+    f: dict[str, Any] = {"message_type": "invocation", "procedure": r.string(256), "client_handle": r.long()}
+    if version == 2:
+        for _ in range(min(r.byte(), 30)):  # extensions: type, length, value
+            r.take(1)
+            r.take(r.take(1)[0])
+    sql = None
+    if f["procedure"] in SQL_PROCEDURES:
+        count = struct.unpack(">h", r.take(2))[0]
+        if count > 0 and r.byte() == VT_STRING:
+            n = r.int()
+            raw = r.b[r.p : r.p + max(n, 0)][: MAX_STATEMENT * 4]
+            sql = raw
+            f["query"] = raw.decode("utf-8", "replace")[:MAX_STATEMENT]
+    return f, sql
+
+
+def parse_response(r: Reader) -> tuple[int, dict[str, Any]]:
+    """An invocation response (after its version byte): (client handle, fields)."""
+    handle = r.long()
+    out: dict[str, Any] = {}
+    try:
+        present, status = r.take(1)[0], r.byte()
+        out["status"], out["status_code"] = STATUSES.get(status, str(status)), status
+        if present & STATUS_STRING:
+            out["status_string"] = r.string()
+        out["app_status"] = r.byte()
+        if present & APP_STATUS_STRING:
+            out["app_status_string"] = r.string()
+        r.int()  # cluster round trip time
+        if present & EXCEPTION:
+            r.take(r.int())
+        out["results"] = struct.unpack(">h", r.take(2))[0]
+    except Cut:
+        pass
+    return handle, out
+
+
+def _length(h: bytes) -> int:
+    n = struct.unpack_from(">I", h)[0]
+    return 4 + n if 1 <= n <= MAX_MSG else 0
+
+
+class VoltDbParser(Parser):
+    """The login (one event with its response), then one event per invocation, paired by client handle."""
+
+    def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
+        super().__init__(out, ctx)
+        self.framers = tuple(Framer(4, _length, MESSAGE_LIMIT, MESSAGE_KEEP) for _ in (CLIENT, SERVER))
+        self.login: tuple[dict[str, Any], int, int] | None = None
+        self.logged_in = False  # the server's first message (the login response) was read
+        self.client_started = False
+        self.pending: dict[int, tuple[dict[str, Any], int, int]] = {}
+        self.lost = [False, False]
+        self.weird: set[str] = set()
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        framer = self.framers[side]
+        for msg in framer.push(data, frame, ts_ns):
+            if side == CLIENT:
+                self._client(msg)
+            else:
+                self._server(msg)
+        if framer.broken:
+            if "voltdb-bad-length" not in self.weird:
+                self.weird.add("voltdb-bad-length")
+                self.out.anomaly("voltdb-bad-length", "message length out of range: framing lost", frame, ts_ns)
+            self._lose(side)
+
+    def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
+        if not framer_gap(self.framers[side], missing):
+            self._lose(side)
+
+    def _lose(self, side: int) -> None:
+        self.lost[side] = True
+        if all(self.lost):
+            self.done = True
+
+    def _client(self, msg: Message) -> None:
+        version = msg.data[4] if len(msg.data) > 4 else -1
+        r = Reader(msg.data, 5)
+        first, self.client_started = not self.client_started, True
+        try:
+            if first and version in (0, 1):
+                login = parse_login(Reader(msg.data, 5), version)
+                if login is not None:
+                    self.login = (dict.fromkeys(BASE_FIELDS) | login, msg.frame, msg.ts_ns)
+                    return
+            f, sql = parse_invocation(r, version) if version in (0, 1, 2) else ({}, None)
+        except Cut:
+            return
+        if not f:
+            return
+        if sql:
+            self.out.content("sql", CLIENT, sql, msg.frame, msg.ts_ns)
+        item = (dict.fromkeys(BASE_FIELDS) | f, msg.frame, msg.ts_ns)
+        handle = f["client_handle"]
+        if handle in self.pending:
+            self.out.event(*self.pending.pop(handle))
+        if len(self.pending) >= MAX_PENDING:
+            self.out.event(*self.pending.pop(next(iter(self.pending))))
+        self.pending[handle] = item
+
+    def _server(self, msg: Message) -> None:
+        r = Reader(msg.data, 5)
+        if not self.logged_in:
+            self.logged_in = True
+            try:
+                reply = parse_login_response(r)
+            except Cut:
+                reply = {}
+            item = self.login or (dict.fromkeys(BASE_FIELDS) | {"message_type": "login"}, msg.frame, msg.ts_ns)
+            item[0].update(reply)
+            self.login = None
+            self.out.event(*item)
+            return
+        try:
+            handle, reply = parse_response(r)
+        except Cut:
+            return
+        item = self.pending.pop(handle, None)
+        if item is None:
+            f = dict.fromkeys(BASE_FIELDS) | {"message_type": "response", "client_handle": handle}
+            if handle in ASYNC_HANDLES:
+                f["message_type"] = "notification"
+                f["notification"] = ASYNC_HANDLES[handle]
+            item = (f, msg.frame, msg.ts_ns)
+        item[0].update(reply)
+        self.out.event(*item)
+
+    def finish(self) -> None:
+        if self.login is not None:
+            self.out.event(*self.login)
+            self.login = None
+        for item in self.pending.values():
+            self.out.event(*item)
+        self.pending.clear()
+
+
 SPEC = ProtocolSpec(
     name="voltdb",
     transports=("tcp",),
     ports=(21212, 21211),
     probe=probe,
     description="VoltDB: login request (length, version, 'database' service string) and login response",
+    parser=VoltDbParser,
+    extracts="login (user, hash scheme, result, host/connection id, build; never the password hash); each "
+             "procedure invocation with its response (procedure, client handle, status, @AdHoc SQL)",
 )
