@@ -1,2 +1,17 @@
-"""DLP/WAF rules and NeuVector's meters and session threats (Hyperscan). Not built yet: see the open issue
-"DLP and WAF with Hyperscan"; the threat catalogue used today is nvpcap/threats.py."""
+"""DLP/WAF rules: NeuVector sensor loaders, bundled packs, validators and the Hyperscan scanning engine.
+
+    rules = load_bundled()                     # or neuvector.load_file(path, ids) for user sensors
+    engine = RuleEngine(rules.rules)           # engine.problems, engine.warning
+    fs = engine.flow_scanner(flow_key)
+    fs.scan("url" | "header" | "body" | "sql" | "raw", side, data, frame, ts_ns) ...
+    fs.close(); fs.alerts                      # [Match(rule, context, side, frame, ts_ns, snippet, count)]
+
+NeuVector's session threats stay in nvpcap/threats.py.
+"""
+from .bundled import load_bundled
+from .engine import FlowScanner, RuleEngine
+from .model import LoadResult, Match, Pattern, Rule
+from .neuvector import RuleIds, load_file, load_files, load_text
+
+__all__ = ["FlowScanner", "LoadResult", "Match", "Pattern", "Rule", "RuleEngine", "RuleIds", "load_bundled",
+           "load_file", "load_files", "load_text"]

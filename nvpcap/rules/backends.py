@@ -1,0 +1,226 @@
+"""The scanning primitive under the rules engine: which patterns of a database end where in the bytes given.
+Two interchangeable backends: Hyperscan (block databases for url/header, stream databases for body/sql/raw)
+and a pure-Python stand-in (`re` over a bounded sliding window) for when Hyperscan is not installed.
+
+A scan returns `Hits`: pattern id -> [first end, last end, ends], absolute offsets in the stream (or in the
+block) of the matches reported by this call; `ends` lists the first MAX_ENDS of them (Hyperscan only; None
+past that, or from the Python backend), so that Python confirms a pattern only around where it may match. A
+pattern that matches at every byte of hostile input costs a bounded entry, not one list item per byte.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .regex import hyperscan, looks_ahead
+
+Hits = dict[int, list]  # pid -> [first end, last end, list of ends | None]
+MAX_ENDS = 512
+
+BLOCK_DBS = ("url", "header")  # one call = one unit (a request line, a header block)
+STREAM_DBS = ("body", "sql")  # consecutive calls are one stream; "raw" scans with the body database
+WINDOW = 4096  # bytes of history the Python side keeps per stream: the longest match found across calls
+
+
+@dataclass(frozen=True)
+class DbPattern:
+    pid: int
+    regex: str
+    hs_flags: int
+    pyre: re.Pattern[bytes] | None
+    single: bool  # report once per block / stream (Hyperscan SINGLEMATCH)
+    confirm: bool = False  # the engine checks candidates itself (Python backend: report every call)
+    width: int | None = None  # longest match, None if unbounded
+
+    @property
+    def looks_ahead(self) -> bool:
+        return looks_ahead(self.regex)
+
+
+def _accumulator() -> tuple[Callable[..., None], Callable[[], Hits]]:
+    """A Hyperscan match callback that folds matches into Hits, and a function that takes the Hits so far."""
+    box: list[Hits] = [{}]
+
+    def on_match(pid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+        hits = box[0]
+        r = hits.get(pid)
+        if r is None:
+            hits[pid] = [to, to, [to]]
+            return
+        if to > r[1]:
+            r[1] = to
+        elif to < r[0]:
+            r[0] = to
+        ends = r[2]
+        if ends is not None:
+            if len(ends) < MAX_ENDS:
+                ends.append(to)
+            else:
+                r[2] = None
+
+    def take() -> Hits:
+        hits = box[0]
+        if not hits:
+            return {}  # never hand out the dict the callback fills: the caller may add to what it gets
+        box[0] = {}
+        return hits
+
+    return on_match, take
+
+
+class _HsStream:
+    """One open Hyperscan stream, closed exactly once (python-hyperscan 0.9.1 crashes on a second close, on a
+    closed stream re-entered, and on scanning a `hyperscan.Stream` built directly, so streams come from
+    `Database.stream()`). The binding only borrows the database and the callback: the backend keeps both alive.
+    Measured: opening and closing 1M streams this way does not grow the process."""
+
+    __slots__ = ("_stream", "_take")
+
+    def __init__(self, db: Any, on_match: Callable[..., None], take: Callable[[], Hits]) -> None:
+        self._take = take
+        self._stream = db.stream(match_event_handler=on_match)
+        self._stream.__enter__()
+
+    def scan(self, data: bytes) -> Hits:
+        self._stream.scan(data)
+        return self._take()
+
+    def close(self) -> Hits:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.close()
+        return self._take()
+
+    def __del__(self) -> None:
+        """A stream its scanner never closed (an error, a forgotten close): free it, dropping its last matches
+        (the shared callback must not see them: they would land in another scan's hits)."""
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                stream.close(match_event_handler=_ignore)
+            except Exception:  # noqa: BLE001 - interpreter shutdown, nothing useful to do
+                pass
+
+
+def _ignore(*_args: object) -> None:
+    return None
+
+
+class HyperscanBackend:
+    name = "hyperscan"
+    reports_all_ends = True  # every end offset of every match (a prefilter: a superset of them)
+
+    def __init__(self, dbs: dict[str, list[DbPattern]]) -> None:
+        self.dbs: dict[str, Any] = {}
+        for key, pats in dbs.items():
+            if not pats:
+                continue
+            mode = hyperscan.HS_MODE_BLOCK if key in BLOCK_DBS else hyperscan.HS_MODE_STREAM
+            db = hyperscan.Database(mode=mode)
+            db.compile(expressions=[p.regex.encode("utf-8", "surrogateescape") for p in pats],
+                       ids=[p.pid for p in pats], flags=[p.hs_flags for p in pats])
+            self.dbs[key] = db
+        self._cb, self._take = _accumulator()  # shared by every scan: calls never overlap (one thread)
+        self.streams_opened = 0
+
+    def block(self, key: str, data: bytes) -> Hits:
+        db = self.dbs.get(key)
+        if db is None:
+            return {}
+        db.scan(data, match_event_handler=self._cb)
+        return self._take()
+
+    def stream(self, key: str) -> _HsStream | None:
+        db = self.dbs.get(key)
+        if db is None:
+            return None
+        self.streams_opened += 1
+        return _HsStream(db, self._cb, self._take)
+
+    def size(self) -> int:
+        return sum(db.size() for db in self.dbs.values())
+
+
+def _find(pats: list[tuple[DbPattern, bool]], buf: bytes, base: int, lo: int, hi: int,
+          reported: set[int] | None) -> Hits:
+    """Hits of matches in buf (which starts at absolute offset base) that end in (lo, hi], hi being where buf
+    ends; for patterns that look past their match, in [lo, hi): one ending on the last byte is held back to the
+    next call, whose lo is this hi. Patterns the engine confirms itself
+    (validators) are reported on every call: the engine's own search over the window is the exact one,
+    where finditer's non-overlapping matches could skip a match that ends in this call."""
+    hits: Hits = {}
+    for p, ahead in pats:
+        if p.confirm:
+            hits[p.pid] = [lo, hi, None]
+            continue
+        if p.single and reported is not None and p.pid in reported:
+            continue
+        first = last = -1
+        start = max(0, lo - base - p.width) if p.width is not None else 0
+        for m in p.pyre.finditer(buf, start):  # type: ignore[union-attr]
+            s, e = m.span()
+            e += base
+            if s + base == e or e > hi or (e >= hi or e < lo if ahead else e <= lo):
+                continue
+            if first < 0:
+                first = last = e
+            elif e > last:
+                last = e
+            if p.single:
+                break
+        if first >= 0:
+            hits[p.pid] = [first, last, None]
+            if p.single and reported is not None:
+                reported.add(p.pid)
+    return hits
+
+
+class _PyStream:
+    """Stream emulation: each call scans the last WINDOW bytes plus the new ones. A match ending exactly at the
+    end of what was seen is held back to the next call (or close) when the pattern looks ahead, as Hyperscan
+    holds back a match whose `\\b` or `$` depends on bytes not yet seen."""
+
+    __slots__ = ("pats", "tail", "pos", "reported")
+
+    def __init__(self, pats: list[tuple[DbPattern, bool]]) -> None:
+        self.pats = pats
+        self.tail = b""
+        self.pos = 0
+        self.reported: set[int] = set()
+
+    def scan(self, data: bytes) -> Hits:
+        buf = self.tail + data
+        base = self.pos - len(self.tail)
+        hits = _find(self.pats, buf, base, self.pos, self.pos + len(data), self.reported)
+        self.pos += len(data)
+        self.tail = buf[-WINDOW:]
+        return hits
+
+    def close(self) -> Hits:
+        """The matches held back at the end: now the end of the stream decides them."""
+        held = [(p, False) for p, ahead in self.pats if ahead]
+        hits = _find(held, self.tail, self.pos - len(self.tail), self.pos - 1, self.pos, self.reported)
+        self.tail = b""
+        return hits
+
+
+class PythonBackend:
+    name = "python"
+    reports_all_ends = False  # finditer: non-overlapping matches only
+
+    def __init__(self, dbs: dict[str, list[DbPattern]]) -> None:
+        self.dbs = {key: [(p, p.looks_ahead) for p in pats] for key, pats in dbs.items() if pats}
+        self.block_dbs = {key: [(p, False) for p in pats] for key, pats in dbs.items() if pats}  # end = the end
+
+    def block(self, key: str, data: bytes) -> Hits:
+        pats = self.block_dbs.get(key)
+        return _find(pats, data, 0, 0, len(data), None) if pats else {}
+
+    def stream(self, key: str) -> _PyStream | None:
+        pats = self.dbs.get(key)
+        return _PyStream(pats) if pats else None
+
+    def size(self) -> int:
+        return 0

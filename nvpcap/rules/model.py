@@ -1,0 +1,91 @@
+"""The rule model shared by the loaders and the engine: NeuVector's sensor rules (regex patterns with a context),
+plus nvpcap's extensions (validator, severity, direction). Pure data: nothing here compiles or scans."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Contexts a pattern may name. "packet" patterns are scanned in every context (as NeuVector adds them to all its
+# databases); "sql" is NeuVector's sql_query (statements decoded by the database parsers).
+CONTEXTS = ("url", "header", "body", "packet", "sql")
+CATEGORIES = ("dlp", "waf")
+DIRECTIONS = ("any", "request", "response")  # request: bytes the client sent; response: the server's
+VALIDATOR_NAMES = ("luhn", "ssn", "iban", "entropy")
+
+MAX_PATTERNS = 16  # NeuVector: at most 16 PCREs per rule (api.DlpRulePatternMaxNum)
+DEFAULT_SEVERITY = 3  # NeuVector logs a DLP/WAF hit with action allow as severity 3 (medium)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    regex: str  # PCRE syntax, as NeuVector stores it (compiled caseless and dot-all, like dp's /re/is)
+    negate: bool  # op "!regex": the rule holds only if this does not match
+    context: str = "body"  # NeuVector's default
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: int
+    name: str
+    category: str  # "dlp" or "waf"
+    severity: int  # 1 info .. 5 critical
+    patterns: tuple[Pattern, ...]
+    validator: str | None = None  # applies to the matched text of the first positive pattern
+    description: str = ""
+    source: str = ""  # "file:sensor" it came from, for messages
+    sensor: str = ""
+    direction: str = "any"
+
+    @property
+    def positive(self) -> tuple[Pattern, ...]:
+        return tuple(p for p in self.patterns if not p.negate)
+
+
+@dataclass
+class LoadResult:
+    """Rules imported and, for everything that was not, one human-readable problem (never silently dropped)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def extend(self, other: LoadResult) -> None:
+        self.rules.extend(other.rules)
+        self.problems.extend(other.problems)
+
+
+@dataclass(slots=True)
+class Match:
+    """One alert: the first time a rule held in a flow. `context`/`side`/`frame`/`ts_ns` say where the pattern
+    that completed the rule ended; `snippet` is the redacted text of the rule's first positive pattern; `count`
+    is how many scan calls satisfied the rule again (the first included), up to the engine's COUNT_LIMIT."""
+
+    rule: Rule
+    context: str
+    side: int
+    frame: int
+    ts_ns: int
+    snippet: str
+    count: int = 1
+
+
+def rule_problem(rule: Rule) -> str | None:
+    """Why a rule cannot be used as it stands (shared by the loaders and the engine), or None."""
+    if rule.category not in CATEGORIES:
+        return f"category {rule.category!r} is not one of {CATEGORIES}"
+    if not rule.patterns:
+        return "no patterns"
+    if len(rule.patterns) > MAX_PATTERNS:
+        return f"{len(rule.patterns)} patterns: NeuVector allows at most {MAX_PATTERNS} per rule"
+    if not rule.positive:
+        return "all patterns are negated (!regex): unsupported, the rule would match everything"
+    for p in rule.patterns:
+        if p.context not in CONTEXTS:
+            return f"context {p.context!r} is not one of {CONTEXTS}"
+        if not p.regex:
+            return "empty pattern"
+    if rule.validator is not None and rule.validator not in VALIDATOR_NAMES:
+        return f"validator {rule.validator!r} is not one of {VALIDATOR_NAMES}"
+    if not 1 <= rule.severity <= 5:
+        return f"severity {rule.severity} is not within 1..5"
+    if rule.direction not in DIRECTIONS:
+        return f"direction {rule.direction!r} is not one of {DIRECTIONS}"
+    return None

@@ -1,0 +1,130 @@
+"""PCRE patterns (NeuVector's dialect) for the two matchers nvpcap uses: Hyperscan takes them as they are;
+Python `re` (confirmation, validators, snippets, the fallback scanner) needs a few PCRE spellings rewritten."""
+from __future__ import annotations
+
+import re
+
+try:  # the parser behind `re` (private, stable since 3.11 as re._parser): only to bound match widths
+    from re import _parser as _sre_parse
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+try:  # Hyperscan is optional: without it the engine scans with Python `re`
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised when hyperscan is not installed
+    hyperscan = None  # type: ignore[assignment]
+
+PY_FLAGS = re.IGNORECASE | re.DOTALL  # NeuVector compiles every pattern /is
+HS_BASE_FLAGS = (hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL) if hyperscan else 0
+HS_ERRORS: tuple[type[BaseException], ...] = (hyperscan.error,) if hyperscan else ()
+
+_ESCAPES = {"z": r"\Z", "h": r"[ \t]", "H": r"[^ \t]"}
+
+
+def pcre_to_python(pattern: str) -> str:
+    """Rewrite the PCRE spellings Python lacks: named groups (?<n>...) / (?'n'...), back-references \\k<n> /
+    \\k'n' / \\k{n} / \\g{N}, \\z, \\h and \\H. Anything else is passed through for `re` to judge."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if not in_class and nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                i += 2
+                continue
+            if not in_class and nxt in "kg" and i + 2 < n and pattern[i + 2] in "<'{":
+                close = {"<": ">", "'": "'", "{": "}"}[pattern[i + 2]]
+                end = pattern.find(close, i + 3)
+                if end > 0:
+                    ref = pattern[i + 3 : end]
+                    out.append(f"(?:\\{ref})" if ref.isdigit() else f"(?P={ref})")
+                    i = end + 1
+                    continue
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":  # a leading ] is a literal
+                out.append("]")
+                i += 1
+            continue
+        elif pattern.startswith("(?<", i) and i + 3 < n and pattern[i + 3] not in "=!":
+            out.append("(?P<")
+            i += 3
+            continue
+        elif pattern.startswith("(?'", i):
+            end = pattern.find("'", i + 3)
+            if end > 0:
+                out.append(f"(?P<{pattern[i + 3:end]}>")
+                i = end + 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def compile_python(pattern: str) -> re.Pattern[bytes]:
+    """The pattern as a Python bytes regex with NeuVector's flags; raises re.error."""
+    return re.compile(pcre_to_python(pattern).encode("utf-8", "surrogateescape"), PY_FLAGS)
+
+
+def hyperscan_error(pattern: str, prefilter: bool = False) -> str | None:
+    """Hyperscan's complaint about this pattern compiled alone (stream mode, NeuVector's flags), or None.
+    Always None when Hyperscan is not installed."""
+    if hyperscan is None:
+        return None
+    flags = HS_BASE_FLAGS | (hyperscan.HS_FLAG_PREFILTER if prefilter else 0)
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_STREAM)
+    try:
+        db.compile(expressions=[pattern.encode("utf-8", "surrogateescape")], ids=[0], flags=[flags])
+    except hyperscan.error as e:
+        return str(e) or "rejected by Hyperscan"
+    return None
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why a pattern cannot be imported at all (neither matcher can compile it), or None. Finer checks (a
+    pattern Hyperscan only takes as a prefilter but Python cannot confirm) are the engine's."""
+    try:
+        compile_python(pattern)
+        return None
+    except re.error as e:
+        py_err = str(e)
+    if hyperscan is not None and hyperscan_error(pattern) is None:
+        return None
+    return f"invalid regex: {py_err}"
+
+
+_LOOKAHEAD = re.compile(r"\(\?[=!]|(?<!\\)(?:\\[bBzZ]|\$)(?=\)|\||$)")
+
+
+def looks_ahead(regex: str) -> bool:
+    """Whether a match may depend on the bytes after it: a look-ahead anywhere, or a \\b, \\B, $ or \\Z
+    that ends the pattern or a branch of it (conservative). Such a match at the end of the bytes seen so far
+    is decided only by the next call, or by the end of the stream."""
+    return _LOOKAHEAD.search(regex) is not None
+
+
+MAX_WIDTH = 1 << 16  # widths above this count as unbounded
+
+
+def max_width(pattern: str) -> int | None:
+    """The longest match the pattern can make, in bytes (for a bytes pattern), or None if unbounded or unknown.
+    Lets confirmation search only the new bytes plus this much before them."""
+    try:
+        hi = _sre_parse.parse(pcre_to_python(pattern).encode("utf-8", "surrogateescape"), PY_FLAGS).getwidth()[1]
+    except Exception:  # noqa: BLE001 - any failure just means "unknown"
+        return None
+    return hi if hi < MAX_WIDTH else None

