@@ -47,8 +47,12 @@ def _show_progress(quiet: bool) -> bool:
               "Defaults are NeuVector's; `nvpcap threats` lists them.")
 @click.option("--stream-depth", type=click.IntRange(min=0), default=DEFAULT_STREAM_DEPTH, show_default=True,
               help="Bytes per flow direction the protocol parsers read (0 = identification only).")
+@click.option("--rules", "rule_files", multiple=True, type=click.Path(dir_okay=False),
+              help="DLP/WAF sensors in NeuVector's format (CRD YAML or JSON); repeatable. Added to the bundled packs.")
+@click.option("--no-bundled-rules", is_flag=True, help="Do not load the bundled DLP/secrets/WAF packs.")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
-            summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int) -> None:
+            summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int,
+            rule_files: tuple[str, ...], no_bundled_rules: bool) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
@@ -68,13 +72,18 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
     except ValueError as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
+    from .rules import build_engine
+
+    engine, rule_problems = build_engine(rule_files, bundled=not no_bundled_rules)
+    for problem in rule_problems:
+        err.print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
     fmt = fmt or format_for_path(output, sys.stdout.isatty())
     try:
         sink = open_sink(fmt, output)
     except (ValueError, OSError) as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
-    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows), app=AppLayerConfig(stream_depth=stream_depth),
+    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows), app=AppLayerConfig(stream_depth=stream_depth, rules=engine),
                            threat_overrides=overrides)
     ordered = order_inputs(inputs)
     summaries = []

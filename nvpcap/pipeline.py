@@ -71,6 +71,7 @@ class FileSummary:
     peak_active_flows: int = 0
     identification_forced: int = 0  # flows decided early because identification reached its memory bound
     events: int = 0  # application events written
+    rule_alerts: int = 0  # DLP/WAF alerts (one per flow and rule)
     events_suppressed: int = 0  # beyond the per-flow event cap: counted, not written
     parser_errors: int = 0  # flows whose parser stopped on bytes it could not handle (each an anomaly record)
     first_ts: float | None = None
@@ -97,7 +98,7 @@ class FileSummary:
             "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
             "peak_active_flows": self.peak_active_flows,
             "identification_forced": self.identification_forced, "events": self.events,
-            "events_suppressed": self.events_suppressed, "parser_errors": self.parser_errors, "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "events_suppressed": self.events_suppressed, "rule_alerts": self.rule_alerts, "parser_errors": self.parser_errors, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
             "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
         }
@@ -269,7 +270,9 @@ class _FileRun:
         """Application events go out in blocks (bounded memory), and all at the end of the file."""
         if len(self.app.rows) >= EVENT_BLOCK or (final and self.app.rows):
             records = self.app.drain()
-            self.summary.events += len(records)
+            alerts = sum(1 for r in records if r["event_type"] == "alert")
+            self.summary.events += len(records) - alerts
+            self.summary.rule_alerts += alerts
             self.sink.write_events(records)
 
     def note_packets(self, pb: PacketBatch) -> None:
@@ -434,7 +437,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     summary.events_suppressed = run.app.suppressed_events
     summary.parser_errors = run.app.parser_errors
     alerts = run.events.alert_records()
-    summary.alerts = len(alerts)
+    summary.alerts = len(alerts) + summary.rule_alerts
     summary.anomalies = len(run.events.anomalies) + run.events.suppressed
     events = alerts + run.events.anomalies
     if events:

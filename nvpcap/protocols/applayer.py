@@ -26,18 +26,22 @@ from .base import CLIENT, FlowContext, Parser, ProtocolSpec
 from .identify import Identifier
 
 DEFAULT_STREAM_DEPTH = 1 << 20  # bytes per direction a parser reads at most (Suricata's default depth)
+ENCRYPTED = frozenset({"ssl", "ssh"})  # never scanned by the DLP/WAF rules (NeuVector skips them too)
+# apps whose parser hands the rules decoded url/header/body content, so their raw bytes are not scanned again
+DECODED_CONTENT = frozenset({"http", "http2", "grpc", "consul", "elasticsearch"})
 MAX_EVENTS_PER_FLOW = 10_000  # beyond this a flow's events are counted, not written
 
 
 @dataclass
 class AppLayerConfig:
     stream_depth: int = DEFAULT_STREAM_DEPTH
+    rules: Any = None  # a nvpcap.rules.RuleEngine (built once per process), or None: no DLP/WAF scanning
 
 
 @dataclass
 class _EventRow:
     serial: int
-    app: str
+    app: str  # the protocol, or "alert" for a DLP/WAF match (its fields then go at the top level)
     fields: dict[str, Any]
     frame: int
     ts_ns: int
@@ -58,6 +62,8 @@ class _Flow:
     events: int = 0
     threats: set[int] = field(default_factory=set)
     product: str | None = None
+    raw: bool = False  # the raw stream goes to the rules (cleartext apps whose parser decodes no content)
+    scanner: Any = None  # the flow's rules scanner, made on first use
     done: bool = False
 
 
@@ -97,9 +103,7 @@ class _Output:
         self.flow.product = name
 
     def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        scanner = self.layer.scanner
-        if scanner is not None:
-            scanner(self.flow.serial, context, side, data, frame, ts_ns)
+        self.layer.scan(self.flow, context, side, data, frame, ts_ns)
 
 
 class AppLayer:
@@ -116,9 +120,8 @@ class AppLayer:
         self.rows: list[_EventRow] = []
         self.row_keys: dict[int, tuple] = {}  # serial -> keys, for the rows not yet turned into records
         self.suppressed_events = 0
-        # the rules engine's entry point for decoded content (serial, context, side, data, frame, ts_ns);
-        # None until rules are configured
-        self.scanner = None
+        self.rules = self.config.rules
+        self.rule_alerts = 0
         self.parser_errors = 0
         self.closed: set[int] = set()  # flows that want no more bytes, until their record is built
         self.ended: dict[int, tuple[str | None, list[int]]] = {}  # serial -> (product, threat ids), until `end`
@@ -163,18 +166,20 @@ class AppLayer:
         self._adopt_shed()
 
     def _start_parser(self, flow: _Flow) -> None:
-        """Identification settled: hand the held chunks to the protocol's parser, or stop reading."""
+        """Identification settled: hand the held chunks to the protocol's parser and (cleartext apps) to the
+        rules, or stop reading."""
         app = self.identifier.app_of(flow.serial)
         chunks = self.identifier.take_chunks(flow.serial)
         flow.app, flow.identified = app, True
+        flow.raw = self.rules is not None and app not in ENCRYPTED and app not in DECODED_CONTENT
         spec = self.specs.get(app) if app is not None else None
-        if spec is None or spec.parser is None:
+        if spec is not None and spec.parser is not None and self.config.stream_depth > 0:
+            try:
+                flow.parser = spec.parser(_Output(self, flow), flow.ctx)
+            except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the analysis
+                self._parser_failed(flow, exc, 0, 0)
+        if flow.parser is None and not flow.raw:
             flow.done = True
-            return
-        try:
-            flow.parser = spec.parser(_Output(self, flow), flow.ctx)
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the analysis
-            self._parser_failed(flow, exc, 0, 0)
             return
         for side, chunk in chunks:
             self._feed(flow, side, chunk)
@@ -193,30 +198,44 @@ class AppLayer:
             del self.identifier.settled[serial]
 
     def _feed(self, flow: _Flow, side: int, chunk: Chunk) -> None:
-        parser = flow.parser
-        if parser is None or flow.done:
+        """One in-order chunk to the parser (until it is done) and, for cleartext apps, to the rules."""
+        if flow.done:
             return
         depth = self.config.stream_depth
         if flow.fed[side] >= depth:
             return
-        try:
-            if chunk.missing:
-                parser.gap(side, chunk.missing, chunk.frame, chunk.ts_ns)
-            else:
-                data = chunk.data
-                if flow.fed[side] + len(data) > depth:
-                    data = data[: depth - flow.fed[side]]
-                flow.fed[side] += len(data)
-                parser.feed(side, data, chunk.frame, chunk.ts_ns)
-        except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
-            self._parser_failed(flow, exc, chunk.frame, chunk.ts_ns)
-            return
-        if parser.done or (flow.fed[0] >= depth and flow.fed[1] >= depth):
+        data = chunk.data
+        if flow.fed[side] + len(data) > depth:
+            data = data[: depth - flow.fed[side]]
+        flow.fed[side] += len(data)
+        if flow.raw and data:
+            self.scan(flow, "raw", side, data, chunk.frame, chunk.ts_ns)
+        parser = flow.parser
+        if parser is not None and not parser.done:
+            try:
+                if chunk.missing:
+                    parser.gap(side, chunk.missing, chunk.frame, chunk.ts_ns)
+                else:
+                    parser.feed(side, data, chunk.frame, chunk.ts_ns)
+            except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
+                self._parser_failed(flow, exc, chunk.frame, chunk.ts_ns)
+        parsing = flow.parser is not None and not flow.parser.done
+        if not (parsing or flow.raw) or (flow.fed[0] >= depth and flow.fed[1] >= depth):
             flow.done = True
+
+    def scan(self, flow: _Flow, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        """Content for the DLP/WAF rules (decoded by a parser, or the raw stream)."""
+        if self.rules is None or not data:
+            return
+        if flow.scanner is None:
+            flow.scanner = self.rules.flow_scanner(flow.serial)
+        flow.scanner.scan(context, side, data, frame, ts_ns)
 
     def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:
         self.parser_errors += 1
-        flow.done = True
+        flow.parser = None
+        if not flow.raw:
+            flow.done = True
         self.collector.anomaly(flow.app or "app", "parser-error", ts_ns or None, frame or None,
                                f"{flow.app} parser stopped on this flow: {type(exc).__name__}: {exc}",
                                **self.flow_fields(flow))
@@ -230,12 +249,29 @@ class AppLayer:
             except Exception as exc:  # noqa: BLE001 - see _feed
                 self._parser_failed(flow, exc, 0, 0)
         flow.done = True
+        if flow.scanner is not None:
+            self._rule_alerts(flow)
         if flow.product is not None or flow.threats:
             self.ended[flow.serial] = (flow.product, sorted(flow.threats))
         if flow.events:
             self.row_keys.setdefault(flow.serial, flow.keys)
         del self.flows[flow.serial]
         self.closed.add(flow.serial)
+
+    def _rule_alerts(self, flow: _Flow) -> None:
+        """Close the flow's scanner (end-of-stream matches) and queue its DLP/WAF alerts as records."""
+        scanner, flow.scanner = flow.scanner, None
+        scanner.close()
+        for m in scanner.alerts:
+            rule = m.rule
+            flow.events += 1
+            self.rule_alerts += 1
+            self.rows.append(_EventRow(flow.serial, "alert", {
+                "rule_id": rule.rule_id, "rule_name": rule.name, "category": rule.category,
+                "severity": rule.severity, "action": "alert", "context": m.context,
+                "direction": "toserver" if m.side == CLIENT else "toclient", "snippet": m.snippet,
+                "count": m.count, "app_proto": flow.app or "unknown",
+                "message": f"{rule.category.upper()}: {rule.name} in {m.context}"}, m.frame, m.ts_ns))
 
     def end(self, serial: int, transport: str, server_port: int) -> tuple[str, str, str | None, list[int]]:
         """The flow's record is being built: (app_proto, app_confidence, app_product, threat ids)."""
@@ -290,8 +326,11 @@ class AppLayer:
             rec = {"event_type": r.app, "ts": r.ts_ns / 1e9, "timestamp": stamp, "pcap_filename": self.pcap_filename,
                    "frame": r.frame}
             rec.update(per_flow[r.serial])
-            rec["app_proto"] = r.app
-            rec[r.app] = r.fields
+            if r.app == "alert":
+                rec.update(r.fields)
+            else:
+                rec["app_proto"] = r.app
+                rec[r.app] = r.fields
             out.append(rec)
         live = self.flows
         self.row_keys = {s: k for s, k in self.row_keys.items() if s in live}
