@@ -537,12 +537,10 @@ def test_webattack_capture_uris_and_gzip_bodies_match_tshark(shared_pcaps, monke
     #   tshark): 141 <pre>You have an error in your SQL syntax; check the manual that corresponds to your MySQL
     #   server version for the right syntax to use near ''1''' at line 1</pre>
     seen: list[tuple[int, str, int, bytes]] = []
-    orig = AppLayer.__init__
 
-    def init(self, *args, **kwargs):
-        orig(self, *args, **kwargs)
-        self.scanner = lambda serial, context, side, data, frame, ts: seen.append((serial, context, side, data))
-    monkeypatch.setattr(AppLayer, "__init__", init)
+    def scan(self, flow, context, side, data, frame, ts):  # the rules engine's entry point, recorded
+        seen.append((flow.serial, context, side, data))
+    monkeypatch.setattr(AppLayer, "scan", scan)
     events = run(SHARED / "http__ndpi__WebattackSQLinj.pcap").app_events("http")
     assert len(events) == 9 and all(e["http"]["status"] == 200 for e in events)
     first = min(events, key=lambda e: e["frame"])["http"]

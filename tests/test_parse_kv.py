@@ -18,7 +18,8 @@ from conftest import SAMPLES, SHARED, run
 from parsertest import drive
 from nvpcap.protocols.base import CLIENT, SERVER
 from nvpcap.protocols.couchbase import CouchbaseParser
-from nvpcap.protocols.kafka import KafkaParser, PrefixFramer
+from nvpcap.protocols.framing import Framer as PrefixFramer
+from nvpcap.protocols.kafka import KafkaParser
 from nvpcap.protocols.memcached import MemcachedParser
 from nvpcap.protocols.redis import RedisParser
 from nvpcap.protocols.spark import SparkParser

@@ -19,10 +19,11 @@ from parsertest import drive
 from nvpcap.protocols.activemq import ActiveMqParser
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Verdict
 from nvpcap.protocols.cassandra import CassandraParser
-from nvpcap.protocols.consul import ConsulParser, HttpApi
+from nvpcap.protocols.consul import ConsulParser
 from nvpcap.protocols.consul import probe as consul_probe
 from nvpcap.protocols.elasticsearch import ElasticsearchParser, version_text
 from nvpcap.protocols.elasticsearch import probe as es_probe
+from nvpcap.protocols.http import HttpApi
 from nvpcap.protocols.mongodb import MongoParser, Nested, bson_elements
 from nvpcap.protocols.rabbitmq import AmqpParser
 from nvpcap.protocols.voltdb import VoltDbParser

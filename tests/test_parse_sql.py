@@ -16,11 +16,12 @@ from conftest import SHARED, run
 from parsertest import Recorder, drive
 
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
+from nvpcap.protocols.framing import Framer
 from nvpcap.protocols.mssql import TdsParser
 from nvpcap.protocols.mysql import MysqlParser
 from nvpcap.protocols.oracle import TnsParser, connect_data
 from nvpcap.protocols.postgresql import PostgresParser
-from nvpcap.protocols.sqlinjection import Framer, check
+from nvpcap.protocols.sqlinjection import check
 
 PARSERS = (MysqlParser, PostgresParser, TdsParser, TnsParser)
 

@@ -23,8 +23,7 @@ from .base import (
     Verdict,
     guarded,
 )
-from .mongodb import framer_gap
-from .sqlinjection import Framer, Message
+from .framing import Cursor, Framer, Message, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -185,44 +184,31 @@ STOMP_ESCAPES = {"\\r": "\r", "\\n": "\n", "\\c": ":", "\\\\": "\\"}  # STOMP 1.
 BASE_FIELDS = ("protocol", "command", "destination", "response")
 
 
-class Cut(Exception):
-    """The command ends (or was cut) before the field does."""
-
-
 def _text(raw: bytes, cap: int = MAX_TEXT) -> str:
     return raw[: cap * 4].decode("utf-8", "replace")[:cap]
 
 
-class Loose:
+class Loose(Cursor):
     """OpenWire loose-encoding reader over one command (after its size and type)."""
 
-    __slots__ = ("b", "cache", "p", "version")
+    __slots__ = ("cache", "version")
 
     def __init__(self, b: bytes, cache: bool, version: int, p: int = 0) -> None:
-        self.b, self.p, self.cache, self.version = b, p, cache, version
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.p + n > len(self.b):
-            raise Cut
-        out = self.b[self.p : self.p + n]
-        self.p += n
-        return out
+        super().__init__(b, p)
+        self.cache, self.version = cache, version
 
     def bool(self) -> bool:
         return self.take(1)[0] != 0
 
-    def int(self) -> int:
-        return struct.unpack(">i", self.take(4))[0]
-
     def string(self) -> str | None:
         if not self.bool():
             return None
-        return _text(self.take(struct.unpack(">H", self.take(2))[0]))
+        return _text(self.take(self.int(">H")))
 
     def nested(self, depth: int = 0) -> tuple[int, str | None] | None:
         """A (cached) nested object: (type, its first string field) or None when null / from the cache."""
         if depth > 4:
-            raise Cut
+            raise Short
         present = self.bool()
         if self.cache:
             self.take(2)  # cache index
@@ -233,7 +219,7 @@ class Loose:
         if fields is None and kind == 110:  # MessageId: textView string (v10+), ProducerId, two longs
             fields = ("s" if self.version >= 10 else "") + "nll"
         if fields is None:
-            raise Cut  # a structure we do not walk
+            raise Short  # a structure we do not walk
         first = None
         for f in fields:
             if f == "s":
@@ -261,20 +247,20 @@ def primitive_map(raw: bytes) -> dict[str, Any]:
     r = Loose(raw, False, 0)
     try:
         for _ in range(min(r.int(), 64)):
-            key = _text(r.take(struct.unpack(">H", r.take(2))[0]), 128)
+            key = _text(r.take(r.int(">H")), 128)
             kind = r.take(1)[0]
             size = MAP_TYPES.get(kind)
             if size is None:
                 break
             if size == "u":
-                out[key] = _text(r.take(struct.unpack(">H", r.take(2))[0]), 256)
+                out[key] = _text(r.take(r.int(">H")), 256)
             elif size == "i":
                 value = r.take(r.int())
                 out[key] = _text(value, 256) if kind == 13 else None
             else:
                 value = r.take(size)
                 out[key] = bool(value[0]) if kind == 1 else int.from_bytes(value, "big", signed=True)
-    except Cut:
+    except Short:
         pass
     return out
 
@@ -288,7 +274,7 @@ def wireformat_info(body: bytes) -> dict[str, Any] | None:
     try:
         if r.bool():
             info.update(primitive_map(r.take(r.int())))
-    except Cut:
+    except Short:
         pass
     return info
 
@@ -310,7 +296,7 @@ def command_fields(kind: int, r: Loose, f: dict[str, Any]) -> None:
         r.nested()  # brokerId
         f["broker_url"] = r.string()
         if r.bool():  # peerBrokerInfos: an array of BrokerInfo, not walked
-            raise Cut
+            raise Short
         f["broker_name"] = r.string()
     elif kind in (31, CONNECTION_ERROR):  # ExceptionResponse (after its correlationId), ConnectionError
         f["error"], f["error_message"] = r.throwable()
@@ -354,7 +340,7 @@ class OpenWire:
             if self.p.done:
                 return True
         if framer.broken:
-            self.p.weird("openwire-bad-size", "command size 0 or over 64 MiB: framing lost", frame, ts_ns)
+            self.p.anomaly_once("openwire-bad-size", "command size 0 or over 64 MiB: framing lost", frame, ts_ns)
         return not framer.broken
 
     def command(self, side: int, msg: Message) -> None:
@@ -364,7 +350,7 @@ class OpenWire:
             return
         name = COMMAND_NAMES.get(kind)
         if name is None:
-            self.p.weird("openwire-unknown-command", f"data structure type {kind}", msg.frame, msg.ts_ns)
+            self.p.anomaly_once("openwire-unknown-command", f"data structure type {kind}", msg.frame, msg.ts_ns)
             return
         if kind == KEEP_ALIVE:
             return
@@ -379,7 +365,7 @@ class OpenWire:
                 if kind in RESPONSES:
                     correlation = r.int()
                 command_fields(kind, r, f)
-            except Cut:
+            except Short:
                 pass
         if kind in RESPONSES:
             self.response(side, name, correlation, f, msg)
@@ -404,7 +390,8 @@ class OpenWire:
     def wireformat(self, side: int, body: bytes, msg: Message) -> None:
         info = wireformat_info(body)
         if info is None:
-            self.p.weird("openwire-bad-magic", "WireFormatInfo without the 'ActiveMQ' magic", msg.frame, msg.ts_ns)
+            self.p.anomaly_once("openwire-bad-magic", "WireFormatInfo without the 'ActiveMQ' magic", msg.frame,
+                                msg.ts_ns)
             return
         self.wf[side] = info
         if self.wf_where is None:
@@ -497,7 +484,7 @@ class Stomp:
             end = _head_end(st.head, max(0, base - 3))
             if end < 0:
                 if len(st.head) > MAX_STOMP_HEAD:
-                    self.p.weird("stomp-long-header", "STOMP command line and headers over 16 KiB", frame, ts_ns)
+                    self.p.anomaly_once("stomp-long-header", "STOMP command line and headers over 16 KiB", frame, ts_ns)
                     return False
                 pos += len(piece)
                 continue
@@ -506,7 +493,7 @@ class Stomp:
             st.head = bytearray()
             st.frame_head = _parse_head(head)
             if st.frame_head is None:
-                self.p.weird("stomp-bad-frame", "a frame that does not start with a command line", frame, ts_ns)
+                self.p.anomaly_once("stomp-bad-frame", "a frame that does not start with a command line", frame, ts_ns)
                 return False
             length = st.frame_head[1].get("content-length", "")
             st.body_left = int(length) if length.isdigit() and len(length) < 12 else -1
@@ -612,8 +599,6 @@ class ActiveMqParser(Parser):
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
         self.impl: OpenWire | Stomp | None = None
-        self.lost = [False, False]
-        self.weirds: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if not data:
@@ -624,22 +609,12 @@ class ActiveMqParser(Parser):
         if self.lost[side]:
             return
         if not self.impl.feed(side, data, frame, ts_ns):
-            self._lose(side)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
-        if isinstance(self.impl, OpenWire) and framer_gap(self.impl.framers[side], missing):
+        if isinstance(self.impl, OpenWire) and self.impl.framers[side].gap(missing):
             return
-        self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
-
-    def weird(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.weirds:
-            self.weirds.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
+        self.lose(side)
 
     def hold(self, table: dict, key: Any, item: tuple[dict[str, Any], int, int]) -> None:
         """Keep an event until its response; the oldest goes out unanswered when too many wait."""

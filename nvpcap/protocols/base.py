@@ -78,6 +78,8 @@ class Parser:
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         self.out = out
         self.ctx = ctx
+        self.lost = [False, False]  # directions that can no longer be followed (see `lose`)
+        self.reported: set[str] = set()  # anomaly reasons already reported (see `anomaly_once`)
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         raise NotImplementedError
@@ -88,6 +90,18 @@ class Parser:
 
     def finish(self) -> None:
         """The flow ended: emit what is pending (a request never answered, ...)."""
+
+    def lose(self, side: int) -> None:
+        """That direction can no longer be followed (its framing is lost): the parser is done once both are."""
+        self.lost[side] = True
+        if all(self.lost):
+            self.done = True
+
+    def anomaly_once(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
+        """An anomaly reported once per flow and reason, as Zeek's flow weirds (a fault tends to repeat)."""
+        if reason not in self.reported:
+            self.reported.add(reason)
+            self.out.anomaly(reason, message, frame, ts_ns)
 
 
 class SideBuffer:

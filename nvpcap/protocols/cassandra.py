@@ -21,8 +21,8 @@ from .base import (
     Verdict,
     guarded,
 )
-from .mongodb import framer_gap
-from .sqlinjection import MAX_STATEMENT, Framer, Message
+from .framing import Cursor, Framer, Message, Short
+from .sqlinjection import MAX_STATEMENT
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -136,33 +136,16 @@ BASE_FIELDS = ("protocol", "version", "stream", "opcode", "response_opcode", "qu
                "result_kind", "error_code", "error_message")
 
 
-class Cut(Exception):
-    """The body ends (or was cut) before the field does."""
+class Reader(Cursor):
+    """The §3 notations over one frame body. Raises Short past the end."""
 
-
-class Reader:
-    """The §3 notations over one frame body. Raises Cut past the end."""
-
-    __slots__ = ("b", "p")
-
-    def __init__(self, b: bytes, p: int = 0) -> None:
-        self.b, self.p = b, p
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.p + n > len(self.b):
-            raise Cut
-        out = self.b[self.p : self.p + n]
-        self.p += n
-        return out
+    __slots__ = ()
 
     def byte(self) -> int:
         return self.take(1)[0]
 
     def short(self) -> int:
-        return struct.unpack(">H", self.take(2))[0]
-
-    def int(self) -> int:
-        return struct.unpack(">i", self.take(4))[0]
+        return self.int(">H")
 
     def string(self, cap: int = MAX_TEXT) -> str:
         return _text(self.take(self.short()), cap)
@@ -171,7 +154,7 @@ class Reader:
         """A [long string]; one cut by a truncated frame gives its first bytes (and the next read fails)."""
         n = self.int()
         if n < 0:
-            raise Cut
+            raise Short
         raw = self.b[self.p : self.p + n]
         self.p += n
         return raw
@@ -201,7 +184,7 @@ class Reader:
     def skip_option(self, depth: int = 0) -> None:
         """A column type [option] (§4.2.5.2), nested types included, read and dropped."""
         if depth > MAX_DEPTH:
-            raise Cut
+            raise Short
         kind = self.short()
         if kind == 0x0000:  # custom: a Java class name
             self.string()
@@ -333,7 +316,7 @@ def _rows(r: Reader, version: int, f: dict[str, Any]) -> None:
         r.short_bytes()  # new_metadata_id
     if not flags & 0x0004:  # metadata present
         if columns < 0 or columns > MAX_COLUMNS:
-            raise Cut
+            raise Short
         if flags & 0x0001:
             f["keyspace"], f["table"] = r.string(), r.string()
         for _ in range(columns):
@@ -371,8 +354,6 @@ class CassandraParser(Parser):
         self.prepared: dict[bytes, str] = {}
         self.waiting_prepare: dict[int, str] = {}  # stream -> query text of a PREPARE not yet answered
         self.v5_startup: set[int] = set()  # streams of v5 STARTUPs: their READY switches to segments
-        self.weird: set[str] = set()
-        self.lost = [False, False]
         self.held: list[list[tuple[bytes, int, int]]] = [[], []]  # each side's first bytes, until 4
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
@@ -399,23 +380,13 @@ class CassandraParser(Parser):
                 if self.done:
                     return
         if framer.broken:
-            self._weird("cassandra-bad-frame", "frame version or length out of range: framing lost", frame, ts_ns)
-            self._lose(side)
+            self.anomaly_once("cassandra-bad-frame", "frame version or length out of range: framing lost", frame, ts_ns)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
         framer = self.framers[side]
-        if framer is None or not framer_gap(framer, missing):
-            self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
-
-    def _weird(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.weird:
-            self.weird.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
+        if framer is None or not framer.gap(missing):
+            self.lose(side)
 
     def _internode(self, frame: int, ts_ns: int) -> None:
         """Internode messaging (MessagingService magic): not CQL; named and left."""
@@ -433,7 +404,7 @@ class CassandraParser(Parser):
             stream, op = struct.unpack_from(">bB", data, 2)
             body = data[8:]
         if op not in OPCODES:
-            self._weird("cassandra-unknown-opcode", f"opcode {op:#x}", msg.frame, msg.ts_ns)
+            self.anomaly_once("cassandra-unknown-opcode", f"opcode {op:#x}", msg.frame, msg.ts_ns)
             return
         if response:
             self._response(version, flags, stream, op, body, msg)
@@ -449,7 +420,7 @@ class CassandraParser(Parser):
             try:
                 _body(r, flags, False)
                 sql = parse_request(op, r, version, self.prepared, f)
-            except Cut:
+            except Short:
                 pass
         if sql:
             self.out.content("sql", CLIENT, sql, msg.frame, msg.ts_ns)
@@ -476,7 +447,7 @@ class CassandraParser(Parser):
             try:
                 _body(r, flags, True)
                 qid = parse_response(op, r, version, f)
-            except Cut:
+            except Short:
                 qid = None
             query = self.waiting_prepare.pop(stream, None)
             if qid is not None:

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections import deque
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from .base import (
     CLIENT,
-    SERVER,
     FlowContext,
     Parser,
     ParserOutput,
@@ -34,7 +31,7 @@ from .base import (
     Verdict,
     guarded,
 )
-from .http import NOT, PARTIAL, request_line, status_line
+from .http import NOT, PARTIAL, HttpApi, request_line, status_line
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -195,29 +192,20 @@ probe = guarded(_probe)
 
 
 # ---- parsing: the HTTP API, memberlist/Serf gossip, the server RPC byte ----
-# HTTP API (port 8500): one event per request and its response, as a small HTTP/1.1 reader (RFC 9112: start
-# lines checked with http.py's request_line / status_line, header block, body framed by Content-Length or
-# chunked or the connection's end), with the X-Consul-* response headers (agent/http.go: X-Consul-Index,
-# X-Consul-Knownleader, X-Consul-Lastcontact, X-Consul-Effective-Consistency). Tokens are never logged: the
-# X-Consul-Token header and an Authorization header are reported as present (with the scheme), a `token=`
-# query parameter is replaced by REDACTED in the uri. NeuVector's HTTP body-length threats (2013, 2014) are
-# checked as the HTTP parser checks them, since these flows no longer reach it. (Elasticsearch's HTTP API
-# uses the same reader.)
+# HTTP API (port 8500): one event per request and its response, read by http.HttpApi (the HTTP parser, with
+# its threats and content for the rules, since these flows no longer reach it), with the X-Consul-* response
+# headers (agent/http.go: X-Consul-Index, X-Consul-Knownleader, X-Consul-Lastcontact,
+# X-Consul-Effective-Consistency). Tokens are never logged: the X-Consul-Token header and an Authorization
+# header are reported as present (with the scheme), a `token=` query parameter is replaced by REDACTED in the
+# uri. (Elasticsearch's HTTP API is read the same way.)
 # Gossip (8301/8302): memberlist message types (net.go) counted per flow, one event per type at the end
 # (compound, CRC, label and Serf user messages are opened; compressed and encrypted ones are only counted).
 # RPC (8300): one event naming the connection's RPC type byte (agent/pool/conn.go), then done.
 
-MAX_HEAD = 32 << 10  # start line + header fields at most (a longer head: anomaly, that side stops)
-MAX_HEADERS = 128  # header fields read per message
-MAX_HTTP_PENDING = 64  # requests waiting for their response; beyond, the oldest is reported unanswered
-MAX_CHUNK_LINE = 1024  # a chunk-size line with extensions (RFC 9112 §7.1)
-MAX_BODY_CONTENT = 64 << 10  # body bytes per message handed to the rules engine
-MAX_URI = 1024  # characters of the request target kept in an event
-MAX_VALUE = 1024  # characters kept of a header value
+MAX_VALUE = 1024  # characters kept of a text field (label, service method)
 MAX_GOSSIP_DEPTH = 4  # nesting of compound / label / CRC wrappers opened
 MAX_GOSSIP_TYPES = 64  # distinct (type, Serf type) counters per flow
 MAX_TCP_HEAD = 512  # bytes of a gossip or RPC stream's start read
-NEGATIVE_CHUNK = 0x80000000  # a chunk size with bit 31 set (dpi_http.c HTTP_NEG_LEN)
 
 GOSSIP_TYPES = {0: "ping", 1: "indirect-ping", 2: "ack", 3: "suspect", 4: "alive", 5: "dead", 6: "push-pull",
                 7: "compound", 8: "user", 9: "compress", 10: "encrypt", 11: "nack", 12: "has-crc", 13: "err",
@@ -229,288 +217,12 @@ RPC_TYPES = {0: "consul", 1: "raft", 2: "multiplex", 3: "tls", 4: "multiplex-v2"
 CONSUL_RESPONSE_HEADERS = {"x-consul-index": ("consul_index", "int"),
                            "x-consul-knownleader": ("consul_known_leader", "bool"),
                            "x-consul-lastcontact": ("consul_last_contact", "int"),
-                           "x-consul-effective-consistency": ("consul_consistency", "text"),
-                           "content-type": ("response_content_type", "text")}
-CONSUL_REQUEST_HEADERS = {"x-consul-token": ("token", "present"), "authorization": ("auth_scheme", "scheme"),
-                          "content-type": ("request_content_type", "text")}
-HTTP_FIELDS = ("method", "host", "uri", "version", "user_agent", "request_body_len", "status", "status_msg",
-               "response_body_len")
+                           "x-consul-effective-consistency": ("consul_consistency", "text")}
+CONSUL_REQUEST_HEADERS = {"x-consul-token": ("token", "present"), "authorization": ("auth_scheme", "scheme")}
 
 
 def _text(raw: bytes, cap: int = MAX_VALUE) -> str:
     return raw[: cap * 4].decode("utf-8", "replace")[:cap]
-
-
-def _convert(kind: str, value: bytes) -> Any:
-    v = value.strip()
-    if kind == "int":
-        return int(v) if v.isdigit() and len(v) < 19 else None
-    if kind == "bool":
-        return v.lower() == b"true"
-    if kind == "present":
-        return True
-    if kind == "scheme":  # the authorization scheme only, never the credentials
-        return _text(v.split(b" ", 1)[0], 32)
-    return _text(v)
-
-
-def _block_end(buf: bytearray, scan: int) -> int:
-    """Offset just past the empty line ending a header block (CRLF CRLF or LF LF), or -1."""
-    ends = [i + n for i, n in ((buf.find(b"\n\r\n", scan), 3), (buf.find(b"\n\n", scan), 2)) if i >= 0]
-    return min(ends) if ends else -1
-
-
-def _headers(block: bytes) -> tuple[bytes, dict[bytes, bytes], list[bytes]]:
-    """(start line, lower-cased field name -> first value, every Content-Length value) of a header block."""
-    lines = block.split(b"\n")
-    fields: dict[bytes, bytes] = {}
-    lengths: list[bytes] = []
-    for line in lines[1 : MAX_HEADERS + 1]:
-        name, sep, value = line.rstrip(b"\r").partition(b":")
-        name = name.strip().lower()
-        if not sep or not name:
-            continue
-        if name == b"content-length":
-            lengths += [v.strip() for v in value.split(b",")]
-        if name not in fields:
-            fields[name] = value.strip()
-    return lines[0].rstrip(b"\r"), fields, lengths
-
-
-class _HttpSide:
-    """One direction: the head being read, then the body's framing state."""
-
-    __slots__ = ("body", "content", "counter", "head", "left", "line", "mode", "plain", "where")
-
-    def __init__(self) -> None:
-        self.head = bytearray()
-        self.where = (0, 0)
-        self.mode: str | None = None  # None: reading a head; "length", "chunk-size", "chunk-data", "chunk-end",
-        self.left = 0  # "trailer", "close": the body's framing
-        self.line = bytearray()
-        self.body: dict[str, Any] | None = None  # the event whose body length this body counts
-        self.counter = "request_body_len"  # ... in this field
-        self.content = 0  # body bytes handed to the rules engine for this message
-        self.plain = True  # no Content-Encoding: the body bytes are the content
-
-
-class HttpApi:
-    """Requests and responses of an HTTP/1.x API, paired in order (pipelining included). `request_headers`
-    and `response_headers` map a lower-case header name to (event field, conversion); `redact` names query
-    parameters whose values are secrets; `product_header` names a response header that names the server
-    product."""
-
-    def __init__(self, out: ParserOutput, request_headers: dict[str, tuple[str, str]],
-                 response_headers: dict[str, tuple[str, str]], redact: tuple[str, ...] = (),
-                 product_header: str | None = None) -> None:
-        self.out = out
-        self.product_header = product_header.encode() if product_header else None
-        self.request_headers = {k.encode(): v for k, v in request_headers.items()}
-        self.response_headers = {k.encode(): v for k, v in response_headers.items()}
-        self.redact = tuple(r.encode() + b"=" for r in redact)
-        self.sides = (_HttpSide(), _HttpSide())
-        self.requests: deque[tuple[dict[str, Any], int, int]] = deque()
-        self.response: tuple[dict[str, Any], int, int] | None = None  # answered, its body still coming
-        self.weird: set[str] = set()
-        self.tunnel = False  # CONNECT or an upgrade: the rest is not HTTP
-
-    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> bool:
-        """False when this side cannot be followed any more."""
-        st = self.sides[side]
-        pos = 0
-        while pos < len(data) and not self.tunnel:
-            if st.mode is not None:
-                pos = self._body(side, st, data, pos, frame, ts_ns)
-                if pos < 0:
-                    return False
-                continue
-            if not st.head:
-                while pos < len(data) and data[pos] in b"\r\n":
-                    pos += 1
-                if pos >= len(data):
-                    break
-                st.where = (frame, ts_ns)
-            base = len(st.head)
-            piece = data[pos : pos + MAX_HEAD + 4 - base]
-            st.head += piece
-            end = _block_end(st.head, max(0, base - 3))
-            if end < 0:
-                if len(st.head) > MAX_HEAD:
-                    return self._weird("http-api-long-head", "request or response head over 32 KiB", frame, ts_ns)
-                pos += len(piece)
-                continue
-            pos += end - base
-            block, st.head = bytes(st.head[:end]), bytearray()
-            ok = self._request(st, block) if side == CLIENT else self._response(st, block)
-            if not ok:
-                return False
-        return not self.tunnel
-
-    def _weird(self, reason: str, message: str, frame: int, ts_ns: int) -> bool:
-        if reason not in self.weird:
-            self.weird.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
-        return False
-
-    def _uri(self, target: bytes) -> str:
-        for key in self.redact:
-            at = target.find(key)
-            while at >= 0:
-                if at > 0 and target[at - 1 : at] in (b"?", b"&"):
-                    stop = len(target)
-                    for sep in (b"&", b"#"):
-                        i = target.find(sep, at)
-                        stop = min(stop, i) if i >= 0 else stop
-                    target = target[: at + len(key)] + b"REDACTED" + target[stop:]
-                at = target.find(key, at + len(key))
-        return _text(target, MAX_URI)
-
-    def _request(self, st: _HttpSide, block: bytes) -> bool:
-        if request_line(block, b"HTTP/", b"1") <= 0:
-            return self._weird("http-api-bad-request", "a client message without a request line", *st.where)
-        line, fields, lengths = _headers(block)
-        parts = line.split(b" ")
-        if len(parts) != 3:
-            return self._weird("http-api-bad-request", "a request line that is not METHOD SP target SP version",
-                               *st.where)
-        method, target, version = parts
-        f: dict[str, Any] = dict.fromkeys(HTTP_FIELDS)
-        f.update(method=_text(method, 32), host=_text(fields[b"host"], 256) if b"host" in fields else None,
-                 uri=self._uri(target), version=_text(version[5:], 8),
-                 user_agent=_text(fields[b"user-agent"]) if b"user-agent" in fields else None, request_body_len=0)
-        self._mapped(f, fields, self.request_headers)
-        frame, ts = st.where
-        self.out.content("url", CLIENT, unquote_to_bytes(target), frame, ts)
-        self.out.content("header", CLIENT, block[len(line) :].strip(b"\r\n"), frame, ts)
-        if len(self.requests) >= MAX_HTTP_PENDING:
-            self.out.event(*self.requests.popleft())
-        self.requests.append((f, frame, ts))
-        return self._framing(CLIENT, st, fields, lengths, f, "request_body_len", response=False)
-
-    def _response(self, st: _HttpSide, block: bytes) -> bool:
-        if status_line(block, b"HTTP/", b"1") <= 0:
-            return self._weird("http-api-bad-response", "a server message without a status line", *st.where)
-        line, fields, lengths = _headers(block)
-        status = int(line[9:12])  # status_line checked `HTTP/1.x SP 3DIGIT (SP|CR|LF)`
-        reason = line[13:]
-        if 100 <= status < 200 and status != 101:
-            return True  # an interim response: the final one follows
-        self.flush_response()
-        item = self.requests.popleft() if self.requests else (dict.fromkeys(HTTP_FIELDS), *st.where)
-        f = item[0]
-        f.update(status=status, status_msg=_text(reason, 256), response_body_len=0)
-        self._mapped(f, fields, self.response_headers)
-        if self.product_header is not None and fields.get(self.product_header):
-            self.out.product(_text(fields[self.product_header], 64))
-        self.out.content("header", SERVER, block[len(line) :].strip(b"\r\n"), *st.where)
-        self.response = item
-        if status == 101 or (f["method"] == "CONNECT" and 200 <= status < 300):
-            self.tunnel = True
-            self.flush_response()
-            return False
-        if f["method"] == "HEAD" or status in (204, 304):
-            return self._framing(SERVER, st, {}, [], f, "response_body_len", response=False)
-        return self._framing(SERVER, st, fields, lengths, f, "response_body_len", response=True)
-
-    @staticmethod
-    def _mapped(f: dict[str, Any], fields: dict[bytes, bytes], wanted: dict[bytes, tuple[str, str]]) -> None:
-        for name, (field, kind) in wanted.items():
-            if name in fields:
-                f[field] = _convert(kind, fields[name])
-
-    def _framing(self, side: int, st: _HttpSide, fields: dict[bytes, bytes], lengths: list[bytes],
-                 f: dict[str, Any], counter: str, response: bool) -> bool:
-        """RFC 9112 §6.3: chunked, else Content-Length, else (responses) until the connection closes; with
-        NeuVector's HTTP checks (dpi_http.c), as the HTTP parser makes them: a negative Content-Length is
-        threat 2013, two different ones threat 2014, and the rest of that side is then body."""
-        st.body, st.content, st.left = f, 0, 0
-        st.plain = fields.get(b"content-encoding", b"identity").strip().lower() in (b"", b"identity")
-        st.line = bytearray()
-        st.counter = counter
-        negative = [v for v in lengths if v.startswith(b"-")]
-        if negative or len(set(lengths)) > 1:
-            threat, why = (2013, f"Content-Length header has negative value {_text(negative[0], 40)}") if negative \
-                else (2014, "Two Content-Length headers with different values")
-            self.out.threat(threat, why, side, *st.where)
-            st.mode = "close"
-            return True
-        if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
-            st.mode = "chunk-size"
-        elif b"content-length" in fields:
-            value = fields[b"content-length"].strip()
-            if not value.isdigit() or len(value) > 15:
-                return self._weird("http-api-bad-content-length", "Content-Length is not a number", *st.where)
-            st.mode, st.left = "length", int(value)
-            if not st.left:
-                self._end(st)
-        elif response:
-            st.mode = "close"
-        else:
-            self._end(st)
-        return True
-
-    def _body(self, side: int, st: _HttpSide, data: bytes, pos: int, frame: int, ts_ns: int) -> int:
-        """Read body bytes from data[pos:] per the framing; returns the new position (-1: side lost)."""
-        if st.mode in ("length", "chunk-data", "close"):
-            n = len(data) - pos if st.mode == "close" else min(st.left, len(data) - pos)
-            self._count(side, st, data[pos : pos + n], frame, ts_ns)
-            pos += n
-            if st.mode != "close":
-                st.left -= n
-                if not st.left:
-                    if st.mode == "length":
-                        self._end(st)
-                    else:
-                        st.mode = "chunk-end"
-            return pos
-        eol = data.find(b"\n", pos)
-        stop = len(data) if eol < 0 else eol + 1
-        st.line += data[pos:stop]
-        if len(st.line) > MAX_CHUNK_LINE:
-            self._weird("http-api-bad-chunk", "chunk-size or trailer line over 1 KiB", frame, ts_ns)
-            return -1
-        if eol < 0:
-            return stop
-        line, st.line = bytes(st.line).strip(), bytearray()
-        if st.mode == "chunk-size":
-            size = line.split(b";", 1)[0].strip()
-            if not size or len(size) > 15 or size.strip(b"0123456789abcdefABCDEF"):
-                self._weird("http-api-bad-chunk", "chunk-size is not a hex number", frame, ts_ns)
-                return -1
-            st.left = int(size, 16)
-            st.mode = "chunk-data" if st.left else "trailer"
-            if st.left >= NEGATIVE_CHUNK:  # NeuVector's HTTP_NEG_LEN: a chunk size with bit 31 set
-                self.out.threat(2013, f"chunk size 0x{st.left:x} has bit 31 set", side, frame, ts_ns)
-                st.mode = "close"
-        elif st.mode == "chunk-end":
-            st.mode = "chunk-size"
-        elif st.mode == "trailer" and not line:
-            self._end(st)
-        return stop
-
-    def _count(self, side: int, st: _HttpSide, piece: bytes, frame: int, ts_ns: int) -> None:
-        if st.body is not None:
-            st.body[st.counter] = (st.body.get(st.counter) or 0) + len(piece)
-        if st.plain and st.content < MAX_BODY_CONTENT and piece:
-            piece = piece[: MAX_BODY_CONTENT - st.content]
-            st.content += len(piece)
-            self.out.content("body", side, piece, frame, ts_ns)
-
-    def _end(self, st: _HttpSide) -> None:
-        """The message's body is complete: a response's transaction is reported."""
-        st.mode = None
-        if st.counter == "response_body_len":
-            self.flush_response()
-
-    def flush_response(self) -> None:
-        if self.response is not None:
-            self.out.event(*self.response)
-            self.response = None
-
-    def finish(self) -> None:
-        self.flush_response()
-        while self.requests:
-            self.out.event(*self.requests.popleft())
 
 
 def _gossip_types(b: bytes, depth: int = 0, udp: bool = True) -> tuple[list[tuple[str, str | None]], str | None]:
@@ -654,19 +366,15 @@ class ConsulParser(Parser):
         ports = (ctx.server_port, ctx.client_port)
         self.mode = "http" if ctx.transport == "tcp" and ctx.server_port == HTTP_API_PORT else \
             "rpc" if ctx.transport == "tcp" and RPC_PORT in ports and not ctx.midstream else "gossip"
-        self.http = HttpApi(out, CONSUL_REQUEST_HEADERS, CONSUL_RESPONSE_HEADERS, redact=("token",)) \
+        self.http = HttpApi(out, CONSUL_REQUEST_HEADERS, CONSUL_RESPONSE_HEADERS, redact=("token",), ctx=ctx) \
             if self.mode == "http" else None
         self.gossip = _Gossip(self) if self.mode == "gossip" else None
         self.rpc_start = bytearray()
         self.rpc_where = (0, 0)
-        self.lost = [False, False]
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.http is not None:
-            if not self.lost[side] and not self.http.feed(side, data, frame, ts_ns):
-                self._lose(side)
-            if self.http.tunnel:
-                self.done = True
+            self.done = not self.http.feed(side, data, frame, ts_ns)
         elif self.gossip is not None:
             if self.ctx.transport == "udp":
                 self.gossip.count(data, frame, ts_ns)
@@ -676,17 +384,15 @@ class ConsulParser(Parser):
             self._rpc(data, frame, ts_ns)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
-        if self.gossip is not None:
+        if self.http is not None:
+            self.http.gap(side, missing, frame, ts_ns)
+            self.done = self.http.done
+        elif self.gossip is not None:
             self.gossip.seen[side] = True
             if all(self.gossip.seen):
                 self.done = True
-            return
-        self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
+        else:
+            self.lose(side)
 
     def _rpc(self, data: bytes, frame: int, ts_ns: int) -> None:
         """The first byte names the connection type; a msgpack-RPC connection's first request names its

@@ -18,7 +18,7 @@ import struct
 from functools import partial
 
 from .base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, guarded, ProtocolSpec, Verdict
-from .kafka import PrefixFramer
+from .framing import Framer
 from .memcached import OPCODES, STATUSES as BINARY_STATUSES, BinaryProtocol, Packet, _text
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
@@ -337,8 +337,8 @@ class DistHandshake:
 
     def __init__(self, out: ParserOutput) -> None:
         self.out = out
-        self.framers = (PrefixFramer(2, _handshake_length, HANDSHAKE_KEEP),
-                        PrefixFramer(2, _handshake_length, HANDSHAKE_KEEP))
+        self.framers = (Framer(2, _handshake_length, keep=HANDSHAKE_KEEP),
+                        Framer(2, _handshake_length, keep=HANDSHAKE_KEEP))
         self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
         self.fields: dict = {"protocol": "erlang_dist"}
         self.where: tuple[int, int] | None = None

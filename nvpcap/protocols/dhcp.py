@@ -242,7 +242,6 @@ class DhcpParser(Parser):
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
         self.v6 = ctx.client_port in V6_PORTS or ctx.server_port in V6_PORTS
-        self.reported: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if bootp(data) or (len(data) >= MIN_LEN and data[COOKIE_OFFSET:MIN_LEN] == COOKIE):
@@ -250,16 +249,11 @@ class DhcpParser(Parser):
         elif self.v6 and len(data) >= 4:
             fields, ok = decode_v6(data)
         else:
-            self._anomaly("dhcp-bad-message", f"{len(data)}-byte datagram is not a DHCP message", frame, ts_ns)
+            self.anomaly_once("dhcp-bad-message", f"{len(data)}-byte datagram is not a DHCP message", frame, ts_ns)
             return
         if not ok:
-            self._anomaly("dhcp-truncated-option", "a DHCP option runs past the end of the message", frame, ts_ns)
+            self.anomaly_once("dhcp-truncated-option", "a DHCP option runs past the end of the message", frame, ts_ns)
         self.out.event(fields, frame, ts_ns)
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
-            self.reported.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
 
 SPEC = ProtocolSpec(

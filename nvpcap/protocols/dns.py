@@ -16,7 +16,8 @@ import ipaddress
 import struct
 from typing import NamedTuple
 
-from nvpcap.protocols.base import FlowContext, Parser, ParserOutput, ProtocolSpec, SideBuffer, Verdict
+from nvpcap.protocols.base import FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
+from nvpcap.protocols.framing import Framer
 
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
@@ -387,6 +388,12 @@ class _Txn:
         }
 
 
+def _tcp_length(head: bytes) -> int | None:
+    """RFC 1035 §4.2.2: a 2-byte length before each message (one shorter than the header: framing lost)."""
+    n = int.from_bytes(head, "big")
+    return 2 + n if n >= HEADER.size else None
+
+
 class DnsParser(Parser):
     """One event per query with its response, matched by id and first question within the flow (the latest
     such query: an earlier retransmission stays unanswered); queries never answered are reported at the end,
@@ -398,13 +405,10 @@ class DnsParser(Parser):
         super().__init__(out, ctx)
         self.tcp = ctx.transport == "tcp"
         self.mdns = MDNS_PORT in (ctx.server_port, ctx.client_port)
-        self.bufs = [SideBuffer(TCP_MAX_MESSAGE + 2), SideBuffer(TCP_MAX_MESSAGE + 2)]
-        self.lost = [False, False]
-        self.starts: list[tuple[int, int] | None] = [None, None]  # frame/ts of the first bytes of the message
+        self.framers = tuple(Framer(2, _tcp_length, limit=2 + TCP_MAX_MESSAGE) for _ in range(2))
         self.pending: dict[int, list[_Txn]] = {}
         self.waiting = 0
         self.transfer: _Txn | None = None  # an AXFR/IXFR answered over TCP, open for its next messages
-        self.reported: set[str] = set()
 
     # -- framing --
 
@@ -414,37 +418,17 @@ class DnsParser(Parser):
             return
         if self.lost[side]:
             return
-        buf = self.bufs[side]
-        if self.starts[side] is None:
-            self.starts[side] = (frame, ts_ns)
-        while data:
-            # whole messages are taken as soon as they are complete, so what is held is one partial message
-            # (< 65537 bytes): there is always room, and the buffer never passes its limit
-            room = buf.limit - len(buf.data)
-            buf.add(data[:room])
-            data = data[room:]
-            while len(buf.data) >= 2:
-                length = int.from_bytes(buf.data[:2], "big")
-                if length < HEADER.size:
-                    self._anomaly("dns-bad-length", f"TCP DNS message length {length}", frame, ts_ns)
-                    self._lose(side)
-                    return
-                if len(buf.data) < 2 + length:
-                    break
-                msg = buf.take(2 + length)[2:]
-                start = self.starts[side] or (frame, ts_ns)
-                self.starts[side] = (frame, ts_ns) if buf.data else None  # the rest came in this chunk
-                self._message(side, msg, *start)
+        framer = self.framers[side]
+        for msg in framer.push(data, frame, ts_ns):  # whole messages (at most 65537 bytes held)
+            self._message(side, msg.data[2:], msg.frame, msg.ts_ns)
+        if framer.broken:
+            self.anomaly_once("dns-bad-length", "TCP DNS message length below the 12-byte header", frame, ts_ns)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
         """Lost bytes: the length prefixes of that side cannot be found again."""
-        self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        self.bufs[side].data.clear()
-        if all(self.lost):
-            self.done = True
+        self.framers[side].stop()
+        self.lose(side)
 
     # -- messages --
 
@@ -454,7 +438,7 @@ class DnsParser(Parser):
             self.out.threat(2007, f"DNS pointer loop: more than {MAX_POINTERS} compression pointers in a name",
                             side, frame, ts_ns)
         if m.error is not None and m.error != "dns-pointer-loop":
-            self._anomaly(m.error, f"DNS message (id {m.id}) does not parse: {m.error}", frame, ts_ns)
+            self.anomaly_once(m.error, f"DNS message (id {m.id}) does not parse: {m.error}", frame, ts_ns)
         if self.ctx.server_port == 53 and m.size > OVERFLOW_SIZE and (
                 m.neuvector_fails() or m.size - m.end > OVERFLOW_LEFT):
             self.out.threat(2017, f"DNS overflow: message={m.size} parsed={m.end}", side, frame, ts_ns)
@@ -517,11 +501,6 @@ class DnsParser(Parser):
 
     def _emit(self, t: _Txn) -> None:
         self.out.event(t.fields(), t.frame, t.ts_ns)
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
-            self.reported.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def finish(self) -> None:
         self._close_transfer()

@@ -24,9 +24,9 @@ from .base import (
     Verdict,
     guarded,
 )
-from .consul import HttpApi, http_api
-from .mongodb import framer_gap
-from .sqlinjection import Framer, Message
+from .consul import http_api
+from .framing import Cursor, Framer, Message, Short
+from .http import HttpApi
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -89,7 +89,7 @@ probe = guarded(_probe)
 # then for a request the features (string array, 6.3.0+) and the action name. Strings are a vint count of
 # UTF-16 units, then their (modified) UTF-8 bytes. A compressed message (status bit 2) before 7.6.0 has its
 # variable header compressed too: its action is not read. Bodies are never decoded. Pings are not events.
-# HTTP API: one event per request/response (consul.HttpApi), with X-Opaque-Id and X-elastic-product.
+# HTTP API: one event per request/response (http.HttpApi), with X-Opaque-Id and X-elastic-product.
 
 MESSAGE_LIMIT = 1 << 16  # messages up to this are read whole; longer ones from their first MESSAGE_KEEP bytes
 MESSAGE_KEEP = 1 << 14  # the thread context carries authentication headers: a few KiB
@@ -100,45 +100,20 @@ VERSION_HEADER_SIZE = 7_060_099  # Version.V_7_6_0: the variable header size fie
 VERSION_FEATURES = 6_030_099  # Version.V_6_3_0: requests carry features before the action
 OPENSEARCH_MASK = 0x08000000  # OpenSearch version ids are Elasticsearch-style ids XOR this bit
 ACTION = re.compile(r"[a-z_]+:[\w/\[\]*.\-]+")
-ES_REQUEST_HEADERS = {"authorization": ("auth_scheme", "scheme"), "x-opaque-id": ("opaque_id", "text"),
-                      "content-type": ("request_content_type", "text")}
-ES_RESPONSE_HEADERS = {"content-type": ("response_content_type", "text"),
-                       "x-elastic-product": ("product", "text")}
+ES_REQUEST_HEADERS = {"authorization": ("auth_scheme", "scheme"), "x-opaque-id": ("opaque_id", "text")}
+ES_RESPONSE_HEADERS = {"x-elastic-product": ("product", "text")}
 BASE_FIELDS = ("action", "request_id", "version", "status", "handshake", "compressed", "request_len",
                "response_len")
 
 
-class Cut(Exception):
-    """The message ends (or was cut) before the field does."""
+class StreamInput(Cursor):
+    """Elasticsearch StreamInput primitives over one message (readVInt is Cursor.uvarint). Raises Short."""
 
-
-class StreamInput:
-    """Elasticsearch StreamInput primitives over one message."""
-
-    __slots__ = ("b", "p")
-
-    def __init__(self, b: bytes, p: int = 0) -> None:
-        self.b, self.p = b, p
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.p + n > len(self.b):
-            raise Cut
-        out = self.b[self.p : self.p + n]
-        self.p += n
-        return out
-
-    def vint(self) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise Cut  # more than five bytes: not a vint
+    __slots__ = ()
 
     def string(self, cap: int = 1024) -> str:
         """readString: a count of UTF-16 units, each written as 1-3 bytes (surrogates separately)."""
-        units = self.vint()
+        units = self.uvarint()
         start = self.p
         for _ in range(units):
             lead = self.take(1)[0] >> 4
@@ -147,7 +122,7 @@ class StreamInput:
             elif lead == 14:
                 self.take(2)
             elif lead >= 8:
-                raise Cut  # a continuation byte or 0xF0+: not how StreamOutput writes a char
+                raise Short  # a continuation byte or 0xF0+: not how StreamOutput writes a char
         return self.b[start : self.p][: cap * 4].decode("utf-8", "replace")[:cap]
 
     def skip_thread_context(self) -> None:
@@ -160,9 +135,9 @@ class StreamInput:
                 self.string()
 
     def _count(self) -> int:
-        n = self.vint()
+        n = self.uvarint()
         if n > MAX_MAP:
-            raise Cut
+            raise Short
         return n
 
 
@@ -186,7 +161,7 @@ def request_action(msg: bytes, version: int, compressed: bool) -> str | None:
         r.skip_thread_context()
         after_context = r.p
         if version >= VERSION_FEATURES:
-            for _ in range(min(r.vint(), MAX_MAP)):
+            for _ in range(min(r.uvarint(), MAX_MAP)):
                 r.string()
         action = r.string(256)
         if ACTION.fullmatch(action):
@@ -194,7 +169,7 @@ def request_action(msg: bytes, version: int, compressed: bool) -> str | None:
         r.p = after_context  # a version whose requests carry no features
         action = r.string(256)
         return action if ACTION.fullmatch(action) else None
-    except Cut:
+    except Short:
         return None
 
 
@@ -213,40 +188,30 @@ class ElasticsearchParser(Parser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.http = HttpApi(out, ES_REQUEST_HEADERS, ES_RESPONSE_HEADERS, product_header="x-elastic-product") \
-            if ctx.server_port == HTTP_API_PORT else None
+        self.http = HttpApi(out, ES_REQUEST_HEADERS, ES_RESPONSE_HEADERS, product_header="x-elastic-product",
+                            ctx=ctx) if ctx.server_port == HTTP_API_PORT else None
         self.framers = tuple(Framer(6, _length, MESSAGE_LIMIT, MESSAGE_KEEP) for _ in (CLIENT, SERVER))
         self.pending: dict[tuple[int, int], tuple[dict[str, Any], int, int]] = {}
-        self.lost = [False, False]
-        self.weird: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        if self.lost[side]:
-            return
         if self.http is not None:
-            if not self.http.feed(side, data, frame, ts_ns):
-                self._lose(side)
-            if self.http.tunnel:
-                self.done = True
+            self.done = not self.http.feed(side, data, frame, ts_ns)
+            return
+        if self.lost[side]:
             return
         framer = self.framers[side]
         for msg in framer.push(data, frame, ts_ns):
             self._message(side, msg)
         if framer.broken:
-            if "elasticsearch-bad-header" not in self.weird:
-                self.weird.add("elasticsearch-bad-header")
-                self.out.anomaly("elasticsearch-bad-header", "no 'ES' marker or a bad length: framing lost", frame,
-                                 ts_ns)
-            self._lose(side)
+            self.anomaly_once("elasticsearch-bad-header", "no 'ES' marker or a bad length: framing lost", frame, ts_ns)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
-        if self.http is not None or not framer_gap(self.framers[side], missing):
-            self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
+        if self.http is not None:
+            self.http.gap(side, missing, frame, ts_ns)
+            self.done = self.http.done
+        elif not self.framers[side].gap(missing):
+            self.lose(side)
 
     def _message(self, side: int, msg: Message) -> None:
         if msg.length == 6 or len(msg.data) < HEADER:

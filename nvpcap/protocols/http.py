@@ -12,7 +12,8 @@ The line parsers are shared with rtsp and sip, which differ only in the version 
 
 Parsing (below the probe): a Wire per direction cuts the stream into messages (start line, header block, body
 framed by RFC 9112 §6.3), shared with rtsp and sip; HttpParser pairs requests with responses like Zeek's
-http.log, undoes chunking and content codings (httpbody) for the rules, and raises NeuVector's HTTP threats.
+http.log, undoes chunking and content codings (httpbody) for the rules, and raises NeuVector's HTTP threats;
+HttpApi adds the own headers of a product's REST API (Consul, Elasticsearch) to those events.
 Beyond NeuVector: bodies are decompressed and URLs percent-decoded for the rules (dp does neither).
 """
 from __future__ import annotations
@@ -419,15 +420,15 @@ class Wire:
     def _head(self, data: bytes, pos: int, frame: int, ts: int) -> int:
         buf = self.buf
         prior = len(buf)
-        take = min(len(data) - pos, MAX_HEAD + 3 - prior)
+        take = min(len(data) - pos, self.owner.max_head + 3 - prior)
         buf += data[pos : pos + take]
         if not self.checked:  # the start line, once complete (or its first bytes, to drop foreign bytes early)
             nl = buf.find(b"\n", self.scan)
             if nl >= 0 or prior < CHECK_PREFIX <= len(buf):
                 verdict = self.check(bytes(buf[: nl + 1] if nl >= 0 else buf[:CHECK_PREFIX]))
                 if verdict == NOT or (nl >= 0 and verdict <= 0):
-                    self.owner.anomaly_once("bad-start-line", "a message does not begin with a start line",
-                                            frame, ts)
+                    self.owner.wire_fault(self.side, "bad-start-line", "a message does not begin with a start line",
+                                          frame, ts)
                     held = bytes(buf)
                     self._resync(line_start=False)
                     self.feed(held, frame, ts)  # search the bytes held so far, then the rest of this chunk
@@ -436,8 +437,9 @@ class Wire:
         end = block_end(buf, self.scan, empty_ok=False)
         self.scan = len(buf)
         if end < 0:
-            if len(buf) > MAX_HEAD:
-                self.owner.anomaly_once("header-too-long", f"header block longer than {MAX_HEAD} bytes", frame, ts)
+            if len(buf) > self.owner.max_head:
+                self.owner.wire_fault(self.side, "header-too-long", f"header block longer than {self.owner.max_head} "
+                                      "bytes", frame, ts)
                 self.owner.wire_lost_head(self.side)
                 self.state = W_DEAD
                 buf.clear()
@@ -494,7 +496,7 @@ class Wire:
         return line, nl + 1
 
     def _bad_chunk(self, message: str, frame: int, ts: int, line_start: bool) -> None:
-        self.owner.anomaly_once("bad-chunk", message, frame, ts)
+        self.owner.wire_fault(self.side, "bad-chunk", message, frame, ts)
         self.owner.wire_end(self.side, frame, ts)
         self._resync(line_start)
 
@@ -532,13 +534,13 @@ class Wire:
     def _trailer(self, data: bytes, pos: int, frame: int, ts: int) -> int:
         buf = self.buf
         prior = len(buf)
-        take = min(len(data) - pos, MAX_HEAD + 3 - prior)
+        take = min(len(data) - pos, self.owner.max_head + 3 - prior)
         buf += data[pos : pos + take]
         end = block_end(buf, self.scan, empty_ok=True)
         self.scan = len(buf)
         if end < 0:
-            if len(buf) > MAX_HEAD:
-                self.owner.anomaly_once("header-too-long", "trailer section too long", frame, ts)
+            if len(buf) > self.owner.max_head:
+                self.owner.wire_fault(self.side, "header-too-long", "trailer section too long", frame, ts)
                 self.owner.wire_end(self.side, frame, ts)
                 self.state = W_DEAD
                 self.owner.done = True
@@ -610,9 +612,10 @@ class TextParser(Parser):
     """What the HTTP-style parsers share: two Wires and the callbacks they make. Subclasses say which start
     lines each side may send (`checks`) and what a head means (`wire_head`)."""
 
-    name = "http"
+    name = "http"  # prefix of the anomaly reasons
     text_protocol: TextProtocol = HTTP
     frames = False  # RTSP interleaved binary frames
+    max_head = MAX_HEAD  # start line + header block at most
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
@@ -620,7 +623,6 @@ class TextParser(Parser):
         mid = ctx.midstream
         self.wires = (Wire(self, CLIENT, client_check, mid, self.frames),
                       Wire(self, SERVER, server_check, mid, self.frames))
-        self.reported: set[str] = set()
 
     def checks(self):
         t = self.text_protocol
@@ -635,10 +637,12 @@ class TextParser(Parser):
             self.wires[side].gap(missing, frame, ts_ns)
 
     def anomaly_once(self, reason: str, message: str, frame: int, ts: int) -> None:
-        """A protocol violation, reported once per flow (the same fault tends to repeat)."""
-        if reason not in self.reported:
-            self.reported.add(reason)
-            self.out.anomaly(f"{self.name}-{reason}", message, frame, ts)
+        """A protocol violation, reported once per flow as `name-reason` (the same fault tends to repeat)."""
+        super().anomaly_once(f"{self.name}-{reason}", message, frame, ts)
+
+    def wire_fault(self, side: int, fault: str, message: str, frame: int, ts: int) -> None:
+        """A Wire found that side's bytes off the protocol ("bad-start-line", "header-too-long", "bad-chunk")."""
+        self.anomaly_once(fault, message, frame, ts)
 
     # -- wire callbacks --
 
@@ -808,6 +812,7 @@ class HttpParser(TextParser):
                       xff=head.text("x-forwarded-for"), request_content_type=head.text("content-type"),
                       request_body_len=0)
         fields.update(dict.fromkeys(RESPONSE_FIELDS))
+        self.head_fields(CLIENT, head, fields)
         txn = self._open(fields, frame, ts, method)
         self.pending.append(txn)
         if len(self.pending) > MAX_PENDING:
@@ -848,6 +853,7 @@ class HttpParser(TextParser):
         f.update(status=status, status_msg=text(reason), server=text(server),
                  response_content_type=head.text("content-type"), response_body_len=0)
         f["version"] = version  # as Zeek: the version of the reply
+        self.head_fields(SERVER, head, f)
         framing, length = self._framing(SERVER, head, frame, ts, request=False)
         if status == 101 or (txn.method == "CONNECT" and status is not None and 200 <= status < 300):
             txn.resp_done = True  # the connection now carries another protocol, or a tunnel
@@ -858,6 +864,9 @@ class HttpParser(TextParser):
             framing, length = NO_BODY, 0
         self.body[SERVER] = _Body(txn, "response_body_len", BodyDecoder.for_header(self._encoding(head)))
         return framing, length
+
+    def head_fields(self, side: int, head: Head, fields: dict[str, Any]) -> None:
+        """A hook for subclasses: more event fields from a request's (CLIENT) or a response's (SERVER) head."""
 
     @staticmethod
     def _encoding(head: Head) -> str | None:
@@ -989,6 +998,100 @@ class HttpParser(TextParser):
     def _emit(self, txn: _Txn) -> None:
         if self.open.pop(txn.serial, None) is not None:
             self.out.event(txn.fields, txn.frame, txn.ts)
+
+
+# ---- an HTTP/1.x REST API on a product's own port (Consul 8500, Elasticsearch 9200) ----
+
+API_PRODUCT_RANK = max(PRODUCT_RANK.values()) + 1  # the API's product header outranks every other label
+
+
+def api_value(kind: str, value: bytes) -> Any:
+    """A header value as an event field: "int", "bool", "text", "present" (True: a secret is never logged) or
+    "scheme" (an Authorization header's scheme only, never the credentials)."""
+    v = value.strip()
+    if kind == "int":
+        return int(v) if v.isdigit() and len(v) < 19 else None
+    if kind == "bool":
+        return v.lower() == b"true"
+    if kind == "present":
+        return True
+    if kind == "scheme":
+        return text(v.split(b" ", 1)[0], 32)
+    return text(v)
+
+
+class HttpApi(HttpParser):
+    """HTTP/1.x of a product's REST API, read by that protocol's parser (consul, elasticsearch): everything
+    HttpParser does (pairing, framing, decoding, threats, content for the rules), plus the API's own headers.
+    `request_headers` / `response_headers` map a lower-case header name to (event field, api_value kind);
+    `redact` names query parameters whose values are secrets (REDACTED in uri and uri_decoded; the rules
+    still see the real target); `product_header` names a response header naming the server product (it outranks
+    the web server's). Host is kept as sent (with its port). Anomalies are http-api-*, a bad start line being
+    bad-request / bad-response and an over-long head long-head. `ctx` is the embedding parser's flow (default:
+    a TCP flow read from its start)."""
+
+    name = "http-api"
+    max_head = 32 << 10  # an API's heads are small: a longer one is an anomaly
+    FAULTS = {"bad-start-line": ("bad-request", "bad-response"), "header-too-long": ("long-head", "long-head")}
+
+    def __init__(self, out: ParserOutput, request_headers: dict[str, tuple[str, str]],
+                 response_headers: dict[str, tuple[str, str]], redact: tuple[str, ...] = (),
+                 product_header: str | None = None, ctx: FlowContext | None = None) -> None:
+        super().__init__(out, ctx or FlowContext("tcp", 0, 0, False))
+        self.request_headers = request_headers
+        self.response_headers = response_headers
+        self.redact = tuple(r.encode() + b"=" for r in redact)
+        self.product_header = product_header
+
+    def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> bool:  # type: ignore[override]
+        """HttpParser.feed; False once it wants no more bytes (a tunnel, an upgrade, a stream it gave up on)."""
+        super().feed(side, data, frame, ts_ns)
+        return not self.done
+
+    def wire_fault(self, side: int, fault: str, message: str, frame: int, ts: int) -> None:
+        self.anomaly_once(self.FAULTS.get(fault, (fault, fault))[side], message, frame, ts)
+
+    def head_fields(self, side: int, head: Head, fields: dict[str, Any]) -> None:
+        if side == SERVER:
+            self._mapped(fields, head, self.response_headers)
+            value = head.get(self.product_header) if self.product_header else None
+            if value:
+                self.rank = API_PRODUCT_RANK
+                self.out.product(text(value, 64))
+            return
+        host = head.get("host")
+        if host is not None:
+            fields["host"] = text(host, 256)
+        if self.redact:
+            target = start_line(head.line, self.text_protocol.proto)[2]
+            fields["uri"] = text(self._redacted(target), MAX_URI)
+            decoded = text(self._redacted(unquote_to_bytes(target)), MAX_URI)
+            if decoded != fields["uri"]:
+                fields["uri_decoded"] = decoded
+            else:
+                fields.pop("uri_decoded", None)
+        self._mapped(fields, head, self.request_headers)
+
+    @staticmethod
+    def _mapped(fields: dict[str, Any], head: Head, wanted: dict[str, tuple[str, str]]) -> None:
+        for name, (field, kind) in wanted.items():
+            value = head.get(name)
+            if value is not None:
+                fields[field] = api_value(kind, value)
+
+    def _redacted(self, target: bytes) -> bytes:
+        """The target with the values of the secret query parameters replaced by REDACTED."""
+        for key in self.redact:
+            at = target.find(key)
+            while at >= 0:
+                if at > 0 and target[at - 1 : at] in (b"?", b"&"):
+                    stop = len(target)
+                    for sep in (b"&", b"#"):
+                        i = target.find(sep, at)
+                        stop = min(stop, i) if i >= 0 else stop
+                    target = target[: at + len(key)] + b"REDACTED" + target[stop:]
+                at = target.find(key, at + len(key))
+        return target
 
 
 SPEC = ProtocolSpec(

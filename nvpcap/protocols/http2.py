@@ -334,7 +334,6 @@ class Http2Parser(Parser):
         self.streams: dict[int, _Stream] = {}
         self.stream_count = 0
         self.last_sid = [0, 0]  # highest even / odd stream id opened: ids only grow (RFC 9113 §5.1.1)
-        self.warned: set[str] = set()
 
     # -- frames --
 
@@ -409,7 +408,7 @@ class Http2Parser(Parser):
             pos += 1
             st.data_left -= 1
             if pad > st.data_left:
-                self._warn("http2-bad-padding", "padding longer than the DATA frame", frame, ts_ns)
+                self.anomaly_once("http2-bad-padding", "padding longer than the DATA frame", frame, ts_ns)
                 pad = st.data_left
             st.data_pad = pad
         usable = st.data_left - st.data_pad
@@ -502,7 +501,7 @@ class Http2Parser(Parser):
         if stream is None and sid > self.last_sid[sid & 1]:  # a lower id is a stream already closed
             self.last_sid[sid & 1] = sid
             if self.stream_count >= MAX_STREAMS:
-                self._warn("http2-too-many-streams", f"more than {MAX_STREAMS} streams: later ones not reported",
+                self.anomaly_once("http2-too-many-streams", f"more than {MAX_STREAMS} streams: later ones not reported",
                            *where)
                 return None
             self.stream_count += 1
@@ -587,11 +586,6 @@ class Http2Parser(Parser):
             fields.update(grpc_service=service, grpc_method=method, grpc_status=stream.grpc_status,
                           grpc_message=stream.grpc_message, grpc_compressed=stream.compressed)
         self.out.event(fields, *stream.where)
-
-    def _warn(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.warned:
-            self.warned.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def _stop(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
         self.out.anomaly(reason, message, frame, ts_ns)

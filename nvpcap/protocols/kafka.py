@@ -17,6 +17,7 @@ from typing import Callable
 
 from .base import (CLIENT, FlowContext, Parser, ParserOutput, either_way_midstream,
                    guarded, ProtocolSpec, Verdict)
+from .framing import Cursor, Framer, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -117,104 +118,10 @@ FLEXIBLE_FROM = {PRODUCE: 9, FETCH: 12, LIST_OFFSETS: 6, METADATA: 9, API_VERSIO
 REQUEST_HEAD = struct.Struct(">hhi")  # api_key, api_version, correlation_id (after the int32 size)
 
 
-class PrefixFramer:
-    """Length-delimited messages of one direction. Keeps at most `keep` leading bytes of each message: a longer
-    message is handed over from its prefix and the rest is skipped by count, never buffered. Shared by the
-    length-framed parsers of this group (kafka, zookeeper, spark, memcached binary)."""
-
-    __slots__ = ("head", "length_of", "keep", "buf", "total", "skip", "start", "broken")
-
-    def __init__(self, head: int, length_of: Callable[[bytes], int | None], keep: int) -> None:
-        self.head = head  # bytes needed to know the message length
-        self.length_of = length_of  # header -> whole message length (>= head), None when impossible
-        self.keep = max(keep, head)
-        self.buf = bytearray()
-        self.total = -1
-        self.skip = 0
-        self.start = (0, 0)
-        self.broken = False
-
-    def feed(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bool:
-        """handle(prefix, total, frame, ts_ns) for each message; it returns the bytes to skip after the message
-        (data sent outside the frame), or -1 to stop. False once the framing is lost."""
-        i, n = 0, len(data)
-        while i < n and not self.broken:
-            if self.skip:
-                k = min(self.skip, n - i)
-                self.skip -= k
-                i += k
-                continue
-            buf = self.buf
-            if self.total < 0:
-                if not buf:
-                    self.start = (frame, ts_ns)
-                k = min(self.head - len(buf), n - i)
-                buf += data[i : i + k]
-                i += k
-                if len(buf) < self.head:
-                    break
-                total = self.length_of(bytes(buf))
-                if total is None or total < self.head:
-                    self.broken = True
-                    buf.clear()
-                    break
-                self.total = total
-            want = min(self.total, self.keep)
-            k = min(want - len(buf), n - i)
-            if k > 0:
-                buf += data[i : i + k]
-                i += k
-            if len(buf) < want:
-                break
-            prefix, total = bytes(buf), self.total
-            buf.clear()
-            self.total = -1
-            self.skip = total - len(prefix)
-            extra = handle(prefix, total, *self.start)
-            if extra < 0:
-                self.broken = True
-            else:
-                self.skip += extra
-        return not self.broken
-
-
-class Short(Exception):
-    """The bytes end before the field does (a truncated or hostile message)."""
-
-
-class Cursor:
+class KafkaCursor(Cursor):
     """Reads the protocol's primitive types (protocol guide, "Protocol Primitive Types") from one message."""
 
-    __slots__ = ("b", "i")
-
-    def __init__(self, b: bytes, i: int = 0) -> None:
-        self.b, self.i = b, i
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.i + n > len(self.b):
-            raise Short
-        out = self.b[self.i : self.i + n]
-        self.i += n
-        return out
-
-    def skip(self, n: int) -> None:
-        if n < 0 or self.i + n > len(self.b):
-            raise Short
-        self.i += n
-
-    def int(self, fmt: str) -> int:
-        s = struct.calcsize(fmt)
-        return struct.unpack(fmt, self.take(s))[0]
-
-    def uvarint(self) -> int:
-        value = shift = 0
-        while shift < 35:
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
-        raise Short  # longer than an int32 varint
+    __slots__ = ()
 
     def string(self) -> str | None:
         """STRING / NULLABLE_STRING: int16 length (-1 = null)."""
@@ -236,7 +143,7 @@ class Cursor:
             self.skip(self.uvarint())
 
 
-def _topic_list(c: Cursor, compact: bool, skip_rest: Callable[[Cursor], None], topics: list[str]) -> None:
+def _topic_list(c: KafkaCursor, compact: bool, skip_rest: Callable[[KafkaCursor], None], topics: list[str]) -> None:
     """An array of {name, ...}: append the names, skipping each entry's other fields."""
     count = c.array_len(compact)
     for _ in range(max(count, 0)):
@@ -250,9 +157,9 @@ def _topic_list(c: Cursor, compact: bool, skip_rest: Callable[[Cursor], None], t
             return
 
 
-def _partitions(size: int, compact: bool) -> Callable[[Cursor], None]:
+def _partitions(size: int, compact: bool) -> Callable[[KafkaCursor], None]:
     """Skips an array of fixed-size partition entries (each followed by tagged fields when compact)."""
-    def skip(c: Cursor) -> None:
+    def skip(c: KafkaCursor) -> None:
         count = c.array_len(compact)
         if not compact:
             c.skip(max(count, 0) * size)
@@ -263,9 +170,9 @@ def _partitions(size: int, compact: bool) -> Callable[[Cursor], None]:
     return skip
 
 
-def _produce_partitions(compact: bool) -> Callable[[Cursor], None]:
+def _produce_partitions(compact: bool) -> Callable[[KafkaCursor], None]:
     """PartitionData: index int32, records (RECORDS: int32 length; COMPACT_RECORDS: varint length + 1)."""
-    def skip(c: Cursor) -> None:
+    def skip(c: KafkaCursor) -> None:
         for _ in range(max(c.array_len(compact), 0)):
             c.skip(4)
             n = c.uvarint() - 1 if compact else c.int(">i")
@@ -275,7 +182,7 @@ def _produce_partitions(compact: bool) -> Callable[[Cursor], None]:
     return skip
 
 
-def request_body(key: int, version: int, c: Cursor, fields: dict) -> None:
+def request_body(key: int, version: int, c: KafkaCursor, fields: dict) -> None:
     """The parts of the request body worth logging: topic names (Produce v0-12, Fetch v0-12, ListOffsets,
     Metadata; later versions name topics by id only), Produce acks, ApiVersions client software."""
     compact = version >= FLEXIBLE_FROM.get(key, 99)
@@ -327,10 +234,9 @@ class KafkaParser(Parser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.framers = (PrefixFramer(4, _length, KEEP_REQUEST), PrefixFramer(4, _length, KEEP_RESPONSE))
+        self.framers = (Framer(4, _length, keep=KEEP_REQUEST), Framer(4, _length, keep=KEEP_RESPONSE))
         self.pending: dict[int, tuple[dict, int, int]] = {}  # correlation id -> (fields, frame, ts)
         self.raw_sasl = False  # a SaslHandshake v0 was seen: unframed SASL tokens may follow
-        self.reported: set[str] = set()  # anomaly reasons already reported (once per flow)
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         handle = self._request if side == CLIENT else self._response
@@ -339,16 +245,15 @@ class KafkaParser(Parser):
             self.done = True
 
     def _request(self, msg: bytes, total: int, frame: int, ts_ns: int) -> int:
-        c = Cursor(msg, 4)
+        c = KafkaCursor(msg, 4)
         try:
             key, version, corr = REQUEST_HEAD.unpack(c.take(8))
             client_id = c.string()
         except (Short, struct.error, UnicodeError):
             key, version, corr, client_id = -1, -1, -1, None
         if key not in API_NAMES or not 0 <= version <= MAX_API_VERSION or corr < 0:
-            if not self.raw_sasl and "kafka-bad-header" not in self.reported:
-                self.reported.add("kafka-bad-header")
-                self.out.anomaly("kafka-bad-header", f"request header api_key={key} version={version}", frame, ts_ns)
+            if not self.raw_sasl:
+                self.anomaly_once("kafka-bad-header", f"request header api_key={key} version={version}", frame, ts_ns)
             return 0
         fields: dict = {"api": API_NAMES[key], "api_key": key, "api_version": version, "correlation_id": corr,
                         "client_id": client_id[:MAX_NAME] if client_id is not None else None,

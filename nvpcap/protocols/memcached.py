@@ -16,7 +16,7 @@ from functools import partial
 from typing import Callable
 
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
-from nvpcap.protocols.kafka import PrefixFramer
+from nvpcap.protocols.framing import Framer
 
 PORT = 11211
 MAX_LINE = 2048
@@ -222,8 +222,8 @@ class BinaryProtocol:
 
     def __init__(self, out: ParserOutput) -> None:
         self.out = out
-        self.framers = (PrefixFramer(BINARY.size, _binary_length, BINARY.size + KEEP_BINARY),
-                        PrefixFramer(BINARY.size, _binary_length, BINARY.size + KEEP_BINARY))
+        self.framers = (Framer(BINARY.size, _binary_length, keep=BINARY.size + KEEP_BINARY),
+                        Framer(BINARY.size, _binary_length, keep=BINARY.size + KEEP_BINARY))
         self.queues: tuple[deque, deque] = (deque(), deque())  # per requester side: (packet, fields, frame, ts)
         self.handlers = (partial(self._packet, CLIENT), partial(self._packet, SERVER))
 

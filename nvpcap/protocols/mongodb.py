@@ -23,7 +23,7 @@ from .base import (
     either_way_midstream,
     guarded,
 )
-from .sqlinjection import Framer, Message
+from .framing import Framer, Message
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -245,45 +245,6 @@ def bson_elements(b: bytes, off: int = 0) -> list[tuple[str, Any]]:
         out.append((key, value))
         p += span
     return out
-    end = min(off + size - 1, len(b))  # the document's terminating NUL, or the end of what we have
-    p = off + 4
-    while p < end and len(out) < MAX_KEYS:
-        kind = b[p]
-        key_end = b.find(b"\0", p + 1, end)
-        if key_end < 0:
-            break
-        key = _text(b[p + 1 : key_end], 256)
-        p = key_end + 1
-        if kind in BSON_FIXED:
-            n = BSON_FIXED[kind]
-            if p + n > end:
-                break
-            value, p = _fixed(kind, b[p : p + n]), p + n
-        elif kind in BSON_STRINGS or kind == BSON_DBPOINTER:
-            n = _i32(b, p)
-            if n is None or n < 1 or p + 4 + n > end:
-                break
-            value = _text(b[p + 4 : p + 3 + n]) if kind == 0x02 else None
-            p += 4 + n + (12 if kind == BSON_DBPOINTER else 0)
-        elif kind in BSON_NESTED or kind == BSON_BINARY:
-            n = _i32(b, p)
-            if n is None or n < (5 if kind != BSON_BINARY else 0):
-                break
-            value = Nested(p, n) if kind != BSON_BINARY else None
-            p += n if kind != BSON_BINARY else 5 + n
-            if p > end + (1 if kind != BSON_BINARY else 0) and p > len(b):
-                out.append((key, value))  # a nested value cut by the capture: its key is still known
-                break
-        elif kind == BSON_REGEX:
-            pattern_end = b.find(b"\0", p, end)
-            options_end = b.find(b"\0", pattern_end + 1, end) if pattern_end >= 0 else -1
-            if options_end < 0:
-                break
-            value, p = None, options_end + 1
-        else:
-            break  # an unknown element type: its size is unknown, nothing after it can be read
-        out.append((key, value))
-    return out
 
 
 def _cstring(b: bytes, off: int) -> tuple[str | None, int]:
@@ -401,31 +362,6 @@ def reply_document(op: int, body: bytes) -> dict[str, Any]:
     return {}
 
 
-def framer_gap(framer: Framer, missing: int) -> bool:
-    """Bytes lost from one direction of a length-framed stream. When they fall inside the message being
-    read or skipped, its length still says where the next one starts (the message is dropped); otherwise
-    the framing is lost and the framer stops. (Shared by the length-framed parsers of this package.)"""
-    if framer.broken:
-        return False
-    if framer.skip:
-        if missing <= framer.skip:
-            framer.skip -= missing
-            framer.pos += missing
-            return True
-    elif len(framer.buf) >= framer.head:
-        total = framer.length(bytes(framer.buf[: framer.head]))
-        rest = total - len(framer.buf)
-        if total >= framer.head and missing <= rest:
-            framer.pos += len(framer.buf) + missing
-            framer.buf.clear()
-            framer.marks.clear()
-            framer.skip = rest - missing
-            return True
-    framer.broken = True
-    framer.buf.clear()
-    return False
-
-
 def _length(h: bytes) -> int:
     n = _I32.unpack_from(h)[0]
     return n if 16 <= n <= MAX_MSG else 0
@@ -442,28 +378,22 @@ class MongoParser(Parser):
         self.framers = (Framer(16, _length, MESSAGE_LIMIT, MESSAGE_KEEP),
                         Framer(16, _length, MESSAGE_LIMIT, MESSAGE_KEEP))
         self.pending: dict[int, tuple[dict[str, Any], int, int]] = {}
-        self.weird: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         framer = self.framers[side]
         for msg in framer.push(data, frame, ts_ns):
             self._message(msg)
         if framer.broken:
-            self._anomaly("mongodb-bad-length", "message length outside 16..48000000: framing lost", frame, ts_ns)
+            self.anomaly_once("mongodb-bad-length", "message length outside 16..48000000: framing lost", frame, ts_ns)
             self._check_done()
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
-        if not framer_gap(self.framers[side], missing):
+        if not self.framers[side].gap(missing):
             self._check_done()
 
     def _check_done(self) -> None:
         if all(f.broken for f in self.framers):
             self.done = True
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.weird:
-            self.weird.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def _message(self, msg: Message) -> None:
         _, request_id, response_to, op = _HDR.unpack_from(msg.data)
@@ -471,7 +401,7 @@ class MongoParser(Parser):
         if op == OP_MSG and not msg.truncated and len(body) >= 4 and body[0] & MSG_CHECKSUM:
             body = body[:-4]  # the CRC-32C after the sections
         if op not in OPNAMES:
-            self._anomaly("mongodb-unknown-opcode", f"opcode {op}", msg.frame, msg.ts_ns)
+            self.anomaly_once("mongodb-unknown-opcode", f"opcode {op}", msg.frame, msg.ts_ns)
             return
         extra: dict[str, Any] = {}
         inner = op

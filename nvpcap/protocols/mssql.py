@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 from . import sqlinjection
 from .base import CLIENT, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, either_way_midstream, guarded
-from .sqlinjection import Framer, cap
+from .framing import Framer
+from .sqlinjection import cap
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 

@@ -16,7 +16,8 @@ import struct
 
 from . import sqlinjection
 from .base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
-from .sqlinjection import Framer, cap
+from .framing import Framer
+from .sqlinjection import cap
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 

@@ -126,14 +126,14 @@ class NtpParser(Parser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.reported = False
+        self.truncated_reported = False
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         fields = message(data)
         if fields is not None:
             self.out.event(fields, frame, ts_ns)
-        elif not self.reported:
-            self.reported = True
+        elif not self.truncated_reported:
+            self.truncated_reported = True
             self.out.anomaly("ntp-truncated", f"{len(data)}-byte NTP datagram, shorter than the 48-byte header",
                              frame, ts_ns)
 

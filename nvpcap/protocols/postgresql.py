@@ -14,7 +14,8 @@ import struct
 
 from . import sqlinjection
 from .base import CLIENT, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
-from .sqlinjection import Framer, cap
+from .framing import Framer
+from .sqlinjection import cap
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 

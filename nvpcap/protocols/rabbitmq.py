@@ -14,8 +14,7 @@ import struct
 from typing import Any
 
 from .base import FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
-from .mongodb import framer_gap
-from .sqlinjection import Framer, Message
+from .framing import Cursor, Framer, Message, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -241,29 +240,22 @@ AMQP10_LAYERS = {0: "amqp", 2: "tls", 3: "sasl"}  # AMQP 1.0 protocol ids (part 
 _FIXED = {"o": 1, "s": 2, "l": 4, "L": 8}
 
 
-class Cut(Exception):
-    """The payload ends before the field does."""
-
-
 def _text(raw: bytes, cap: int = MAX_TEXT) -> str:
     return raw[: cap * 4].decode("utf-8", "replace")[:cap]
 
 
-class Reader:
-    """AMQP 0-9-1 domains (spec §4.2.5) over one frame payload; raises Cut past the end."""
+class Reader(Cursor):
+    """AMQP 0-9-1 domains (spec §4.2.5) over one frame payload; raises Short past the end."""
 
-    __slots__ = ("b", "bits", "octet", "p")
+    __slots__ = ("bits", "octet")
 
     def __init__(self, b: bytes, p: int = 0) -> None:
-        self.b, self.p, self.bits, self.octet = b, p, 8, 0
+        super().__init__(b, p)
+        self.bits, self.octet = 8, 0
 
     def take(self, n: int) -> bytes:
-        if n < 0 or self.p + n > len(self.b):
-            raise Cut
         self.bits = 8  # any non-bit field ends a run of packed bits
-        out = self.b[self.p : self.p + n]
-        self.p += n
-        return out
+        return super().take(n)
 
     def field(self, kind: str) -> Any:
         if kind in _FIXED:
@@ -279,7 +271,7 @@ class Reader:
             value = bool(self.octet >> self.bits & 1)
             self.bits += 1
             return value
-        raise Cut
+        raise Short
 
 
 def parse_arguments(layout: str, payload: bytes) -> dict[str, Any]:
@@ -293,7 +285,7 @@ def parse_arguments(layout: str, payload: bytes) -> dict[str, Any]:
             value = r.field(kind)
             if name:
                 out[name] = value
-    except Cut:
+    except Short:
         pass
     return out
 
@@ -320,7 +312,7 @@ def table_strings(raw: bytes) -> dict[str, Any]:
             else:
                 break
             out[key] = value
-    except Cut:
+    except Short:
         pass
     return out
 
@@ -352,7 +344,7 @@ def content_properties(payload: bytes) -> dict[str, Any]:
                 value = r.field(kind)
                 if name in KEPT_PROPERTIES:
                     out[name] = value
-    except Cut:
+    except Short:
         pass
     return out
 
@@ -371,13 +363,11 @@ class AmqpParser(Parser):
         self.framers: list[Framer | None] = [None, None]
         self.held: list[bytearray] = [bytearray(), bytearray()]
         self.where: list[tuple[int, int] | None] = [None, None]
-        self.lost = [False, False]
         self.version: str | None = None
         self.conn: dict[str, Any] = {}
         self.conn_where: tuple[int, int] | None = None
         self.sync: dict[int, tuple[dict[str, Any], int, int]] = {}  # channel -> request awaiting its -Ok
         self.content: dict[tuple[int, int], tuple[dict[str, Any], int, int]] = {}  # (side, channel) -> method
-        self.weird: set[str] = set()
 
     # -- bytes --
 
@@ -404,27 +394,17 @@ class AmqpParser(Parser):
             if framer.broken:
                 break
         if framer.broken:
-            self._lose(side)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
         framer = self.framers[side]
-        if framer is None or not framer_gap(framer, missing):
-            self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
-
-    def _weird(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.weird:
-            self.weird.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
+        if framer is None or not framer.gap(missing):
+            self.lose(side)
 
     def _header(self, head: bytes, frame: int, ts_ns: int) -> None:
         """'AMQP' + protocol id + version (§4.2.2). A server sends one back when it refuses the version."""
         if head[:4] != b"AMQP":
-            self._weird("amqp-bad-header", "a side starts with 'A' but not the protocol header", frame, ts_ns)
+            self.anomaly_once("amqp-bad-header", "a side starts with 'A' but not the protocol header", frame, ts_ns)
             return
         if head[4] in AMQP10_LAYERS and head[5:8] == b"\x01\x00\x00":  # AMQP 1.0: another framing
             self.out.event({"method": None, "version": "1.0.0", "layer": AMQP10_LAYERS[head[4]]}, frame, ts_ns)
@@ -446,7 +426,7 @@ class AmqpParser(Parser):
         data = msg.data
         kind, channel = data[0], struct.unpack_from(">H", data, 1)[0]
         if not msg.truncated and data[-1] != FRAME_END:
-            self._weird("amqp-bad-frame-end", f"frame end {data[-1]:#x}, not 0xce: framing lost", msg.frame,
+            self.anomaly_once("amqp-bad-frame-end", f"frame end {data[-1]:#x}, not 0xce: framing lost", msg.frame,
                         msg.ts_ns)
             self.framers[side].broken = True
             return
@@ -457,12 +437,12 @@ class AmqpParser(Parser):
         elif kind == HEADER:
             self._content_header(side, channel, payload)
         elif kind not in (BODY, HEARTBEAT, 4):  # 4: AMQP 0-8's heartbeat frame type (OOB types unused)
-            self._weird("amqp-bad-frame-type", f"frame type {kind}", msg.frame, msg.ts_ns)
+            self.anomaly_once("amqp-bad-frame-type", f"frame type {kind}", msg.frame, msg.ts_ns)
 
     def _method(self, side: int, channel: int, ids: tuple[int, int], args: bytes, msg: Message) -> None:
         spec = SPEC_METHODS.get(ids)
         if spec is None:
-            self._weird("amqp-unknown-method", f"class {ids[0]} method {ids[1]}", msg.frame, msg.ts_ns)
+            self.anomaly_once("amqp-unknown-method", f"class {ids[0]} method {ids[1]}", msg.frame, msg.ts_ns)
             return
         name, layout = spec
         values = parse_arguments(layout, args)

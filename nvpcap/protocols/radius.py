@@ -150,19 +150,18 @@ class RadiusParser(Parser):
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
         self.pending: dict[int, _Packet] = {}
-        self.reported: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if len(data) < MIN_LEN:
-            self._anomaly("radius-truncated", f"{len(data)}-byte RADIUS datagram", frame, ts_ns)
+            self.anomaly_once("radius-truncated", f"{len(data)}-byte RADIUS datagram", frame, ts_ns)
             return
         code, ident, length, _ = HEADER.unpack_from(data)
         if length > len(data) or length < MIN_LEN:  # RFC 2865 §3: shorter than Length: silently discarded
-            self._anomaly("radius-bad-length", f"Length {length} in a {len(data)}-byte datagram", frame, ts_ns)
+            self.anomaly_once("radius-bad-length", f"Length {length} in a {len(data)}-byte datagram", frame, ts_ns)
             return
         attrs, ok = attributes(data, length)
         if not ok:
-            self._anomaly("radius-bad-attribute", "attributes do not fill the packet", frame, ts_ns)
+            self.anomaly_once("radius-bad-attribute", "attributes do not fill the packet", frame, ts_ns)
         pkt = _Packet(code, ident, attrs, frame, ts_ns, data[:length])
         if code in ANSWERS:
             self._request(pkt)
@@ -181,11 +180,6 @@ class RadiusParser(Parser):
                 return  # retransmitted: the same request (RFC 2865 §2.5: same identifier and authenticator)
             self.out.event(fields(old, None), old.frame, old.ts_ns)
         self.pending[pkt.ident] = pkt
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
-            self.reported.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def finish(self) -> None:
         for req in sorted(self.pending.values(), key=lambda p: p.frame):

@@ -15,7 +15,7 @@ from functools import partial
 
 from .base import (CLIENT, SERVER, FlowContext, Parser, ParserOutput, either_way_midstream,
                    guarded, ProtocolSpec, Verdict)
-from .kafka import Cursor, PrefixFramer, Short
+from .framing import Cursor, Framer, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -108,7 +108,7 @@ def _frame_length(head: bytes) -> int | None:
 def _string(c: Cursor, cap: int = MAX_ERROR) -> str:
     """Encoders.Strings: int32 length + UTF-8."""
     n = c.int(">i")
-    return c.take(min(n, len(c.b) - c.i) if n > 0 else 0).decode("utf-8", "replace")[:cap] if n >= 0 else ""
+    return c.take(min(n, c.left()) if n > 0 else 0).decode("utf-8", "replace")[:cap] if n >= 0 else ""
 
 
 def decode(kind: int, msg: bytes, total: int) -> tuple[tuple | None, dict, int]:
@@ -173,11 +173,10 @@ class SparkParser(Parser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.framers = (PrefixFramer(FRAME_HEAD.size, _frame_length, KEEP),
-                        PrefixFramer(FRAME_HEAD.size, _frame_length, KEEP))
+        self.framers = (Framer(FRAME_HEAD.size, _frame_length, keep=KEEP),
+                        Framer(FRAME_HEAD.size, _frame_length, keep=KEEP))
         self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
         self.pending: dict[tuple, tuple[dict, int, int]] = {}  # (requester side, pairing key) -> event
-        self.short_reported = False
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if not self.framers[side].feed(data, frame, ts_ns, self.handlers[side]):
@@ -190,10 +189,7 @@ class SparkParser(Parser):
         try:
             key, fields, extra = decode(kind, msg, total)
         except (Short, struct.error):
-            if not self.short_reported:
-                self.short_reported = True
-                self.out.anomaly("spark-short-message", f"{TYPES[kind]} header cut at {len(msg)} bytes", frame,
-                                 ts_ns)
+            self.anomaly_once("spark-short-message", f"{TYPES[kind]} header cut at {len(msg)} bytes", frame, ts_ns)
             return 0
         if kind in REQUEST_TYPES and key is not None:
             self._remember((side, *key), {"type": TYPES[kind], **fields}, frame, ts_ns)

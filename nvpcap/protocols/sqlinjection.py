@@ -1,5 +1,5 @@
-"""What the database parsers (mysql, postgresql, mssql, oracle) share: NeuVector's SQL-injection check, the
-statement cap, and a bounded length-prefixed message framer.
+"""What the database parsers (mysql, postgresql, mssql, oracle) share: NeuVector's SQL-injection check and the
+statement cap. (Their message framing is framing.Framer.)
 
 NeuVector (dp/dpi/parsers/dpi_sqlinjection.c, `check_sql_query`) runs a fixed list of PCRE2 patterns on
 each statement its parsers extract (MySQL COM_QUERY, TDS SQL batch decoded from UTF-16, TNS SELECT text);
@@ -16,9 +16,6 @@ start (no MULTILINE), back references compare case-insensitively under IGNORECAS
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 from .base import ParserOutput
 
@@ -68,78 +65,3 @@ def report(out: ParserOutput, app: str, sql: str, side: int, frame: int, ts_ns: 
 
 def cap(text: str, limit: int = MAX_STATEMENT) -> str:
     return text if len(text) <= limit else text[:limit]
-
-
-# ---- framing: length-prefixed messages of one direction, bounded ----
-
-class Message(NamedTuple):
-    data: bytes  # the whole message (header included), or its first `keep` bytes when truncated
-    length: int  # the message's length as its header gives it
-    truncated: bool
-    frame: int  # capture frame / time of the packet holding the message's first byte
-    ts_ns: int
-
-
-class Framer:
-    """Cuts one direction's in-order bytes into messages whose header (`head` bytes) gives their total
-    length (`length(header)`, header included; a value below `head` means the framing is lost). Messages up
-    to `limit` bytes are delivered whole; longer ones (up to 4 GiB lengths in hostile bytes) are delivered as
-    their first `keep` bytes and the rest is skipped by count, never buffered. `head` and `length` may be
-    changed between messages (protocols whose framing changes after a handshake)."""
-
-    def __init__(self, head: int, length: Callable[[bytes], int], limit: int = 1 << 16, keep: int = 8192) -> None:
-        self.head, self.length, self.limit, self.keep = head, length, limit, keep
-        self.buf = bytearray()
-        self.skip = 0  # bytes of an over-long message still to discard
-        self.broken = False
-        self.pos = 0  # stream offset of buf[0]
-        self.marks: deque[tuple[int, int, int]] = deque()  # (stream offset, frame, ts) of chunks in buf
-
-    def push(self, data: bytes, frame: int, ts_ns: int) -> Iterator[Message]:
-        if self.broken:
-            return
-        if self.skip:
-            n = min(self.skip, len(data))
-            self.skip -= n
-            self.pos += n
-            data = data[n:]
-        if data:
-            self.marks.append((self.pos + len(self.buf), frame, ts_ns))
-            self.buf += data
-        while not self.broken and len(self.buf) >= self.head:
-            total = self.length(bytes(self.buf[: self.head]))
-            if total < self.head:
-                self.broken = True
-                self.buf.clear()
-                return
-            where = self._where()
-            if total <= self.limit:
-                if len(self.buf) < total:
-                    return
-                msg = Message(bytes(self.buf[:total]), total, False, *where)
-                self._consume(total)
-            else:
-                if len(self.buf) < min(self.keep, total):
-                    return
-                msg = Message(bytes(self.buf[: self.keep]), total, True, *where)
-                have = len(self.buf)
-                if have >= total:
-                    self._consume(total)
-                else:
-                    self._consume(have)
-                    self.skip = total - have
-            yield msg
-            if self.skip:
-                return
-
-    def _where(self) -> tuple[int, int]:
-        while len(self.marks) > 1 and self.marks[1][0] <= self.pos:
-            self.marks.popleft()
-        _, frame, ts = self.marks[0]
-        return frame, ts
-
-    def _consume(self, n: int) -> None:
-        del self.buf[:n]
-        self.pos += n
-        if not self.buf:
-            self.marks.clear()

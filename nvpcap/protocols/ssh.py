@@ -127,7 +127,6 @@ class SshParser(Parser):
         self.bufs = [SideBuffer(MAX_LINE * (MAX_PRE_LINES + 1)), SideBuffer(MAX_LINE * (MAX_PRE_LINES + 1))]
         self.banner: list[str | None] = [None, None]
         self.kex: list[dict[str, list[str]] | None] = [None, None]
-        self.lost = [False, False]
         self.where = (0, 0)
         self.emitted = False
 

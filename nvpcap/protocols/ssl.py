@@ -14,6 +14,7 @@ import struct
 import warnings
 
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
+from nvpcap.protocols.framing import Cursor, Short
 
 RECORD = struct.Struct("!BHH")  # content type, legacy version, length
 CCS, ALERT, HANDSHAKE, APPDATA, HEARTBEAT = 20, 21, 22, 23, 24
@@ -217,33 +218,16 @@ def is_grease(v: int) -> bool:
     return v & 0x0F0F == 0x0A0A and v >> 8 == v & 0xFF
 
 
-class _Short(Exception):
-    """A length field points past the end of its message."""
+class _Reader(Cursor):
+    """Big-endian reads over one message; a length field pointing past its end raises Short."""
 
-
-class _Reader:
-    """Bounds-checked big-endian reads over one message."""
-
-    __slots__ = ("data", "off")
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.off = data, 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.off + n > len(self.data):
-            raise _Short()
-        out = self.data[self.off : self.off + n]
-        self.off += n
-        return out
+    __slots__ = ()
 
     def uint(self, n: int) -> int:
         return int.from_bytes(self.take(n), "big")
 
     def vector(self, len_bytes: int) -> bytes:
         return self.take(self.uint(len_bytes))
-
-    def left(self) -> int:
-        return len(self.data) - self.off
 
 
 def _u16s(data: bytes) -> list[int]:
@@ -287,7 +271,7 @@ def _sni(data: bytes) -> str | None:
 
 
 def parse_client_hello(body: bytes) -> dict:
-    """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello: the fields the event and JA3 need. Raises _Short."""
+    """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello: the fields the event and JA3 need. Raises Short."""
     r = _Reader(body)
     version = r.uint(2)
     r.take(32)  # random
@@ -313,7 +297,7 @@ def parse_client_hello(body: bytes) -> dict:
 
 def parse_server_hello(body: bytes) -> dict:
     """RFC 8446 §4.1.3 / RFC 5246 §7.4.1.3 ServerHello. `selected` is the negotiated version: the legacy version,
-    or the supported_versions extension's when present (RFC 8446 §4.2.1). Raises _Short."""
+    or the supported_versions extension's when present (RFC 8446 §4.2.1). Raises Short."""
     r = _Reader(body)
     version = r.uint(2)
     random = r.take(32)
@@ -378,7 +362,7 @@ def certificate_fields(der: bytes) -> dict | None:
 
 def first_certificate(body: bytes) -> bytes | None:
     """RFC 5246 §7.4.2 Certificate: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>; the first (the server's own).
-    None when the list is empty; raises _Short when the first certificate is not all there."""
+    None when the list is empty; raises Short when the first certificate is not all there."""
     r = _Reader(body)
     if r.uint(3) == 0:
         return None
@@ -577,7 +561,7 @@ class TlsParser(Parser):
                     if self.cert is None:
                         self.out.anomaly("tls-bad-certificate", "server certificate is not valid DER X.509",
                                          frame, ts_ns)
-        except _Short:
+        except Short:
             if whole:  # a cut prefix of a long message may just lack its end
                 self.out.anomaly("tls-bad-handshake", f"handshake message {mtype} shorter than its fields",
                                  frame, ts_ns)

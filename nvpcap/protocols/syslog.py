@@ -165,8 +165,6 @@ class SyslogParser(Parser):
         self.starts: list[tuple[int, int] | None] = [None, None]
         self.skip = [0, 0]  # bytes of an oversized octet-counted message still to skip
         self.skip_line = [False, False]  # discarding an oversized LF-framed message up to its LF
-        self.lost = [False, False]
-        self.reported: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if not self.tcp:
@@ -185,7 +183,7 @@ class SyslogParser(Parser):
         while buf and not self.lost[side] and self._frame(side, buf, frame, ts_ns):
             self.starts[side] = (frame, ts_ns) if buf else None
         if len(buf) > MAX_FRAME + MAX_COUNT_DIGITS + 1:  # (an octet-counted message may take all of it)
-            self._anomaly("syslog-message-too-long", f"no end of message within {MAX_FRAME} bytes", frame, ts_ns)
+            self.anomaly_once("syslog-message-too-long", f"no end of message within {MAX_FRAME} bytes", frame, ts_ns)
             buf.clear()
             self.skip_line[side] = True
             self.starts[side] = None
@@ -207,14 +205,14 @@ class SyslogParser(Parser):
         sp = buf.find(b" ", 0, MAX_COUNT_DIGITS + 1)
         if sp < 0 or not buf[:sp].isdigit() or buf[0] == 0x30:
             if sp >= 0 or len(buf) > MAX_COUNT_DIGITS:
-                self._anomaly("syslog-bad-framing", "neither an octet count nor a <PRI> starts the message",
+                self.anomaly_once("syslog-bad-framing", "neither an octet count nor a <PRI> starts the message",
                               frame, ts_ns)
                 self.lost[side] = True
                 buf.clear()
             return False
         count = int(buf[:sp])
         if count > MAX_FRAME:
-            self._anomaly("syslog-message-too-long", f"octet count {count}", frame, ts_ns)
+            self.anomaly_once("syslog-message-too-long", f"octet count {count}", frame, ts_ns)
             have = len(buf) - sp - 1
             self.skip[side] = max(0, count - have)
             del buf[: sp + 1 + min(count, have)]
@@ -229,13 +227,8 @@ class SyslogParser(Parser):
     def _emit(self, msg: bytes, frame: int, ts_ns: int) -> None:
         fields = parse(msg)
         if fields["facility"] is None:
-            self._anomaly("syslog-bad-pri", "a message without a valid <PRI>", frame, ts_ns)
+            self.anomaly_once("syslog-bad-pri", "a message without a valid <PRI>", frame, ts_ns)
         self.out.event(fields, frame, ts_ns)
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
-            self.reported.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
         """Lost bytes: resynchronise at the next LF (a count cannot be found again)."""

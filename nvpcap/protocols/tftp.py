@@ -164,11 +164,10 @@ class TftpParser(Parser):
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
         self.current: _Transfer | None = None
-        self.reported: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if len(data) < 2 or data[0] != 0 or data[1] not in OPCODE_NAMES:
-            self._anomaly("tftp-bad-opcode", f"not a TFTP message ({len(data)} bytes)", frame, ts_ns)
+            self.anomaly_once("tftp-bad-opcode", f"not a TFTP message ({len(data)} bytes)", frame, ts_ns)
             return
         opcode = data[1]
         if opcode in (RRQ, WRQ):
@@ -210,11 +209,11 @@ class TftpParser(Parser):
         t.mode = _s(rest[0]).lower() if rest else None
         t.options = _pairs(rest[1:]) or None
         if not fields or not rest:
-            self._anomaly("tftp-bad-request", "RRQ/WRQ without a filename and mode", frame, ts_ns)
+            self.anomaly_once("tftp-bad-request", "RRQ/WRQ without a filename and mode", frame, ts_ns)
 
     def _data(self, t: _Transfer, data: bytes, frame: int, ts_ns: int) -> None:
         if len(data) < 4:
-            self._anomaly("tftp-bad-data", "DATA message without a block number", frame, ts_ns)
+            self.anomaly_once("tftp-bad-data", "DATA message without a block number", frame, ts_ns)
             return
         block, size = int.from_bytes(data[2:4], "big"), len(data) - 4
         if t.last_block is not None and block == t.last_block:
@@ -232,11 +231,6 @@ class TftpParser(Parser):
             if t.complete is None:
                 t.complete = False
             self.out.event(t.fields(), t.frame, t.ts_ns)
-
-    def _anomaly(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
-        if reason not in self.reported:  # once per flow and reason, as Zeek's flow weirds
-            self.reported.add(reason)
-            self.out.anomaly(reason, message, frame, ts_ns)
 
     def finish(self) -> None:
         self._emit()

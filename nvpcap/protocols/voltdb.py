@@ -24,8 +24,8 @@ from .base import (
     Verdict,
     guarded,
 )
-from .mongodb import framer_gap
-from .sqlinjection import MAX_STATEMENT, Framer, Message
+from .framing import Cursor, Framer, Message, Short
+from .sqlinjection import MAX_STATEMENT
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -120,31 +120,16 @@ VT_STRING = 9  # VoltType.STRING
 BASE_FIELDS = ("message_type", "procedure", "client_handle", "status", "status_string")
 
 
-class Cut(Exception):
-    """The message ends (or was cut) before the field does."""
+class Reader(Cursor):
+    """VoltDB's serialization (big-endian, signed) over one message. Raises Short past the end."""
 
-
-class Reader:
-    __slots__ = ("b", "p")
-
-    def __init__(self, b: bytes, p: int = 0) -> None:
-        self.b, self.p = b, p
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.p + n > len(self.b):
-            raise Cut
-        out = self.b[self.p : self.p + n]
-        self.p += n
-        return out
+    __slots__ = ()
 
     def byte(self) -> int:
-        return struct.unpack(">b", self.take(1))[0]
-
-    def int(self) -> int:
-        return struct.unpack(">i", self.take(4))[0]
+        return self.int(">b")
 
     def long(self) -> int:
-        return struct.unpack(">q", self.take(8))[0]
+        return self.int(">q")
 
     def string(self, cap: int = MAX_TEXT) -> str | None:
         n = self.int()
@@ -185,7 +170,7 @@ def parse_invocation(r: Reader, version: int) -> tuple[dict[str, Any], bytes | N
             r.take(r.take(1)[0])
     sql = None
     if f["procedure"] in SQL_PROCEDURES:
-        count = struct.unpack(">h", r.take(2))[0]
+        count = r.int(">h")
         if count > 0 and r.byte() == VT_STRING:
             n = r.int()
             raw = r.b[r.p : r.p + max(n, 0)][: MAX_STATEMENT * 4]
@@ -209,8 +194,8 @@ def parse_response(r: Reader) -> tuple[int, dict[str, Any]]:
         r.int()  # cluster round trip time
         if present & EXCEPTION:
             r.take(r.int())
-        out["results"] = struct.unpack(">h", r.take(2))[0]
-    except Cut:
+        out["results"] = r.int(">h")
+    except Short:
         pass
     return handle, out
 
@@ -230,8 +215,6 @@ class VoltDbParser(Parser):
         self.logged_in = False  # the server's first message (the login response) was read
         self.client_started = False
         self.pending: dict[int, tuple[dict[str, Any], int, int]] = {}
-        self.lost = [False, False]
-        self.weird: set[str] = set()
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         framer = self.framers[side]
@@ -241,19 +224,12 @@ class VoltDbParser(Parser):
             else:
                 self._server(msg)
         if framer.broken:
-            if "voltdb-bad-length" not in self.weird:
-                self.weird.add("voltdb-bad-length")
-                self.out.anomaly("voltdb-bad-length", "message length out of range: framing lost", frame, ts_ns)
-            self._lose(side)
+            self.anomaly_once("voltdb-bad-length", "message length out of range: framing lost", frame, ts_ns)
+            self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
-        if not framer_gap(self.framers[side], missing):
-            self._lose(side)
-
-    def _lose(self, side: int) -> None:
-        self.lost[side] = True
-        if all(self.lost):
-            self.done = True
+        if not self.framers[side].gap(missing):
+            self.lose(side)
 
     def _client(self, msg: Message) -> None:
         version = msg.data[4] if len(msg.data) > 4 else -1
@@ -266,7 +242,7 @@ class VoltDbParser(Parser):
                     self.login = (dict.fromkeys(BASE_FIELDS) | login, msg.frame, msg.ts_ns)
                     return
             f, sql = parse_invocation(r, version) if version in (0, 1, 2) else ({}, None)
-        except Cut:
+        except Short:
             return
         if not f:
             return
@@ -286,7 +262,7 @@ class VoltDbParser(Parser):
             self.logged_in = True
             try:
                 reply = parse_login_response(r)
-            except Cut:
+            except Short:
                 reply = {}
             item = self.login or (dict.fromkeys(BASE_FIELDS) | {"message_type": "login"}, msg.frame, msg.ts_ns)
             item[0].update(reply)
@@ -295,7 +271,7 @@ class VoltDbParser(Parser):
             return
         try:
             handle, reply = parse_response(r)
-        except Cut:
+        except Short:
             return
         item = self.pending.pop(handle, None)
         if item is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from .base import CLIENT, FlowContext, Parser, ParserOutput, guarded, ProtocolSpec, Verdict
-from .kafka import Cursor, PrefixFramer, Short
+from .framing import Cursor, Framer, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -201,12 +201,12 @@ def parse_connect_request(msg: bytes) -> dict | None:
         c.skip(max(pwlen, 0))
     except Short:
         return None
-    if version != 0 or pwlen < 0 or len(msg) - c.i > 1:
+    if version != 0 or pwlen < 0 or len(msg) - c.p > 1:
         return None
     fields: dict = {"op": "connect", "protocol_version": version, "last_zxid_seen": zxid, "timeout": timeout,
                     "session_id": _hex(session)}
-    if c.i < len(msg):
-        fields["read_only"] = bool(msg[c.i])
+    if c.p < len(msg):
+        fields["read_only"] = bool(msg[c.p])
     return fields
 
 
@@ -216,7 +216,7 @@ class ZooKeeperParser(Parser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.framers = (PrefixFramer(4, _length, KEEP), PrefixFramer(4, _length, KEEP))
+        self.framers = (Framer(4, _length, keep=KEEP), Framer(4, _length, keep=KEEP))
         self.started = [False, False]  # first packet of each side seen
         self.connect: tuple[dict, int, int] | None = None
         self.pending: dict[int, tuple[dict, int, int]] = {}
@@ -225,7 +225,6 @@ class ZooKeeperParser(Parser):
         self.election: bytearray | None = None  # a quorum election connection's first bytes
         self.election_at = (0, 0)
         self.electing_done = False
-        self.short_reported = False
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.election is not None or side == CLIENT and not self.started[CLIENT] and data[:1] == b"\xff" \
@@ -272,9 +271,7 @@ class ZooKeeperParser(Parser):
                 self.connect = (fields, frame, ts_ns)
                 return 0
         if len(msg) < 12:
-            if not self.short_reported:
-                self.short_reported = True
-                self.out.anomaly("zookeeper-short-request", f"request of {total - 4} bytes", frame, ts_ns)
+            self.anomaly_once("zookeeper-short-request", f"request of {total - 4} bytes", frame, ts_ns)
             return 0
         xid, op = struct.unpack_from(">ii", msg, 4)
         if xid == PING_XID:
@@ -332,8 +329,8 @@ class ZooKeeperParser(Parser):
             fields["resp_timeout"] = timeout
             fields["resp_session_id"] = _hex(session)
             c.skip(max(c.int(">i"), 0))
-            if c.i < len(msg):
-                fields["resp_read_only"] = bool(msg[c.i])
+            if c.p < len(msg):
+                fields["resp_read_only"] = bool(msg[c.p])
         except Short:
             pass
         self.out.event(fields, frame, ts_ns)

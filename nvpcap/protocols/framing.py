@@ -1,0 +1,194 @@
+"""Length-prefixed framing and bounded field reads, shared by the binary protocol parsers.
+
+Most binary protocols here (Kafka, ZooKeeper, Spark, memcached binary, Erlang distribution, MySQL, PostgreSQL,
+TDS, TNS, MongoDB, CQL, AMQP, OpenWire, VoltDB, the Elasticsearch transport) frame each message with a header
+that gives its length. `Framer` cuts one direction of such a stream into messages while holding no more than a
+bound (the bytes come from the capture: a header may announce 4 GiB), keeps its step across lost bytes when it
+can (`gap`), and tells where each message started. `Cursor` reads the fields of one message and raises `Short`
+rather than read past its end, so a cut or hostile message ends its decoding, never the parser.
+"""
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+
+class Message(NamedTuple):
+    data: bytes  # the whole message (header included), or its first `keep` bytes when truncated
+    length: int  # the message's length as its header gives it
+    truncated: bool
+    frame: int  # capture frame / time of the packet holding the message's first byte
+    ts_ns: int
+
+
+class Framer:
+    """Cuts one direction's in-order bytes into messages whose header (`head` bytes) gives their total length
+    (`length(header)`, header included; None or a value below `head` means the framing is lost: `broken`).
+    Messages up to `limit` bytes (default: `keep`) are delivered whole; longer ones as their first `keep` bytes,
+    the rest skipped by count, never buffered. `head` and `length` may be changed between messages (protocols
+    whose framing changes after a handshake).
+
+    Two ways to read: `push` yields the messages of a chunk; `feed` calls a handler per message that may also
+    skip bytes sent after the message outside the framing (Spark stream data) or stop the framer."""
+
+    __slots__ = ("head", "length", "limit", "keep", "buf", "skip", "broken", "pos", "marks")
+
+    def __init__(self, head: int, length: Callable[[bytes], int | None], limit: int | None = None,
+                 keep: int = 8192) -> None:
+        self.head, self.length = head, length
+        self.keep = max(keep, head)
+        self.limit = self.keep if limit is None else limit
+        self.buf = bytearray()
+        self.skip = 0  # bytes still to discard (the rest of an over-long message, data outside the framing)
+        self.broken = False
+        self.pos = 0  # stream offset of buf[0]
+        self.marks: deque[tuple[int, int, int]] = deque()  # (stream offset, frame, ts) of chunks in buf
+
+    def push(self, data: bytes, frame: int, ts_ns: int) -> Iterator[Message]:
+        if self.broken:
+            return
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            self.pos += n
+            data = data[n:]
+        if data:
+            self.marks.append((self.pos + len(self.buf), frame, ts_ns))
+            self.buf += data
+        while not self.broken and len(self.buf) >= self.head:
+            total = self.length(bytes(self.buf[: self.head]))
+            if total is None or total < self.head:
+                self.stop()
+                return
+            where = self._where()
+            if total <= self.limit:
+                if len(self.buf) < total:
+                    return
+                msg = Message(bytes(self.buf[:total]), total, False, *where)
+                self._consume(total)
+            else:
+                if len(self.buf) < min(self.keep, total):
+                    return
+                msg = Message(bytes(self.buf[: self.keep]), total, True, *where)
+                have = len(self.buf)
+                if have >= total:
+                    self._consume(total)
+                else:
+                    self._consume(have)
+                    self.skip = total - have
+            yield msg
+            if self.skip:  # the rest of a long message, or what the reader asked to skip after it
+                n = min(self.skip, len(self.buf))
+                if n:
+                    self._consume(n)
+                    self.skip -= n
+                if self.skip:
+                    return
+
+    def feed(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bool:
+        """push with a handler: handle(data, length, frame, ts_ns) for each message returns the bytes to skip
+        after it (data sent outside the framing), or -1 to stop. False once the framing is lost or stopped."""
+        for msg in self.push(data, frame, ts_ns):
+            extra = handle(msg.data, msg.length, msg.frame, msg.ts_ns)
+            if extra < 0:
+                self.stop()
+            else:
+                self.skip += extra
+        return not self.broken
+
+    def gap(self, missing: int) -> bool:
+        """Bytes lost from this direction. When they fall inside the message being read or skipped, its length
+        still says where the next one starts (that message is dropped): True. Otherwise the framing is lost:
+        the framer stops (False)."""
+        if self.broken:
+            return False
+        if self.skip:
+            if missing <= self.skip:
+                self.skip -= missing
+                self.pos += missing
+                return True
+        elif len(self.buf) >= self.head:
+            total = self.length(bytes(self.buf[: self.head]))
+            if total is not None and total >= self.head and missing <= total - len(self.buf):
+                self.skip = total - len(self.buf) - missing
+                self.pos += len(self.buf) + missing
+                self.buf.clear()
+                self.marks.clear()
+                return True
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        """The framing is lost (or no longer this framer's): nothing more is delivered."""
+        self.broken = True
+        self.buf.clear()
+        self.marks.clear()
+
+    def _where(self) -> tuple[int, int]:
+        while len(self.marks) > 1 and self.marks[1][0] <= self.pos:
+            self.marks.popleft()
+        _, frame, ts = self.marks[0]
+        return frame, ts
+
+    def _consume(self, n: int) -> None:
+        del self.buf[:n]
+        self.pos += n
+        if not self.buf:
+            self.marks.clear()
+
+
+class Short(Exception):
+    """The bytes end before the field does (a truncated or hostile message)."""
+
+
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
+class Cursor:
+    """Bounds-checked reads over one message, from offset `p`: a read past the end raises Short. Protocols
+    subclass it with their own field types."""
+
+    __slots__ = ("b", "p")
+
+    def __init__(self, b: bytes, p: int = 0) -> None:
+        self.b, self.p = b, p
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.p + n > len(self.b):
+            raise Short
+        out = self.b[self.p : self.p + n]
+        self.p += n
+        return out
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.p + n > len(self.b):
+            raise Short
+        self.p += n
+
+    def left(self) -> int:
+        return len(self.b) - self.p
+
+    def int(self, fmt: str = ">i") -> int:
+        """One integer of struct format `fmt` (default a big-endian int32)."""
+        s = _STRUCTS.get(fmt)
+        if s is None:
+            s = _STRUCTS[fmt] = struct.Struct(fmt)
+        end = self.p + s.size
+        if end > len(self.b):
+            raise Short
+        value = s.unpack_from(self.b, self.p)[0]
+        self.p = end
+        return value
+
+    def uvarint(self) -> int:
+        """An unsigned LEB128 varint of at most five bytes (Kafka's unsigned varint, Elasticsearch's vInt)."""
+        value = shift = 0
+        while shift < 35:
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise Short  # longer than an int32 varint
