@@ -129,3 +129,12 @@ def test_a_reset_before_the_handshake_does_not_shift_the_servers_stream(tmp_path
     g.write(path, pkts + rest)
     (event,) = run(path).app_events("ssh")
     assert event["ssh"]["server"] == "SSH-2.0-OpenSSH_9.6" and event["ssh"]["client"] == "SSH-1.5-oldclient"
+
+
+def test_etcd_over_grpc_is_labelled_by_its_service_package():
+    # tshark -r etcd_grpc.pcap -d tcp.port==2379,http2 -Y 'http2.header.name == ":path"' -e http2.header.value:
+    # /etcdserverpb.KV/Put, /etcdserverpb.KV/Range, /etcdserverpb.KV/DeleteRange, one per connection
+    from conftest import SAMPLES
+
+    flows = run(SAMPLES / "apps" / "etcd_grpc.pcap").flows
+    assert list(flows["app_proto"]) == ["grpc"] * 3 and list(flows["app_product"]) == ["etcd"] * 3

@@ -242,6 +242,11 @@ def grpc_path(path: str | None) -> tuple[str | None, str | None]:
     return (service or None, method or None) if sep else (None, None)
 
 
+# gRPC servers NeuVector names as apps, by the package of the called service (etcd's API: etcdserverpb.KV,
+# .Watch, .Lease, ... in etcd's api/etcdserverpb/rpc.proto)
+GRPC_PRODUCTS = {"etcdserverpb": "etcd", "v3electionpb": "etcd", "v3lockpb": "etcd"}
+
+
 class _Stream:
     """One request/response exchange."""
 
@@ -585,6 +590,9 @@ class Http2Parser(Parser):
             service, method = grpc_path(fields["path"])
             fields.update(grpc_service=service, grpc_method=method, grpc_status=stream.grpc_status,
                           grpc_message=stream.grpc_message, grpc_compressed=stream.compressed)
+            product = GRPC_PRODUCTS.get((service or "").partition(".")[0])
+            if product is not None:
+                self.out.product(product)
         self.out.event(fields, *stream.where)
 
     def _stop(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
