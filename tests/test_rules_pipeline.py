@@ -167,3 +167,23 @@ def test_non_http_payload_is_scanned_raw_and_encrypted_is_not(tmp_path):
     assert res.flows.iloc[0]["app_proto"] == "redis"
     (alert,) = rule_alerts(res)
     assert (alert["context"], alert["app_proto"]) == ("raw", "redis")
+
+
+CRS_CONF = r"""SecRule ARGS "@rx (?i)select\s+sleep" \
+    "id:990002,phase:2,deny,msg:'paranoia two rule',severity:CRITICAL,tag:'paranoia-level/2'"
+"""
+
+
+def test_crs_rules_above_the_paranoia_level_load_only_when_asked(tmp_path):
+    request = b"GET /q?x=1%20select%20sleep(5) HTTP/1.1\r\nHost: app\r\n\r\n"
+    conversation(tmp_path / "c.pcap", [(0, request), (1, OK)])
+    (tmp_path / "crs").mkdir()
+    (tmp_path / "crs" / "custom.conf").write_text(CRS_CONF)
+    names = []
+    for level in ("1", "2"):
+        done = _cli("c.pcap", "--rules", "crs", "--no-bundled-rules", "--crs-paranoia", level, "-o", f"o{level}.jsonl",
+                    cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        names.append([json.loads(x).get("rule_name") for x in (tmp_path / f"o{level}.jsonl").read_text().splitlines()
+                      if '"event_type":"alert"' in x])
+    assert names == [[], ["paranoia two rule"]]

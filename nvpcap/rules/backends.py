@@ -19,7 +19,7 @@ from .regex import hyperscan, looks_ahead
 Hits = dict[int, list]  # pid -> [first end, last end, list of ends | None]
 MAX_ENDS = 512
 
-BLOCK_DBS = ("url", "header")  # one call = one unit (a request line, a header block)
+BLOCK_DBS = ("url", "header", "tls.sni", "dns.query")  # one call = one unit (a request line, a header block, a name)
 STREAM_DBS = ("body", "sql")  # consecutive calls are one stream; "raw" scans with the body database
 WINDOW = 4096  # bytes of history the Python side keeps per stream: the longest match found across calls
 
@@ -117,7 +117,8 @@ class HyperscanBackend:
         for key, pats in dbs.items():
             if not pats:
                 continue
-            mode = hyperscan.HS_MODE_BLOCK if key in BLOCK_DBS else hyperscan.HS_MODE_STREAM
+            # "url|chain" keys: the url database of patterns with transformations (engine.py)
+            mode = hyperscan.HS_MODE_BLOCK if key.split("|", 1)[0] in BLOCK_DBS else hyperscan.HS_MODE_STREAM
             db = hyperscan.Database(mode=mode)
             db.compile(expressions=[p.regex.encode("utf-8", "surrogateescape") for p in pats],
                        ids=[p.pid for p in pats], flags=[p.hs_flags for p in pats])

@@ -9,6 +9,14 @@ Scanning differs from dp on purpose: url and header calls are single units (bloc
 calls of one flow direction form one stream, so a card number split across two segments is still found (dp
 scans each packet alone and misses it).
 
+Transformations (ModSecurity's t:, OWASP CRS rules: rules/crs.py, rules/transforms.py). A pattern with a
+transformation chain goes, in the url and header contexts, to a database of that chain; each url/header unit is
+scanned as it is by the plain database, then once per distinct chain, transformed, by that chain's database
+(lowercase is free, patterns are caseless; urlDecode/urlDecodeUni are free in url, decoded already). In stream
+contexts (body, sql, raw) a chain of chunk-safe transformations (removeNulls, replaceNulls, removeWhitespace,
+compressWhitespace) is applied to each call, one more stream per chain; a pattern with any other
+transformation scans the content as it is there.
+
 When a rule holds. NeuVector ANDs a rule's patterns over one packet. nvpcap ANDs them over the flow seen so
 far: a rule fires when each positive pattern has matched somewhere in the flow (in its context, on a side the
 rule's direction allows) and none of its negated patterns has matched in the flow (in that pattern's context)
@@ -37,15 +45,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import redact
+from . import redact, transforms
 from .backends import BLOCK_DBS, WINDOW, DbPattern, Hits, HyperscanBackend, PythonBackend
 from .model import Match, Pattern, Rule, rule_problem
 from .regex import HS_BASE_FLAGS, HS_ERRORS, compile_python, hyperscan, hyperscan_error, looks_ahead, max_width
-from .validators import VALIDATORS
+from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
-SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw")
-CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "raw": "body"}
+SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query")
+CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "raw": "body", "tls.sni": "tls.sni",
+              "dns.query": "dns.query"}
+PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
 MAX_STEPS = 4096  # regex searches per pattern per call (candidates, and old matches skipped)
@@ -72,6 +82,7 @@ class _CPattern:
     sides: tuple[int, ...]
     ahead: bool  # a match may depend on the byte after it (\\b, $, look-ahead at its end)
     width: int | None  # longest possible match, None if unbounded
+    apps: tuple[str, ...]  # the rule's app_proto: only flows of these apps (empty: any)
 
 
 class RuleEngine:
@@ -146,7 +157,10 @@ class RuleEngine:
             pyre, py_err = compile_python(p.regex), ""
         except re.error as e:
             pyre, py_err = None, str(e)
-        validator = VALIDATORS[rule.validator] if (is_first and rule.validator) else None
+        unknown = [t for t in p.transforms if not transforms.known(t)]
+        if unknown:
+            return f"transformation {unknown[0]!r} is not implemented"
+        validator = rule_validator(rule) if is_first else None  # named validator and/or gitleaks checks
         prefilter = False
         if use_hs:
             err = hyperscan_error(p.regex)
@@ -163,10 +177,15 @@ class RuleEngine:
         if validator is not None and pyre is None:
             return f"the validator needs Python re, which rejects it ({py_err})"
         return _CPattern(pid, idx, p, pyre, prefilter, validator, prefilter or validator is not None, is_first,
-                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex))
+                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex), rule.app_proto)
 
     def _databases(self, use_hs: bool) -> dict[str, list[DbPattern]]:
-        dbs: dict[str, list[DbPattern]] = {"url": [], "header": [], "body": [], "sql": []}
+        """One database per context; a pattern with transformations (CRS rules) goes to a database of its own
+        chain ("url|htmlentitydecode,..."), which scans the content after that chain (self.chains); in stream
+        contexts only chains of chunk-safe transformations are applied, others scan as is (transforms.effective)."""
+        base = ("url", "header", "body", "sql", "tls.sni", "dns.query")
+        dbs: dict[str, list[DbPattern]] = {key: [] for key in base}
+        chains: dict[str, dict[str, tuple[str, ...]]] = {}
         for cp in self.patterns:
             single = not cp.confirm
             flags = HS_BASE_FLAGS
@@ -175,15 +194,21 @@ class RuleEngine:
                 flags |= hyperscan.HS_FLAG_SINGLEMATCH if single else 0
             dbp = DbPattern(cp.pid, cp.pattern.regex, flags, cp.pyre, single, cp.confirm, cp.width)
             ctx = cp.pattern.context
-            for key in dbs:
-                if ctx == key or ctx == "packet":
-                    dbs[key].append(dbp)
+            for key in base:
+                if ctx == key or (ctx == "packet" and key in PACKET_DBS):
+                    chain = transforms.effective(cp.pattern.transforms, key) if cp.pattern.transforms else ()
+                    dbkey = f"{key}|{','.join(chain)}" if chain else key
+                    if chain:
+                        chains.setdefault(key, {})[dbkey] = chain
+                    dbs.setdefault(dbkey, []).append(dbp)
+        self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
         return dbs
 
     # -- use --
 
-    def flow_scanner(self, flow_key: Any = None) -> FlowScanner:
-        return FlowScanner(self, flow_key)
+    def flow_scanner(self, flow_key: Any = None, app: str | None = None) -> FlowScanner:
+        """`app`: the flow's app_proto, for rules restricted to some (None: such rules never hold)."""
+        return FlowScanner(self, flow_key, app)
 
     def rule_pids(self, rule_idx: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return self._rule_pids[rule_idx]
@@ -215,11 +240,12 @@ class FlowScanner:
     """Scan state of one flow. Call `scan` with each piece of decoded content, then `close` once (it reports
     matches that need the end of a stream, and frees the Hyperscan streams)."""
 
-    def __init__(self, engine: RuleEngine, flow_key: Any = None) -> None:
+    def __init__(self, engine: RuleEngine, flow_key: Any = None, app: str | None = None) -> None:
         self.engine = engine
         self.flow_key = flow_key
+        self.app = app
         self.alerts: list[Match] = []
-        self._streams: dict[tuple[str, int], _Stream | None] = {}
+        self._streams: dict[tuple[str, int, str], _Stream | None] = {}  # (context, side, database)
         self._pos_hit: dict[int, _Evidence] = {}
         self._neg_hit: set[int] = set()
         self._fired: dict[int, Match] = {}
@@ -246,11 +272,24 @@ class FlowScanner:
             hits = backend.block(context, data)
             if hits:
                 self._process(hits, context, side, data, 0, ((len(data), frame, ts_ns),), None, True)
+            for dbkey, chain in self.engine.chains.get(context, ()):  # patterns with transformations
+                tdata = transforms.apply(chain, data)
+                hits = backend.block(dbkey, tdata) if tdata else None
+                if hits:
+                    self._process(hits, context, side, tdata, 0, ((len(tdata), frame, ts_ns),), None, True)
             return
-        key = (context, side)
+        db = CONTEXT_DB[context]
+        self._scan_stream(context, side, db, data, frame, ts_ns)
+        for dbkey, chain in self.engine.chains.get(db, ()):  # patterns with chunk-safe transformations
+            tdata = transforms.apply(chain, data)
+            if tdata:
+                self._scan_stream(context, side, dbkey, tdata, frame, ts_ns)
+
+    def _scan_stream(self, context: str, side: int, dbkey: str, data: bytes, frame: int, ts_ns: int) -> None:
+        key = (context, side, dbkey)
         st = self._streams.get(key, False)
         if st is False:
-            handle = backend.stream(CONTEXT_DB[context])
+            handle = self.engine.backend.stream(dbkey)
             st = self._streams[key] = _Stream(handle) if handle is not None else None
         if st is None:
             return
@@ -268,7 +307,7 @@ class FlowScanner:
         if self.closed:
             return
         self.closed = True
-        for (context, side), st in self._streams.items():
+        for (context, side, _db), st in self._streams.items():
             if st is None:
                 continue
             hits = st.handle.close()
@@ -300,7 +339,7 @@ class FlowScanner:
         again: set[int] = set()
         for pid, (first, last, ends) in hits.items():
             cp = engine.patterns[pid]
-            if side not in cp.sides:
+            if side not in cp.sides or (cp.apps and self.app not in cp.apps):
                 continue
             negate = cp.pattern.negate
             if negate and pid in self._neg_hit:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Contexts a pattern may name. "packet" patterns are scanned in every context (as NeuVector adds them to all its
-# databases); "sql" is NeuVector's sql_query (statements decoded by the database parsers).
-CONTEXTS = ("url", "header", "body", "packet", "sql")
-CATEGORIES = ("dlp", "waf")
+# databases); "sql" is NeuVector's sql_query (statements decoded by the database parsers). "tls.sni" (the
+# ClientHello's server name) and "dns.query" (each query name) are Suricata buffers, for the "ids" rules of
+# rules/suricata.py; "packet" patterns are not scanned there.
+CONTEXTS = ("url", "header", "body", "packet", "sql", "tls.sni", "dns.query")
+CATEGORIES = ("dlp", "waf", "ids")
 DIRECTIONS = ("any", "request", "response")  # request: bytes the client sent; response: the server's
 VALIDATOR_NAMES = ("luhn", "ssn", "iban", "entropy")
 
@@ -20,6 +22,21 @@ class Pattern:
     regex: str  # PCRE syntax, as NeuVector stores it (compiled caseless and dot-all, like dp's /re/is)
     negate: bool  # op "!regex": the rule holds only if this does not match
     context: str = "body"  # NeuVector's default
+    # ModSecurity transformations (OWASP CRS rules, rules/crs.py; functions in rules/transforms.py) applied in
+    # order to url/header content before this pattern is matched; not applied to stream contexts (body)
+    transforms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """gitleaks allowlist: a match is dropped when one of `regexes` (Python syntax, case-sensitive unless (?i))
+    is found in the target ("secret" or "match"; gitleaks' "line" is read as "match") or the secret contains
+    one of `stopwords` (case-insensitive). With condition "AND" both kinds, when present, must hold."""
+
+    regexes: tuple[str, ...] = ()
+    stopwords: tuple[str, ...] = ()
+    target: str = "secret"
+    condition: str = "OR"
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,14 @@ class Rule:
     source: str = ""  # "file:sensor" it came from, for messages
     sensor: str = ""
     direction: str = "any"
+    app_proto: tuple[str, ...] = ()  # Suricata rules (rules/suricata.py): nvpcap apps the flow must be; () any
+    # gitleaks extensions (nvpcap/rules/gitleaks.py), applied to the first positive pattern's matched text by
+    # validators.rule_validator; the defaults leave NeuVector rules as they are
+    entropy: float | None = None  # the secret's Shannon entropy must exceed this (replaces the default check)
+    secret_group: int = 0  # capture group holding the secret (0: the first non-empty group, else the match)
+    keywords: tuple[str, ...] = ()  # one of them (case-insensitive) must appear in the matched text
+    allowlists: tuple[Allowlist, ...] = ()  # a match any of them allows is dropped
+    tags: tuple[str, ...] = ()
 
     @property
     def positive(self) -> tuple[Pattern, ...]:

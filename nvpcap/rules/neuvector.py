@@ -42,6 +42,7 @@ class RuleIds:
 
     def __init__(self) -> None:
         self.used: set[int] = set()
+        self.sids: set[int] = set()  # Suricata rule ids (category ids, rule_id = sid: rules/suricata.py)
         self.next = {key: first for key, (first, _) in ID_RANGES.items()}
 
     def take(self, category: str, bundled: bool, wanted: Any = None) -> int | None:
@@ -61,9 +62,19 @@ class RuleIds:
 
 def load_file(path: str | Path, ids: RuleIds | None = None, category: str | None = None,
               bundled: bool = False) -> LoadResult:
-    """Sensors from one file. `category` ("dlp"/"waf") is needed only for JSON without a CRD kind; without it
-    the file name decides ("waf" in the name means WAF, else DLP)."""
+    """Sensors from one file (a .toml file is a gitleaks config: nvpcap/rules/gitleaks.py; a .conf file holds
+    OWASP CRS / ModSecurity rules: nvpcap/rules/crs.py). `category`
+    ("dlp"/"waf") is needed only for JSON without a CRD kind; without it the file name decides ("waf" in the
+    name means WAF, else DLP)."""
     path = Path(path)
+    if path.is_dir():  # a directory (e.g. CRS's rules/): its .conf files, in name order
+        return load_files(sorted(path.glob("*.conf")), ids)
+    if path.suffix.lower() == ".toml":  # a gitleaks config
+        from . import gitleaks
+        return gitleaks.load_file(path, ids)
+    if path.suffix.lower() == ".conf":  # OWASP CRS / ModSecurity SecRules
+        from . import crs
+        return crs.load_file(path, ids)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -77,7 +88,11 @@ def load_files(paths: list[str | Path], ids: RuleIds | None = None) -> LoadResul
     ids = ids or RuleIds()
     out = LoadResult()
     for p in paths:
-        out.extend(load_file(p, ids))
+        if Path(p).suffix.lower() == ".rules":  # Suricata/Snort rules
+            from .suricata import load_file as load_suricata
+            out.extend(load_suricata(p, ids))
+        else:
+            out.extend(load_file(p, ids))
     return out
 
 

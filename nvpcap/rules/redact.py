@@ -57,7 +57,7 @@ def mask_secret(data: bytes, keep_first: int = KEEP_FIRST_CHARS) -> bytes:
 
 def snippet(category: str, validator: str | None, text: bytes) -> str:
     """The alert's snippet for the matched text of a rule of this category."""
-    if category == "waf":
+    if category in ("waf", "ids"):
         return cap(printable(text))
     if validator in _NUMERIC_VALIDATORS or (validator is None and _mostly_digits(text)):
         return cap(printable(mask_digits(text)))

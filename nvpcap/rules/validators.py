@@ -6,6 +6,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import Rule
 
 # -- Luhn (ISO/IEC 7812 card numbers) --
 LUHN_MIN_DIGITS = 13
@@ -85,3 +89,80 @@ def entropy(text: str) -> bool:
 
 
 VALIDATORS: dict[str, Callable[[str], bool]] = {"luhn": luhn, "ssn": ssn, "iban": iban, "entropy": entropy}
+
+
+# -- a rule's whole check (validator plus the gitleaks extensions of nvpcap/rules/gitleaks.py) --
+
+def rule_validator(rule: Rule) -> Callable[[str], bool] | None:
+    """The check the engine runs on the matched text of a rule's first positive pattern: its named validator,
+    or, for a rule with gitleaks extensions (entropy threshold, keywords, allowlists), gitleaks' own checks on
+    the secret (the rule's `secret_group`, else the first non-empty group, else the whole match). None when the
+    text needs no check. Never raises (allowlist regexes Python cannot compile are ignored: the loader
+    reported them)."""
+    base = VALIDATORS.get(rule.validator) if rule.validator else None
+    if rule.entropy is None and not rule.keywords and not rule.allowlists:
+        return base
+    from .regex import compile_python  # late: plain validators need no regex machinery
+
+    try:
+        rx: re.Pattern[bytes] | None = compile_python(rule.positive[0].regex)
+    except (re.error, IndexError):
+        rx = None
+    keywords = tuple(k.lower() for k in rule.keywords if k)
+    allows = []
+    for a in rule.allowlists:
+        regexes = []
+        for r in a.regexes:
+            try:
+                regexes.append(re.compile(r))
+            except re.error:
+                continue
+        allows.append((tuple(regexes), tuple(w.lower() for w in a.stopwords if w), a.target, a.condition))
+    threshold = rule.entropy
+    generic = rule.name.startswith("generic")
+    named = base if (base is not None and not (rule.validator == "entropy" and threshold is not None)) else None
+
+    def check(text: str) -> bool:
+        if keywords:
+            low = text.lower()
+            if not any(k in low for k in keywords):
+                return False
+        secret = _secret(rx, rule.secret_group, text)
+        if named is not None and not named(secret):
+            return False
+        if threshold is not None:
+            if shannon_entropy(secret) <= threshold:
+                return False
+            if generic and not any(c.isdigit() for c in secret):  # gitleaks' rule for "generic*" ids
+                return False
+        for regexes, stopwords, target, condition in allows:
+            hay = secret if target == "secret" else text
+            hits = []
+            if regexes:
+                hits.append(any(r.search(hay) for r in regexes))
+            if stopwords:
+                low_secret = secret.lower()
+                hits.append(any(w in low_secret for w in stopwords))
+            if hits and (all(hits) if condition == "AND" else any(hits)):
+                return False
+        return True
+
+    return check
+
+
+def _secret(rx: re.Pattern[bytes] | None, group: int, text: str) -> str:
+    """gitleaks' secret of a match: group `group` if set, else the first non-empty group, else the match."""
+    if rx is None:
+        return text
+    m = rx.search(text.encode("latin-1", "replace"))
+    if m is None:
+        return text
+    if group > 0:
+        if group > rx.groups:
+            return text
+        g = m.group(group)
+        return g.decode("latin-1") if g else ""
+    for g in m.groups():
+        if g:
+            return g.decode("latin-1")
+    return text

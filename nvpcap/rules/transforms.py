@@ -1,0 +1,350 @@
+"""ModSecurity transformation functions (`t:name` actions of OWASP CRS rules, nvpcap/rules/crs.py), written from
+the ModSecurity v2 reference manual's definitions, on bytes. The engine applies a pattern's chain to url and
+header units before scanning them with the patterns of that chain (engine.py).
+
+Bounds: every function reads at most MAX_INPUT bytes and returns at most MAX_OUTPUT bytes (longer results are
+cut), so a hostile request cannot make a transformation costly. All are linear (regex substitutions or one
+pass).
+
+In stream contexts (body) the engine applies only chains of CHUNK_SAFE transformations, call by call.
+
+Free transformations (never applied: the engine already gives their effect): `none` (it resets the chain while
+parsing), `lowercase` (patterns compile caseless); `urlDecode`/`urlDecodeUni` in the url context (the request
+target is percent-decoded once by the HTTP parser). `effective()` says what is left for a context.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+
+MAX_INPUT = 1 << 16
+MAX_OUTPUT = 1 << 16
+
+_WS = b" \t\n\r\f\v\xa0"  # ModSecurity's whitespace for compressWhitespace/removeWhitespace
+
+
+def _fullwidth(code: int) -> int:
+    """One byte for a code point, as ModSecurity does without a unicode map: the low byte, and for the
+    full-width ASCII forms (U+FF01..U+FF5E) the ASCII character they stand for."""
+    if 0xFF01 <= code <= 0xFF5E:
+        return code - 0xFF00 + 0x20
+    return code & 0xFF
+
+
+def lowercase(data: bytes) -> bytes:
+    return data.lower()
+
+
+def uppercase(data: bytes) -> bytes:
+    return data.upper()
+
+
+_PCT = re.compile(rb"%([0-9a-fA-F]{2})")
+_PCT_U = re.compile(rb"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})")
+
+
+def url_decode(data: bytes) -> bytes:
+    """urlDecode: %HH and `+` (a space); invalid encodings are left as they are."""
+    return _PCT.sub(lambda m: bytes((int(m.group(1), 16),)), data.replace(b"+", b" "))
+
+
+def url_decode_uni(data: bytes) -> bytes:
+    """urlDecodeUni: urlDecode plus the IIS %uHHHH form (one byte: the low byte, full-width ASCII mapped)."""
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is not None:
+            return bytes((_fullwidth(int(m.group(1), 16)),))
+        return bytes((int(m.group(2), 16),))
+    return _PCT_U.sub(one, data.replace(b"+", b" "))
+
+
+_ENTITY = re.compile(rb"&(?:#[xX]([0-9a-fA-F]+)|#([0-9]+)|(quot|nbsp|lt|gt|amp));?", re.IGNORECASE)
+_NAMED = {b"quot": b'"', b"nbsp": b"\xa0", b"lt": b"<", b"gt": b">", b"amp": b"&"}
+
+
+def html_entity_decode(data: bytes) -> bytes:
+    """htmlEntityDecode: &#xHH; &#DDD; &quot; &nbsp; &lt; &gt; (and &amp;), the `;` optional; each entity
+    becomes one byte (the low byte of larger code points, as the manual says: information may be lost)."""
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is not None:
+            return bytes((_fullwidth(int(m.group(1)[-8:], 16)),))
+        if m.group(2) is not None:
+            return bytes((_fullwidth(int(m.group(2)[-9:])),))
+        return _NAMED[m.group(3).lower()]
+    return _ENTITY.sub(one, data)
+
+
+def remove_nulls(data: bytes) -> bytes:
+    return data.replace(b"\x00", b"")
+
+
+def replace_nulls(data: bytes) -> bytes:
+    return data.replace(b"\x00", b" ")
+
+
+_WS_RUN = re.compile(rb"[ \t\n\r\f\v\xa0]+")
+
+
+def compress_whitespace(data: bytes) -> bytes:
+    """compressWhitespace: whitespace (0x20, \\f, \\t, \\n, \\r, \\v, 0xa0) to spaces, runs to one space."""
+    return _WS_RUN.sub(b" ", data)
+
+
+def remove_whitespace(data: bytes) -> bytes:
+    return _WS_RUN.sub(b"", data)
+
+
+def trim_left(data: bytes) -> bytes:
+    return data.lstrip(_WS)
+
+
+def trim_right(data: bytes) -> bytes:
+    return data.rstrip(_WS)
+
+
+def trim(data: bytes) -> bytes:
+    return data.strip(_WS)
+
+
+_C_COMMENT = re.compile(rb"/\*.*?(?:\*/|\Z)", re.DOTALL)
+
+
+def replace_comments(data: bytes) -> bytes:
+    """replaceComments: each C comment /* ... */ (an unterminated one too) becomes one space; a lone */ stays."""
+    return _C_COMMENT.sub(b" ", data)
+
+
+def remove_comments(data: bytes) -> bytes:
+    """removeComments: /* ... */ and <!-- ... --> removed; `--` or `#` starts a comment to the end of the
+    input (ModSecurity replaces it with a space and stops there)."""
+    out = []
+    pos = 0
+    for m in re.finditer(rb"/\*|<!--|--|#", data):
+        if m.start() < pos:
+            continue
+        out.append(data[pos:m.start()])
+        tok = m.group()
+        if tok in (b"--", b"#"):
+            out.append(b" ")
+            return b"".join(out)
+        close = data.find(b"*/" if tok == b"/*" else b"-->", m.end())
+        if close < 0:
+            return b"".join(out)
+        pos = close + (2 if tok == b"/*" else 3)
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def remove_comments_char(data: bytes) -> bytes:
+    """removeCommentsChar: the comment characters /*, */, --, # are removed."""
+    return re.sub(rb"/\*|\*/|--|#", b"", data)
+
+
+_CMD_DROP = re.compile(rb"[\\\"'^]")
+_CMD_SPACE_BEFORE = re.compile(rb"[ \t\n\r\f\v]+(?=[/(])")
+
+
+def cmd_line(data: bytes) -> bytes:
+    """cmdLine: delete \\ \" ' ^; delete spaces before / and (; , and ; to spaces; whitespace runs to one
+    space; lowercase."""
+    data = _CMD_DROP.sub(b"", data)
+    data = data.replace(b",", b" ").replace(b";", b" ")
+    data = re.sub(rb"[ \t\n\r\f\v]+", b" ", data)
+    data = _CMD_SPACE_BEFORE.sub(b"", data)
+    return data.lower()
+
+
+def normalise_path(data: bytes) -> bytes:
+    """normalisePath: remove multiple slashes, self-references (./) and back-references (dir/../) except
+    those at the beginning of the input."""
+    absolute = data.startswith(b"/")
+    trailing = data.endswith((b"/", b"/.", b"/.."))
+    parts: list[bytes] = []
+    leading_up = 0
+    for seg in data.split(b"/"):
+        if seg in (b"", b"."):
+            continue
+        if seg == b"..":
+            if parts:
+                parts.pop()
+            elif not absolute:
+                leading_up += 1
+            continue
+        parts.append(seg)
+    out = b"/".join([b".."] * leading_up + parts)
+    if absolute:
+        out = b"/" + out
+    if trailing and out and not out.endswith(b"/"):
+        out += b"/"
+    return out
+
+
+def normalise_path_win(data: bytes) -> bytes:
+    """normalisePathWin: backslashes to slashes, then normalisePath."""
+    return normalise_path(data.replace(b"\\", b"/"))
+
+
+_UTF8_MULTI = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def utf8_to_unicode(data: bytes) -> bytes:
+    """utf8toUnicode: each UTF-8 multi-byte character to %uHHHH (invalid sequences left as they are)."""
+    def one(m: re.Match[bytes]) -> bytes:
+        try:
+            code = ord(m.group().decode("utf-8"))
+        except UnicodeDecodeError:
+            return m.group()
+        return b"%%u%04x" % code
+    return _UTF8_MULTI.sub(one, data)
+
+
+_JS = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|([0-7]{1,3})|(.))", re.DOTALL)
+_JS_SIMPLE = {b"a": 7, b"b": 8, b"f": 12, b"n": 10, b"r": 13, b"t": 9, b"v": 11}
+
+
+def js_decode(data: bytes) -> bytes:
+    """jsDecode: \\uHHHH (one byte: the low byte, full-width ASCII mapped), \\xHH, \\OOO (octal), \\a \\b \\f
+    \\n \\r \\t \\v, and \\c for any other c."""
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is not None:
+            return bytes((_fullwidth(int(m.group(1), 16)),))
+        if m.group(2) is not None:
+            return bytes((int(m.group(2), 16),))
+        if m.group(3) is not None:
+            return bytes((int(m.group(3), 8) & 0xFF,))
+        c = m.group(4)
+        return bytes((_JS_SIMPLE[c],)) if c in _JS_SIMPLE else c
+    return _JS.sub(one, data)
+
+
+_CSS = re.compile(rb"\\(?:([0-9a-fA-F]{1,6})[ \t\n\r\f]?|(\n)|(.))", re.DOTALL)
+
+
+def css_decode(data: bytes) -> bytes:
+    """cssDecode (CSS 2.x escapes): \\ and 1-6 hex digits (one optional whitespace after) is one byte (the low
+    byte, full-width ASCII mapped); \\ newline is removed; \\ before any other character drops the \\
+    (ja\\vascript is javascript)."""
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is not None:
+            return bytes((_fullwidth(int(m.group(1), 16)),))
+        if m.group(2) is not None:
+            return b""
+        return m.group(3)
+    return _CSS.sub(one, data)
+
+
+_ESC = re.compile(rb"\\(?:x([0-9a-fA-F]{2})|([0-7]{1,3})|([abfnrtv\\?'\"]))")
+_ESC_SIMPLE = {b"a": b"\x07", b"b": b"\x08", b"f": b"\x0c", b"n": b"\n", b"r": b"\r", b"t": b"\t",
+               b"v": b"\x0b", b"\\": b"\\", b"?": b"?", b"'": b"'", b'"': b'"'}
+
+
+def escape_seq_decode(data: bytes) -> bytes:
+    """escapeSeqDecode: ANSI C escapes \\a \\b \\f \\n \\r \\t \\v \\\\ \\? \\' \\" \\xHH \\OOO; invalid
+    ones are left as they are."""
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is not None:
+            return bytes((int(m.group(1), 16),))
+        if m.group(2) is not None:
+            return bytes((int(m.group(2), 8) & 0xFF,))
+        return _ESC_SIMPLE[m.group(3)]
+    return _ESC.sub(one, data)
+
+
+_B64_CHARS = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def base64_decode(data: bytes) -> bytes:
+    """base64Decode (lenient, as base64DecodeExt): characters outside the alphabet (padding too) are ignored,
+    a last group of 2 or 3 characters gives its 1 or 2 bytes."""
+    clean = _B64_CHARS.sub(b"", data)
+    rest = len(clean) % 4
+    clean = clean[:-1] if rest == 1 else clean + b"=" * ((4 - rest) % 4)
+    try:
+        return base64.b64decode(clean)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+_HEX_PAIRS = re.compile(rb"[0-9a-fA-F]{2}")
+
+
+def hex_decode(data: bytes) -> bytes:
+    """hexDecode: pairs of hex digits to bytes (anything else is skipped)."""
+    return bytes(int(m, 16) for m in _HEX_PAIRS.findall(data))
+
+
+def hex_encode(data: bytes) -> bytes:
+    return data.hex().encode()
+
+
+_SQL_HEX = re.compile(rb"0x((?:[0-9a-fA-F]{2})+)")
+
+
+def sql_hex_decode(data: bytes) -> bytes:
+    """sqlHexDecode: 0xHHHH... to the bytes it spells (0x414243 is ABC)."""
+    return _SQL_HEX.sub(lambda m: bytes.fromhex(m.group(1).decode()), data)
+
+
+FUNCTIONS: dict[str, Callable[[bytes], bytes]] = {
+    "lowercase": lowercase, "uppercase": uppercase,
+    "urldecode": url_decode, "urldecodeuni": url_decode_uni,
+    "htmlentitydecode": html_entity_decode,
+    "removenulls": remove_nulls, "replacenulls": replace_nulls,
+    "compresswhitespace": compress_whitespace, "removewhitespace": remove_whitespace,
+    "trim": trim, "trimleft": trim_left, "trimright": trim_right,
+    "replacecomments": replace_comments, "removecomments": remove_comments,
+    "removecommentschar": remove_comments_char,
+    "cmdline": cmd_line,
+    "normalisepath": normalise_path, "normalizepath": normalise_path,
+    "normalisepathwin": normalise_path_win, "normalizepathwin": normalise_path_win,
+    "utf8tounicode": utf8_to_unicode,
+    "jsdecode": js_decode, "cssdecode": css_decode, "escapeseqdecode": escape_seq_decode,
+    "base64decode": base64_decode, "base64decodeext": base64_decode,
+    "hexdecode": hex_decode, "hexencode": hex_encode, "sqlhexdecode": sql_hex_decode,
+}
+# canonical spelling (ModSecurity's) of each name, for messages and database keys
+NAMES = {k: k for k in FUNCTIONS} | {
+    "urldecode": "urlDecode", "urldecodeuni": "urlDecodeUni", "htmlentitydecode": "htmlEntityDecode",
+    "removenulls": "removeNulls", "replacenulls": "replaceNulls", "compresswhitespace": "compressWhitespace",
+    "removewhitespace": "removeWhitespace", "trimleft": "trimLeft", "trimright": "trimRight",
+    "replacecomments": "replaceComments", "removecomments": "removeComments",
+    "removecommentschar": "removeCommentsChar", "cmdline": "cmdLine", "normalisepath": "normalisePath",
+    "normalizepath": "normalizePath", "normalisepathwin": "normalisePathWin", "normalizepathwin": "normalizePathWin",
+    "utf8tounicode": "utf8toUnicode", "jsdecode": "jsDecode", "cssdecode": "cssDecode",
+    "escapeseqdecode": "escapeSeqDecode", "base64decode": "base64Decode", "base64decodeext": "base64DecodeExt",
+    "hexdecode": "hexDecode", "hexencode": "hexEncode", "sqlhexdecode": "sqlHexDecode",
+}
+FREE = frozenset({"lowercase"})  # the engine compiles caseless
+FREE_IN_URL = frozenset({"urldecode", "urldecodeuni"})  # the url context is percent-decoded already
+STREAM_CONTEXTS = ("body", "sql", "raw")  # scanned as streams, call by call
+# transformations that give the same result applied call by call as on the whole stream (compressWhitespace
+# nearly: a whitespace run cut between two calls becomes two spaces)
+CHUNK_SAFE = frozenset({"removenulls", "replacenulls", "removewhitespace", "compresswhitespace"})
+
+
+def known(name: str) -> bool:
+    return name.lower() in FUNCTIONS
+
+
+def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
+    """The transformations the engine must apply to content of `context` for a pattern with this chain (lower
+    case names, in order), the free ones dropped. In stream contexts only a chain of CHUNK_SAFE ones is
+    applied; any other gives () (the content is scanned as it is: crs.py tags such rules approximate)."""
+    drop = FREE | FREE_IN_URL if context == "url" else FREE
+    out = tuple(t.lower() for t in chain if t.lower() not in drop)
+    if context in STREAM_CONTEXTS and not all(t in CHUNK_SAFE for t in out):
+        return ()
+    return out
+
+
+def approximate_in_streams(chain: tuple[str, ...]) -> bool:
+    """Whether a pattern with this chain is scanned in stream contexts without (some of) its transformations."""
+    return bool(chain) and effective(chain, "body") == () and any(t.lower() not in FREE for t in chain)
+
+
+def apply(chain: tuple[str, ...], data: bytes) -> bytes:
+    """Apply the transformations in order, each on at most MAX_INPUT bytes, each result cut to MAX_OUTPUT."""
+    for name in chain:
+        data = FUNCTIONS[name.lower()](data[:MAX_INPUT])[:MAX_OUTPUT]
+    return data
