@@ -12,8 +12,8 @@ are computed column-wise with the same functions as the flow records.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,8 +38,9 @@ class AppLayerConfig:
     rules: Any = None  # a nvpcap.rules.RuleEngine (built once per process), or None: no DLP/WAF scanning
 
 
-@dataclass
-class _EventRow:
+class _EventRow(NamedTuple):
+    """One buffered event (a tuple: made for every event, so it stays cheap)."""
+
     serial: int
     app: str  # the protocol, or "alert" for a DLP/WAF match (its fields then go at the top level)
     fields: dict[str, Any]
@@ -47,24 +48,29 @@ class _EventRow:
     ts_ns: int
 
 
-@dataclass(eq=False)
 class _Flow:
-    """One flow the application layer still reads: its keys, streams and parser."""
+    """One flow the application layer still reads: its keys, streams and parser. (A slotted class rather
+    than a dataclass: one is made per flow.)"""
 
-    serial: int
-    keys: tuple  # (proto, c_hi, c_lo, s_hi, s_lo, cport, sport, first_ts)
-    streams: tuple[TcpReassembler, TcpReassembler] | None
-    ctx: FlowContext
-    identified: bool = False
-    app: str | None = None
-    parser: Parser | None = None
-    fed: list[int] = field(default_factory=lambda: [0, 0])
-    events: int = 0
-    threats: set[int] = field(default_factory=set)
-    product: str | None = None
-    raw: bool = False  # the raw stream goes to the rules (cleartext apps whose parser decodes no content)
-    scanner: Any = None  # the flow's rules scanner, made on first use
-    done: bool = False
+    __slots__ = ("app", "ctx", "done", "events", "fed", "identified", "keys", "parser", "product", "raw", "scanner",
+                 "serial", "streams", "threats")
+
+    def __init__(self, serial: int, keys: tuple, streams: tuple[TcpReassembler, TcpReassembler] | None,
+                 ctx: FlowContext) -> None:
+        self.serial = serial
+        self.keys = keys  # (proto, c_hi, c_lo, s_hi, s_lo, cport, sport, first_ts)
+        self.streams = streams
+        self.ctx = ctx
+        self.identified = False
+        self.app: str | None = None
+        self.parser: Parser | None = None
+        self.fed = [0, 0]  # bytes read per direction (stream depth)
+        self.events = 0
+        self.threats: set[int] = set()
+        self.product: str | None = None
+        self.raw = False  # the raw stream goes to the rules (cleartext apps whose parser decodes no content)
+        self.scanner: Any = None  # the flow's rules scanner, made on first use
+        self.done = False
 
 
 class _Output:
@@ -146,9 +152,12 @@ class AppLayer:
         if flow.streams is not None:
             chunks = flow.streams[side].add(seq, payload, frame, ts_ns)
         else:
-            chunks = [Chunk(payload, 0, frame, ts_ns)]
+            chunks = (Chunk(payload, 0, frame, ts_ns),)
         for chunk in chunks:
-            self._chunk(flow, side, chunk)
+            if flow.identified:  # the common case, without the _chunk call
+                self._feed(flow, side, chunk)
+            else:
+                self._chunk(flow, side, chunk)
             if flow.done:
                 break
         if flow.done:
@@ -188,6 +197,8 @@ class AppLayer:
 
     def _adopt_shed(self) -> None:
         """Flows the identifier decided early to bound memory: start their parsers now."""
+        if not self.identifier.settled:  # the common case: nothing waits
+            return
         for serial in [s for s in self.identifier.settled if s in self.flows]:
             flow = self.flows[serial]
             if not flow.identified:
@@ -202,25 +213,28 @@ class AppLayer:
         if flow.done:
             return
         depth = self.config.stream_depth
-        if flow.fed[side] >= depth:
+        fed = flow.fed
+        have = fed[side]
+        if have >= depth:
             return
-        data = chunk.data
-        if flow.fed[side] + len(data) > depth:
-            data = data[: depth - flow.fed[side]]
-        flow.fed[side] += len(data)
+        data, missing, frame, ts_ns = chunk
+        if have + len(data) > depth:
+            data = data[: depth - have]
+        fed[side] = have + len(data)
         if flow.raw and data:
-            self.scan(flow, "raw", side, data, chunk.frame, chunk.ts_ns)
+            self.scan(flow, "raw", side, data, frame, ts_ns)
         parser = flow.parser
         if parser is not None and not parser.done:
             try:
-                if chunk.missing:
-                    parser.gap(side, chunk.missing, chunk.frame, chunk.ts_ns)
+                if missing:
+                    parser.gap(side, missing, frame, ts_ns)
                 else:
-                    parser.feed(side, data, chunk.frame, chunk.ts_ns)
+                    parser.feed(side, data, frame, ts_ns)
             except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
-                self._parser_failed(flow, exc, chunk.frame, chunk.ts_ns)
-        parsing = flow.parser is not None and not flow.parser.done
-        if not (parsing or flow.raw) or (flow.fed[0] >= depth and flow.fed[1] >= depth):
+                self._parser_failed(flow, exc, frame, ts_ns)
+            parser = flow.parser
+        parsing = parser is not None and not parser.done
+        if not (parsing or flow.raw) or (fed[0] >= depth and fed[1] >= depth):
             flow.done = True
 
     def scan(self, flow: _Flow, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
@@ -228,7 +242,7 @@ class AppLayer:
         if self.rules is None or not data:
             return
         if flow.scanner is None:
-            flow.scanner = self.rules.flow_scanner(flow.serial)
+            flow.scanner = self.rules.flow_scanner(flow.serial, flow.app)
         flow.scanner.scan(context, side, data, frame, ts_ns)
 
     def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:
@@ -322,16 +336,17 @@ class AppLayer:
                            "proto": proto_name(int(k[0]))}
         stamps = iso_timestamps(np.array([r.ts_ns for r in rows], np.int64)).tolist()
         out = []
-        for r, stamp in zip(rows, stamps):
-            rec = {"event_type": r.app, "ts": r.ts_ns / 1e9, "timestamp": stamp, "pcap_filename": self.pcap_filename,
-                   "frame": r.frame}
-            rec.update(per_flow[r.serial])
-            if r.app == "alert":
-                rec.update(r.fields)
+        append = out.append
+        pcap = self.pcap_filename
+        for (serial, app, fields, frame, ts_ns), stamp in zip(rows, stamps):
+            rec = {"event_type": app, "ts": ts_ns / 1e9, "timestamp": stamp, "pcap_filename": pcap, "frame": frame,
+                   **per_flow[serial]}
+            if app == "alert":
+                rec.update(fields)
             else:
-                rec["app_proto"] = r.app
-                rec[r.app] = r.fields
-            out.append(rec)
+                rec["app_proto"] = app
+                rec[app] = fields
+            append(rec)
         live = self.flows
         self.row_keys = {s: k for s, k in self.row_keys.items() if s in live}
         return out

@@ -196,7 +196,7 @@ def _escape(raw: bytes, plain: bytes = PLAIN) -> str:
 def read_name(msg: bytes, off: int, text: bool = True) -> tuple[str, int, int]:
     """(name, offset after it in place, pointers followed). Any pointer inside the message is followed, as
     NeuVector does; more than MAX_POINTERS, or more than 255 bytes of name (RFC 1035 §3.1), stops it."""
-    labels: list[str] = []
+    labels: list[bytes] = []  # raw; escaped (rarely needed) once the name is complete
     end = -1
     pointers = 0
     size = 1  # the root label
@@ -214,7 +214,7 @@ def read_name(msg: bytes, off: int, text: bool = True) -> tuple[str, int, int]:
             if off + 1 + b > n:
                 raise BadMessage("dns-truncated")
             if text:
-                labels.append(_escape(msg[off + 1 : off + 1 + b]))
+                labels.append(msg[off + 1 : off + 1 + b])
             off += 1 + b
         elif b >= 0xC0:
             if off + 1 >= n:
@@ -230,7 +230,13 @@ def read_name(msg: bytes, off: int, text: bool = True) -> tuple[str, int, int]:
             off = target
         else:
             raise BadMessage("dns-bad-label")  # 01 (RFC 6891 §5: deprecated extended labels) and 10
-    return (".".join(labels) if labels else "."), (end if end >= 0 else off + 1), pointers
+    if not labels:
+        name = "."
+    elif b"".join(labels).translate(None, PLAIN):  # some byte needs escaping: label by label
+        name = ".".join([_escape(label) for label in labels])
+    else:  # the common case: one check and one decode for the whole name
+        name = b".".join(labels).decode("ascii")
+    return name, (end if end >= 0 else off + 1), pointers
 
 
 def _type(t: int) -> str | int:
@@ -405,7 +411,8 @@ class DnsParser(Parser):
         super().__init__(out, ctx)
         self.tcp = ctx.transport == "tcp"
         self.mdns = MDNS_PORT in (ctx.server_port, ctx.client_port)
-        self.framers = tuple(Framer(2, _tcp_length, limit=2 + TCP_MAX_MESSAGE) for _ in range(2))
+        # TCP only (UDP: one message per datagram)
+        self.framers = tuple(Framer(2, _tcp_length, limit=2 + TCP_MAX_MESSAGE) for _ in range(2)) if self.tcp else ()
         self.pending: dict[int, list[_Txn]] = {}
         self.waiting = 0
         self.transfer: _Txn | None = None  # an AXFR/IXFR answered over TCP, open for its next messages
@@ -427,7 +434,8 @@ class DnsParser(Parser):
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
         """Lost bytes: the length prefixes of that side cannot be found again."""
-        self.framers[side].stop()
+        if self.framers:
+            self.framers[side].stop()
         self.lose(side)
 
     # -- messages --
@@ -458,6 +466,8 @@ class DnsParser(Parser):
     def _query(self, side: int, m: DnsMessage, frame: int, ts_ns: int) -> None:
         self._close_transfer()
         self._question_threats(m, side, frame, ts_ns)
+        for name, _, _ in m.questions:  # Suricata's dns.query buffer, for the rules
+            self.out.content("dns.query", side, name.encode("utf-8", "replace"), frame, ts_ns)
         self.pending.setdefault(m.id, []).append(_Txn(m, frame, ts_ns))
         self.waiting += 1
         if self.waiting > MAX_PENDING:  # the oldest query goes out unanswered

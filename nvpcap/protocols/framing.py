@@ -47,45 +47,102 @@ class Framer:
         self.marks: deque[tuple[int, int, int]] = deque()  # (stream offset, frame, ts) of chunks in buf
 
     def push(self, data: bytes, frame: int, ts_ns: int) -> Iterator[Message]:
+        """The messages this chunk completes. Whole messages are cut straight from the chunk; only a message
+        begun in an earlier chunk (or one the chunk leaves unfinished) goes through the buffer, so a chunk of
+        many small messages is not copied into the buffer and shifted out of it message by message."""
         if self.broken:
             return
+        if type(data) is not bytes:
+            data = bytes(data)
         if self.skip:
             n = min(self.skip, len(data))
             self.skip -= n
             self.pos += n
             data = data[n:]
-        if data:
-            self.marks.append((self.pos + len(self.buf), frame, ts_ns))
-            self.buf += data
-        while not self.broken and len(self.buf) >= self.head:
-            total = self.length(bytes(self.buf[: self.head]))
-            if total is None or total < self.head:
-                self.stop()
-                return
-            where = self._where()
-            if total <= self.limit:
-                if len(self.buf) < total:
+        buf = self.buf
+        while not self.broken:
+            if buf:  # a message begun in an earlier chunk: complete it with only the bytes it needs
+                head = self.head
+                if len(buf) < head:
+                    data = self._hold(data, head - len(buf), frame, ts_ns)
+                    if len(buf) < head:
+                        return
+                total = self.length(bytes(buf[:head]))
+                if total is None or total < head:
+                    self.stop()
                     return
-                msg = Message(bytes(self.buf[:total]), total, False, *where)
-                self._consume(total)
-            else:
-                if len(self.buf) < min(self.keep, total):
-                    return
-                msg = Message(bytes(self.buf[: self.keep]), total, True, *where)
-                have = len(self.buf)
-                if have >= total:
+                # an over-long message keeps its first `keep` bytes (and whatever the buffer held past it)
+                data = self._hold(data, (total if total <= self.limit else self.keep) - len(buf), frame, ts_ns)
+                where = self._where()
+                if total <= self.limit:
+                    if len(buf) < total:
+                        return
+                    msg = Message(bytes(buf[:total]), total, False, *where)
                     self._consume(total)
                 else:
-                    self._consume(have)
-                    self.skip = total - have
-            yield msg
-            if self.skip:  # the rest of a long message, or what the reader asked to skip after it
-                n = min(self.skip, len(self.buf))
-                if n:
-                    self._consume(n)
-                    self.skip -= n
-                if self.skip:
+                    if len(buf) < min(self.keep, total):
+                        return
+                    msg = Message(bytes(buf[: self.keep]), total, True, *where)
+                    have = len(buf)
+                    if have >= total:
+                        self._consume(total)
+                    else:
+                        self._consume(have)
+                        self.skip = total - have
+                yield msg
+                if self.skip:  # the rest of a long message, or what the reader asked to skip after it
+                    n = min(self.skip, len(buf))
+                    if n:
+                        self._consume(n)
+                        self.skip -= n
+                    if self.skip and data:
+                        n = min(self.skip, len(data))
+                        self.skip -= n
+                        self.pos += n
+                        data = data[n:]
+                    if self.skip:
+                        return
+                continue
+            if not data:
+                return
+            head, length, limit = self.head, self.length, self.limit
+            off, n = 0, len(data)
+            while n - off >= head:  # whole messages straight from the chunk
+                total = length(data[off : off + head])
+                if total is None or total < head:
+                    self.pos += off
+                    self.stop()
                     return
+                if total > limit or n - off < total:
+                    break  # over-long or unfinished: the buffered way
+                msg = Message(data if total == n else data[off : off + total], total, False, frame, ts_ns)
+                off += total
+                yield msg
+                if self.broken:
+                    return
+                if self.skip:  # what the reader asked to skip after the message
+                    k = min(self.skip, n - off)
+                    off += k
+                    self.skip -= k
+                    if self.skip:
+                        self.pos += off
+                        return
+                head, length, limit = self.head, self.length, self.limit  # may change between messages
+            self.pos += off
+            if off == n:
+                return
+            data = data[off:] if off else data
+            self.marks.append((self.pos, frame, ts_ns))  # the buffer is empty: its first byte starts here
+            buf += data
+            data = b""
+
+    def _hold(self, data: bytes, want: int, frame: int, ts_ns: int) -> bytes:
+        """Move up to `want` bytes from the front of data into the buffer; returns the rest of data."""
+        if want <= 0 or not data:
+            return data
+        self.marks.append((self.pos + len(self.buf), frame, ts_ns))
+        self.buf += data[:want]
+        return data[want:]
 
     def feed(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bool:
         """push with a handler: handle(data, length, frame, ts_ns) for each message returns the bytes to skip

@@ -33,6 +33,7 @@ MAX_LINE_STARTS = 32  # mid-stream: line starts tried per buffer
 MIN_TRUNCATED = 1024  # a request line cut by the end of the data is accepted (last call) only when this long
 UPPER = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 METHOD_CHARS = UPPER | frozenset(b"-_")
+METHOD_BYTES = bytes(sorted(METHOD_CHARS))  # for bytes.translate: one C call checks a whole method token
 URI_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))  # no controls, no SP
 DIGITS = frozenset(b"0123456789")
 
@@ -61,7 +62,7 @@ def request_line(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int
     """`METHOD SP URI SP proto D.D (CR)LF` at buf[start:]."""
     sp = buf.find(b" ", start, start + MAX_METHOD + 1)
     method = buf[start : sp if sp >= 0 else start + MAX_METHOD + 1]
-    if not method or method[0] not in UPPER or not all(c in METHOD_CHARS for c in method):
+    if not method or method[0] not in UPPER or method.translate(None, METHOD_BYTES):
         return NOT
     if sp < 0:
         return PARTIAL if len(buf) - start <= MAX_METHOD else NOT
@@ -124,8 +125,9 @@ class TextProtocol:
         complete = ctx.transport == "udp"  # a datagram is a whole message: a partial line is no line
         if not ctx.midstream or complete:
             results = [p(buf, self.proto, self.majors) for p in parsers]
-            if any(r > 0 for r in results):
-                return Verdict.YES
+            for r in results:
+                if r > 0:
+                    return Verdict.YES
             return Verdict.MAYBE if PARTIAL in results and not complete else Verdict.NO
         for start in _line_starts(buf):
             if any(p(buf, self.proto, self.majors, start) > 0 for p in parsers):
@@ -226,29 +228,36 @@ class Head:
         self.line = first.rstrip(b"\r")
         self.block = block  # the header lines as sent, for the rules' "header" context
         self.too_many = False
-        entries: list[tuple[str, list[bytes]]] = []
-        folded = 0
+        # one pass: each value goes straight into `fields`; a folded line extends the value added last
+        fields: dict[str, list[bytes]] = {}
+        self.fields = fields
+        count = folded = 0
+        last: list[bytes] | None = None  # the value list that received the latest field
         for line in block.split(b"\n"):
             line = line.rstrip(b"\r")
             if not line:
                 continue
             if line[0] in b" \t":  # obs-fold: continues the previous field value
-                if entries and folded < MAX_FOLD:
+                if last is not None and folded < MAX_FOLD:
                     piece = line.strip()
-                    entries[-1][1].append(piece)
+                    last[-1] += b" " + piece
                     folded += len(piece)
                 continue
             name, sep, value = line.partition(b":")
             if not sep:
                 continue
-            if len(entries) == MAX_FIELDS:
+            if count == MAX_FIELDS:
                 self.too_many = True
                 break
+            count += 1
             key = name.strip().lower().decode("latin-1")
-            entries.append((aliases.get(key, key) if aliases else key, [value.strip()]))
-        self.fields: dict[str, list[bytes]] = {}
-        for key, parts in entries:
-            self.fields.setdefault(key, []).append(parts[0] if len(parts) == 1 else b" ".join(parts))
+            if aliases:
+                key = aliases.get(key, key)
+            last = fields.get(key)
+            if last is None:
+                last = fields[key] = [value.strip()]
+            else:
+                last.append(value.strip())
 
     def get(self, name: str) -> bytes | None:
         values = self.fields.get(name)
@@ -305,8 +314,9 @@ def block_end(buf: bytearray, scan: int, empty_ok: bool) -> int:
             return -1
     a = buf.find(b"\n\r\n", max(scan - 2, 0))
     b = buf.find(b"\n\n", max(scan - 1, 0))
-    ends = [x + n for x, n in ((a, 3), (b, 2)) if x >= 0]
-    return min(ends) if ends else -1
+    if a < 0:
+        return b + 2 if b >= 0 else -1
+    return a + 3 if b < 0 else min(a + 3, b + 2)
 
 
 def chunk_size(line: bytes) -> int | None:
@@ -875,6 +885,9 @@ class HttpParser(TextParser):
 
     def _framing(self, side: int, head: Head, frame: int, ts: int, request: bool) -> tuple[int, int]:
         """Body framing by RFC 9112 §6.3, with NeuVector's checks on Content-Length (threats 2013, 2014)."""
+        fields = head.fields
+        if "content-length" not in fields and "transfer-encoding" not in fields:  # the common bodiless case
+            return (NO_BODY, 0) if request else (UNTIL_CLOSE, 0)
         lengths = [v.strip() for raw in head.all("content-length") for v in raw.split(b",")]
         codings = [c.strip().lower() for raw in head.all("transfer-encoding") for c in raw.split(b",") if c.strip()]
         negative = [v for v in lengths if v.startswith(b"-")]

@@ -231,18 +231,41 @@ class _Reader(Cursor):
 
 
 def _u16s(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2)]
+    """Big-endian 16-bit values (a trailing odd byte is ignored)."""
+    return list(struct.unpack_from(f">{len(data) >> 1}H", data))
 
 
-def _extensions(r: _Reader) -> list[tuple[int, bytes]]:
-    """RFC 8446 §4.2: extensions<8..2^16-1>, each type(2) + opaque data<0..2^16-1>; absent in old hellos."""
-    if r.left() < 2:
+def _vector2(data: bytes) -> bytes:
+    """The opaque<..2^16-1> vector that starts data (its 2-byte length first); Short if it runs past the end."""
+    if len(data) < 2:
+        raise Short
+    end = 2 + ((data[0] << 8) | data[1])
+    if end > len(data):
+        raise Short
+    return data[2:end]
+
+
+def _extensions_at(body: bytes, off: int) -> list[tuple[int, bytes]]:
+    """RFC 8446 §4.2: extensions<8..2^16-1> at body[off:], each type(2) + opaque data<0..2^16-1>; absent in old
+    hellos (fewer than 2 bytes left). Index arithmetic rather than a Cursor: this runs for every hello."""
+    n = len(body)
+    if n - off < 2:
         return []
-    block = _Reader(r.vector(2))
+    end = off + 2 + ((body[off] << 8) | body[off + 1])
+    if end > n:
+        raise Short
+    p = off + 2
     exts = []
-    while block.left():
-        etype = block.uint(2)
-        exts.append((etype, block.vector(2)))
+    append = exts.append
+    while p < end:
+        if p + 4 > end:
+            raise Short
+        etype = (body[p] << 8) | body[p + 1]
+        data_end = p + 4 + ((body[p + 2] << 8) | body[p + 3])
+        if data_end > end:
+            raise Short
+        append((etype, body[p + 4 : data_end]))
+        p = data_end
     return exts
 
 
@@ -252,7 +275,7 @@ def _text(raw: bytes) -> str:
 
 def _alpn(data: bytes) -> list[str]:
     """RFC 7301 §3.1: ProtocolNameList<2..2^16-1> of ProtocolName<1..2^8-1>."""
-    r = _Reader(_Reader(data).vector(2))
+    r = _Reader(_vector2(data))
     names = []
     while r.left() and len(names) < MAX_LIST:
         names.append(_text(r.vector(1)))
@@ -261,7 +284,7 @@ def _alpn(data: bytes) -> list[str]:
 
 def _sni(data: bytes) -> str | None:
     """RFC 6066 §3: ServerNameList of (NameType, HostName); the first host_name (type 0)."""
-    r = _Reader(_Reader(data).vector(2))
+    r = _Reader(_vector2(data))
     while r.left():
         kind = r.uint(1)
         name = r.vector(2)
@@ -272,22 +295,32 @@ def _sni(data: bytes) -> str | None:
 
 def parse_client_hello(body: bytes) -> dict:
     """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello: the fields the event and JA3 need. Raises Short."""
-    r = _Reader(body)
-    version = r.uint(2)
-    r.take(32)  # random
-    session_id = r.vector(1)
-    suites = _u16s(r.vector(2))
-    r.vector(1)  # compression methods
-    exts = _extensions(r)
-    hello = {"version": version, "session_id": session_id, "suites": suites, "exts": [t for t, _ in exts],
-             "groups": [], "point_formats": [], "sni": None, "alpn": None, "heartbeat": False}
+    n = len(body)
+    if n < 35:  # version(2) random(32) session id length(1)
+        raise Short
+    version = (body[0] << 8) | body[1]
+    sid_end = 35 + body[34]
+    if sid_end + 2 > n:
+        raise Short
+    suites_end = sid_end + 2 + ((body[sid_end] << 8) | body[sid_end + 1])
+    if suites_end >= n:  # the suites run past the end, or no compression methods length follows
+        raise Short
+    comp_end = suites_end + 1 + body[suites_end]
+    if comp_end > n:
+        raise Short
+    exts = _extensions_at(body, comp_end)
+    hello = {"version": version, "session_id": body[35:sid_end], "suites": _u16s(body[sid_end + 2 : suites_end]),
+             "exts": [t for t, _ in exts], "groups": [], "point_formats": [], "sni": None, "alpn": None,
+             "heartbeat": False}
     for etype, data in exts:
         if etype == EXT_SERVER_NAME and data:
             hello["sni"] = _sni(data)
         elif etype == EXT_GROUPS:
-            hello["groups"] = _u16s(_Reader(data).vector(2))
+            hello["groups"] = _u16s(_vector2(data))
         elif etype == EXT_POINT_FORMATS:
-            hello["point_formats"] = list(_Reader(data).vector(1))
+            if not data or 1 + data[0] > len(data):
+                raise Short
+            hello["point_formats"] = list(data[1 : 1 + data[0]])
         elif etype == EXT_ALPN:
             hello["alpn"] = _alpn(data)
         elif etype == EXT_HEARTBEAT:
@@ -298,18 +331,20 @@ def parse_client_hello(body: bytes) -> dict:
 def parse_server_hello(body: bytes) -> dict:
     """RFC 8446 §4.1.3 / RFC 5246 §7.4.1.3 ServerHello. `selected` is the negotiated version: the legacy version,
     or the supported_versions extension's when present (RFC 8446 §4.2.1). Raises Short."""
-    r = _Reader(body)
-    version = r.uint(2)
-    random = r.take(32)
-    session_id = r.vector(1)
-    suite = r.uint(2)
-    r.uint(1)  # compression method
-    exts = _extensions(r)
-    hello = {"version": version, "random": random, "session_id": session_id, "suite": suite,
-             "exts": [t for t, _ in exts], "selected": version, "alpn": None, "heartbeat": False, "psk": False}
+    n = len(body)
+    if n < 35:  # version(2) random(32) session id length(1)
+        raise Short
+    version = (body[0] << 8) | body[1]
+    sid_end = 35 + body[34]
+    if sid_end + 3 > n:  # the session id, then cipher suite(2) and compression method(1)
+        raise Short
+    exts = _extensions_at(body, sid_end + 3)
+    hello = {"version": version, "random": body[2:34], "session_id": body[35:sid_end],
+             "suite": (body[sid_end] << 8) | body[sid_end + 1], "exts": [t for t, _ in exts], "selected": version,
+             "alpn": None, "heartbeat": False, "psk": False}
     for etype, data in exts:
         if etype == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
-            hello["selected"] = int.from_bytes(data[:2], "big")
+            hello["selected"] = (data[0] << 8) | data[1]
         elif etype == EXT_ALPN:
             names = _alpn(data)
             hello["alpn"] = names[0] if names else None
@@ -320,8 +355,11 @@ def parse_server_hello(body: bytes) -> dict:
     return hello
 
 
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))  # the 16 values is_grease accepts
+
+
 def _segment(values: list[int]) -> str:
-    return "-".join(str(v) for v in values if not is_grease(v))
+    return "-".join([str(v) for v in values if v not in GREASE])
 
 
 def ja3_string(hello: dict) -> str:
@@ -430,6 +468,8 @@ class TlsParser(Parser):
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.where is None:
             self.where = (frame, ts_ns)
+        if type(data) is not bytes:
+            data = bytes(data)  # record payloads are sliced from it and kept (hellos)
         st = self.sides[side]
         n, pos = len(data), 0
         while pos < n and not self.done:
@@ -440,6 +480,12 @@ class TlsParser(Parser):
                 continue
             buf = st.buf
             if st.head is None:  # reading a header: 5 bytes, or 2 for an SSLv2 record (high bit set)
+                if not buf:  # fast path: the header starts here; when all of it is in the chunk, no buffering
+                    hlen = V2_HEAD if data[pos] & 0x80 else 5
+                    if n - pos >= hlen:
+                        pos += hlen
+                        self._header(side, data[pos - hlen : pos], frame, ts_ns)
+                        continue
                 hlen = V2_HEAD if (buf[0] if buf else data[pos]) & 0x80 else RECORD.size
                 k = min(hlen - len(buf), n - pos)
                 buf += data[pos : pos + k]
@@ -451,6 +497,11 @@ class TlsParser(Parser):
                 self._header(side, head, frame, ts_ns)
                 continue
             kind, length = st.head
+            if not buf and n - pos >= length:  # fast path: the whole payload is in the chunk
+                pos += length
+                st.head = None
+                self._record(side, kind, data[pos - length : pos], frame, ts_ns)
+                continue
             k = min(length - len(buf), n - pos)
             buf += data[pos : pos + k]
             pos += k
@@ -526,6 +577,19 @@ class TlsParser(Parser):
             st.hs_skip -= k
             payload = payload[k:]
         hs = st.hs
+        if not hs and not st.hs_skip:  # fast path: whole messages straight from the record, no reassembly copy
+            off, n = 0, len(payload)
+            while n - off >= HS_HEAD and not self.done:
+                mlen = (payload[off + 1] << 16) | (payload[off + 2] << 8) | payload[off + 3]
+                end = off + HS_HEAD + mlen
+                if mlen > MAX_HANDSHAKE or end > n:
+                    break
+                mtype = payload[off]
+                body = payload[off + HS_HEAD : end]
+                off = end
+                self._message(side, mtype, body, True, frame, ts_ns)
+            if off:
+                payload = payload[off:]
         hs += payload
         while len(hs) >= HS_HEAD and not self.done:
             mtype = hs[0]
@@ -573,6 +637,8 @@ class TlsParser(Parser):
         st.hello_seen = True
         self.where = (frame, ts_ns)
         self.client_hello = parse_client_hello(body)
+        if self.client_hello["sni"]:  # Suricata's tls.sni buffer, for the rules
+            self.out.content("tls.sni", CLIENT, self.client_hello["sni"].encode("utf-8", "replace"), frame, ts_ns)
         if self.client_hello["version"] == 0x0300:
             self._threat(2011, "ClientHello offers SSLv3 at most", CLIENT, frame, ts_ns)
 

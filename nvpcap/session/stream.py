@@ -52,8 +52,12 @@ class TcpReassembler:
             if len(self.held) > MAX_HELD_SEGMENTS or self.held_bytes > MAX_HELD_BYTES:
                 return self._skip_gap()
             return []
-        out = [self._deliver(payload, frame, ts_ns)]
-        self._drain(out)
+        n = len(payload)  # in order: deliver at once (the common case, inlined)
+        self.next_seq = (self.next_seq + n) % _MOD
+        self.delivered += n
+        out = [Chunk(payload, 0, frame, ts_ns)]
+        if self.held:
+            self._drain(out)
         return out
 
     def flush(self) -> list[Chunk]:
