@@ -26,6 +26,7 @@ from .records.addresses import text as addr_text
 from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
 from .session.kernel import H_S
+from .session.meters import MeterConfig, Meters
 from .session.table import FlowTable, FlowTableConfig
 
 FLOW_BLOCK = 1024  # ended flows turned into records at a time
@@ -48,6 +49,7 @@ class AnalyzeConfig:
     batch_packets: int = DEFAULT_BATCH_PACKETS
     app: AppLayerConfig = field(default_factory=AppLayerConfig)
     threat_overrides: dict[int, bool] = field(default_factory=dict)  # threat id -> on/off
+    meters: MeterConfig = field(default_factory=MeterConfig)  # NeuVector's meter thresholds (session/meters.py)
 
 
 @dataclass
@@ -152,6 +154,7 @@ class _FileRun:
         self.table = FlowTable(config.table)
         self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
         self.events = EventCollector(self.display, overrides=dict(config.threat_overrides))
+        self.meters = Meters(config.meters, self.events, self.table.cfg)
         self.internal_errors: list[CaptureIssue] = []
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
@@ -171,6 +174,7 @@ class _FileRun:
         cols, rows = _merge(pb, ok, reasm)
         if rows.shape[0]:
             slot, side, serial, ended = self.table.step(cols, rows)
+            self.meters.step(pb, reasm, cols, rows, slot, side, serial, ended, self.table)
             self.identify(pb, reasm, cols, rows, slot, side, serial, ended)
             self.emit_flows(ended)
             self.emit_events()
