@@ -29,7 +29,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_FILE = BENCH_DIR / "data" / "mixed.pcap"
 DEFAULT_NVPCAP_CMD = f"{shlex.quote(sys.executable)} -m nvpcap analyze {{file}} --format jsonl -o /tmp/nvpcap-bench.jsonl --quiet"
-ALL_TOOLS = ("nvpcap", "tshark", "ndpiReader")
+# nvpcap-rules500: the same nvpcap command with ~500 rules (bench/rules_scan.py: the bundled packs, OWASP CRS at
+# paranoia 1 from Debian's modsecurity-crs, and generated ET-style Suricata rules up to 500)
+RULES500_ET = BENCH_DIR / "data" / "et-generated.rules"
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
+ALL_TOOLS = ("nvpcap", "nvpcap-rules500", "tshark", "ndpiReader")
 BASELINES = ("tshark", "ndpiReader")
 
 
@@ -85,6 +89,8 @@ def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
     """Tools in the requested order; those whose binary is missing are marked, not dropped."""
     argv = {
         "nvpcap": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))),
+        "nvpcap-rules500": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap))))
+        + ["--rules", str(CRS_RULES), "--rules", str(RULES500_ET)],
         "tshark": ["tshark", "-r", str(pcap), "-q", "-z", "conv,tcp"],
         # Without -q ndpiReader prints only its summary (per-flow output needs -v),
         # which we parse to check that it read every packet.
@@ -95,6 +101,12 @@ def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
         tool = Tool(name, argv[name], capture_stdout=name == "ndpiReader")
         if shutil.which(tool.argv[0]) is None:
             tool.status, tool.note = "not installed", f"{tool.argv[0]} not on PATH"
+        elif name == "nvpcap-rules500":
+            if not CRS_RULES.is_dir():
+                tool.status, tool.note = "not available", f"{CRS_RULES} missing (apt install modsecurity-crs)"
+            else:  # the generated part of the 500 (deterministic; rewritten so it matches the CRS installed)
+                subprocess.run([sys.executable, str(BENCH_DIR / "rules_scan.py"), "--write-rules", str(RULES500_ET)],
+                               check=True)
         tools.append(tool)
     return tools
 
@@ -128,7 +140,7 @@ def benchmark(tools: list[Tool], repeat: int, packets: int | None) -> None:
             result = run_measured(tool.argv, tool.capture_stdout)
             record_run(tool, result, packets)
             if tool.status == "ok":
-                print(f"  run {i + 1}/{repeat} {tool.name:<11} {result.wall_s:8.2f} s  "
+                print(f"  run {i + 1}/{repeat} {tool.name:<15} {result.wall_s:8.2f} s  "
                       f"{result.max_rss_kib / 1024:8.1f} MiB", file=sys.stderr)
 
 
@@ -197,17 +209,17 @@ def print_report(info: dict[str, object], pcap: Path, packets: int | None, size:
                  rows: list[dict[str, object]], repeat: int) -> None:
     print(f"machine: {info['nproc']} CPU(s), {info['cpu_model']}, Python {info['python']}")
     print(f"file:    {pcap}  {fmt(packets, ',')} packets, {size / 1e6:,.1f} MB, median of {repeat}")
-    header = f"{'tool':<11} {'wall s':>8} {'packets/s':>11} {'MB/s':>7} {'RSS MiB':>8} {'vs tshark':>9} {'vs ndpi':>8}"
+    header = f"{'tool':<15} {'wall s':>8} {'packets/s':>11} {'MB/s':>7} {'RSS MiB':>8} {'vs tshark':>9} {'vs ndpi':>8}"
     print(header)
     print("-" * len(header))
     for r in rows:
         if r["median_s"] is None:
-            print(f"{r['tool']:<11} {r['status']}: {r['note']}")
+            print(f"{r['tool']:<15} {r['status']}: {r['note']}")
             continue
-        print(f"{r['tool']:<11} {r['median_s']:8.2f} {fmt(r['packets_per_s'], ',.0f'):>11} {r['mb_per_s']:7.1f} "
+        print(f"{r['tool']:<15} {r['median_s']:8.2f} {fmt(r['packets_per_s'], ',.0f'):>11} {r['mb_per_s']:7.1f} "
               f"{r['peak_rss_mib']:8.1f} {fmt(r.get('vs_tshark'), '.2f'):>9} {fmt(r.get('vs_ndpiReader'), '.2f'):>8}")
         if r["note"]:
-            print(f"{'':<11} note: {r['note']}")
+            print(f"{'':<15} note: {r['note']}")
 
 
 def ensure_capture(pcap: Path) -> None:

@@ -4,13 +4,15 @@ captures built here. The rules below are written for these tests in the style of
 (OWASP CRS is Apache-2.0); none is a verbatim copy of a CRS rule."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import run
 from test_rules_pipeline import OK, conversation
 
 from nvpcap.pipeline import AnalyzeConfig
 from nvpcap.protocols.applayer import AppLayerConfig
-from nvpcap.rules import RuleEngine, RuleIds, build_engine, crs, load_files
+from nvpcap.rules import LoadResult, RuleEngine, RuleIds, build_engine, crs, load_files
 from nvpcap.rules import transforms as tf
 from nvpcap.rules.regex import compile_python
 
@@ -412,3 +414,32 @@ def test_real_crs_rules_load_compile_and_match(backend):
     fs.scan("url", 0, b"/sleep/well?page=2", 1, 1)
     fs.close()
     assert fs.alerts == []
+
+
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")  # Debian's modsecurity-crs (.ci/run installs it)
+
+
+def test_a_real_crs_release_loads_and_every_skipped_rule_has_a_reason():
+    if not CRS_RULES.is_dir():
+        pytest.skip("Debian's modsecurity-crs is not installed")
+    import collections
+    import re
+
+    by_level = {level: crs_load_dir(CRS_RULES, level) for level in (1, 2)}
+    loaded = by_level[1]
+    reasons = collections.Counter(re.sub(r"^.*?rule \d+: ", "", p).split(" (")[0].split(":")[0] for p in loaded.problems)
+    print(f"CRS at paranoia 1: {len(loaded.rules)} rules imported, {len(loaded.problems)} skipped: {dict(reasons)}")
+    # CRS 3.3 at paranoia 1 has well over 100 detection rules; what a regex engine can run is imported
+    assert len(loaded.rules) > 50
+    assert all("skipped" in p or "not supported" in p or "cannot" in p for p in loaded.problems)
+    assert len(by_level[2].rules) > len(loaded.rules)  # paranoia 2 adds rules
+    engine = RuleEngine(loaded.rules)  # and the imported rules compile
+    assert not [p for p in engine.problems if "compile" in p.lower() and "fallback" not in p.lower()]
+
+
+def crs_load_dir(root: Path, level: int):
+    out = LoadResult()
+    ids = RuleIds()
+    for conf in sorted(root.glob("*.conf")):
+        out.extend(crs.load_file(conf, ids, level))
+    return out

@@ -271,6 +271,64 @@ def test_iban() -> None:
         assert not iban(bad), bad
 
 
+# the IBAN registry's example IBAN of each SEPA country (print format), ISO 13616's GB82 WEST... example too
+IBAN_EXAMPLES = (
+    "AT61 1904 3002 3457 3201", "BE68 5390 0754 7034", "BG80 BNBG 9661 1020 3456 78", "CH93 0076 2011 6238 5295 7",
+    "CY17 0020 0128 0000 0012 0052 7600", "CZ65 0800 0000 1920 0014 5399", "DE89 3704 0044 0532 0130 00",
+    "DK50 0040 0440 1162 43", "EE38 2200 2210 2014 5685", "ES91 2100 0418 4502 0005 1332", "FI21 1234 5600 0007 85",
+    "FR14 2004 1010 0505 0001 3M02 606", "GB29 NWBK 6016 1331 9268 19", "GB82 WEST 1234 5698 7654 32",
+    "GR16 0110 1250 0000 0001 2300 695", "HR12 1001 0051 8630 0016 0", "HU42 1177 3016 1111 1018 0000 0000",
+    "IE29 AIBK 9311 5212 3456 78", "IS14 0159 2600 7654 5510 7303 39", "IT60 X054 2811 1010 0000 0123 456",
+    "LI21 0881 0000 2324 013A A", "LT12 1000 0111 0100 1000", "LU28 0019 4006 4475 0000", "LV80 BANK 0000 4351 9500 1",
+    "MC58 1122 2000 0101 2345 6789 030", "MT84 MALT 0110 0001 2345 MTLC AST0 01S", "NL91 ABNA 0417 1643 00",
+    "NO93 8601 1117 947", "PL61 1090 1014 0000 0712 1981 2874", "PT50 0002 0123 1234 5678 9015 4",
+    "RO49 AAAA 1B31 0075 9384 0000", "SE45 5000 0000 0583 9825 7466", "SI56 2633 0001 2039 086",
+    "SK31 1200 0000 1987 4263 7541", "SM86 U032 2509 8000 0000 0270 100",
+)
+
+
+def iban_alerts(engine: RuleEngine, text: bytes) -> list[str]:
+    fs = engine.flow_scanner("f")
+    fs.scan("body", 0, text, 1, 1)
+    fs.close()
+    return [(m.rule.name, m.snippet) for m in fs.alerts]
+
+
+@pytest.mark.parametrize("example", IBAN_EXAMPLES)
+def test_bundled_iban_rule_finds_the_registry_examples(bundled_engine: RuleEngine, example: str) -> None:
+    for form in (example, example.replace(" ", "")):  # print and electronic formats
+        (hit,) = iban_alerts(bundled_engine, b"pay to " + form.encode() + b", thanks")
+        assert hit[0] == "rule.iban" and "*" * 4 in hit[1] and hit[1].endswith(form[-4:]), (form, hit)  # redacted
+        wrong = form[:2] + f"{(int(form[2:4]) + 1) % 100:02d}" + form[4:]  # another check digit
+        assert iban_alerts(bundled_engine, b"pay to " + wrong.encode() + b", thanks") == [], wrong
+
+
+@pytest.mark.parametrize("text", [
+    b"DE8937040044053201300",  # one digit short for DE
+    b"DE893704004405320130000",  # one too many (no word boundary after 22)
+    b"de89370400440532013000",  # IBANs are written in upper case
+    b"GB82WEST1234569876543",  # GB: 22
+    b"GB82 1234 1234 5698 7654 32",  # GB's BBAN starts with four letters
+    b"XX82WEST12345698765432",  # no such country
+    b"NL91ABNA04171643009",  # the NL IBAN followed by a digit
+    b"id=DE89370400440532013000x",  # inside a token
+])
+def test_bundled_iban_rule_needs_the_country_structure(bundled_engine: RuleEngine, text: bytes) -> None:
+    assert iban_alerts(bundled_engine, text) == []
+
+
+def test_bundled_iban_regex_is_the_generated_one(bundled: list[Rule]) -> None:
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "bench" / "iban_regex.py"
+    spec = importlib.util.spec_from_file_location("iban_regex", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (rule,) = [r for r in bundled if r.name == "rule.iban"]
+    assert rule.validator == "iban" and rule.patterns[0].regex == mod.iban_regex()
+    assert set(mod.BBAN) >= {"DE", "FR", "GB", "NL", "ES", "IT", "BE", "CH", "AT"}
+
+
 def test_entropy() -> None:
     assert shannon_entropy("aaaa") == 0 and shannon_entropy("ab") == 1.0
     assert entropy("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")

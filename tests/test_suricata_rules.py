@@ -264,3 +264,165 @@ def test_regexes_compile_with_the_python_confirmer():
     for rule in sur.load_text(RULES, "x.rules").rules:
         for p in rule.patterns:
             assert isinstance(compile_python(p.regex), re.Pattern)
+
+
+# ---- the header: addresses, ports, direction (Suricata's rules/intro "Source and destination", "Ports") ----
+
+from nvpcap.rules import header as hdr  # noqa: E402
+
+
+def addr(text: str) -> int:
+    import ipaddress
+    ip = ipaddress.ip_address(text)
+    return int(ip) | hdr.V4_BASE if ip.version == 4 else int(ip)
+
+
+def holds(expr: str, ip: str, variables: dict | None = None) -> bool:
+    return hdr.contains(hdr.parse_addresses(expr, variables), addr(ip))
+
+
+def port_holds(expr: str, port: int) -> bool:
+    return hdr.contains(hdr.parse_ports(expr), port)
+
+
+@pytest.mark.parametrize("expr, inside, outside", [
+    ("!1.1.1.1", ["1.1.1.2", "10.0.0.1", "2001:db8::1"], ["1.1.1.1"]),  # every IP address but 1.1.1.1
+    ("![1.1.1.1, 1.1.1.2]", ["1.1.1.3"], ["1.1.1.1", "1.1.1.2"]),
+    ("$HOME_NET", ["192.168.1.1", "10.9.9.9", "172.16.0.1", "172.31.255.255"],
+     ["172.32.0.1", "8.8.8.8", "2001:db8::1"]),  # Suricata's default HOME_NET
+    ("[$EXTERNAL_NET, !$HOME_NET]", ["8.8.8.8", "2001:db8::1"], ["10.0.0.1", "192.168.0.1"]),
+    ("[10.0.0.0/24, !10.0.0.5]", ["10.0.0.0", "10.0.0.4", "10.0.0.255"], ["10.0.0.5", "10.0.1.1"]),
+    ("$EXTERNAL_NET", ["1.2.3.4"], ["10.1.2.3"]),
+    ("$HTTP_SERVERS", ["10.1.2.3"], ["1.2.3.4"]),
+    ("any", ["0.0.0.0", "255.255.255.255", "::1"], []),
+    ("[1.2.3.0/255.255.255.0, 2001:db8::/32]", ["1.2.3.9", "2001:db8:1::1"], ["1.2.4.1", "2001:db9::1"]),
+    ("[[10.0.0.0/8, !10.1.0.0/16], 1.1.1.1]", ["10.2.0.1", "1.1.1.1"], ["10.1.0.1", "1.1.1.2"]),
+])
+def test_address_expressions(expr, inside, outside):
+    assert all(holds(expr, ip) for ip in inside), expr
+    assert not any(holds(expr, ip) for ip in outside), expr
+
+
+@pytest.mark.parametrize("expr, inside, outside", [
+    ("[80, 81, 82]", [80, 81, 82], [79, 83]),
+    ("[80: 82]", [80, 81, 82], [79, 83]),  # a range
+    ("[1024: ]", [1024, 65535], [1023]),  # from 1024 till the highest port
+    ("!80", [0, 79, 81, 443], [80]),
+    ("[80:100,!99]", [80, 98, 100], [79, 99, 101]),
+    ("[1:80,![2,4]]", [1, 3, 5, 80], [0, 2, 4, 81]),
+    (":1023", [0, 1023], [1024]),
+    ("$HTTP_PORTS", [80], [8080]),
+    ("$FILE_DATA_PORTS", [80, 110, 143], [25]),
+])
+def test_port_expressions(expr, inside, outside):
+    assert all(port_holds(expr, p) for p in inside), expr
+    assert not any(port_holds(expr, p) for p in outside), expr
+
+
+def test_variables_can_be_overridden():
+    home = {"HOME_NET": "[100.64.0.0/10]"}
+    assert holds("$HOME_NET", "100.64.1.1", home) and not holds("$HOME_NET", "10.0.0.1", home)
+    assert holds("$EXTERNAL_NET", "10.0.0.1", home)  # EXTERNAL_NET follows the new HOME_NET
+    assert hdr.contains(hdr.parse_ports("$HTTP_PORTS", {"$HTTP_PORTS": "[80,8080]"}), 8080)
+    rule = sur.load_text('alert tcp $HOME_NET any -> any any (content:"a"; sid:1;)', "x", variables=home).rules[0]
+    assert rule.header.src == hdr.parse_addresses("[100.64.0.0/10]")
+    old = dict(sur.VARS)
+    sur.VARS["HOME_NET"] = "1.2.3.4"
+    try:
+        rule = sur.load_text('alert tcp $HOME_NET any -> any any (content:"a"; sid:1;)', "x").rules[0]
+    finally:
+        sur.VARS.clear()
+        sur.VARS.update(old)
+    assert rule.header.src == hdr.parse_addresses("1.2.3.4")
+
+
+@pytest.mark.parametrize("header, why", [
+    ("tcp $NOPE any -> any any", "variable $NOPE is not defined"),
+    ("tcp !any any -> any any", "matches nothing"),
+    ("tcp 10.0.0.300 any -> any any", "10.0.0.300"),
+    ("tcp any 70000 -> any any", "within 0..65535"),
+    ("tcp any [1,2 -> any any", "header has"),
+    ("tcp any any -> any 90:80", "empty"),
+])
+def test_bad_headers_keep_the_rule_out(header, why):
+    res = sur.load_text(f'alert {header} (content:"a"; sid:1;)', "x.rules")
+    assert res.rules == [] and why in res.problems[0], res.problems
+
+
+def test_any_header_costs_nothing_and_transport_is_kept():
+    assert one('alert ip any any -> any any (content:"a"; sid:1;)').header is None
+    assert one('alert http any any -> any any (content:"a"; sid:1;)').header is None  # app_proto restricts
+    h = one('alert udp any any -> any any (content:"a"; sid:1;)').header
+    assert h is not None and h.protos == (17,) and h.src is None
+
+
+def keys(proto: int, client: str, server: str, cport: int, sport: int) -> tuple:
+    c, s = addr(client), addr(server)
+    return (proto, c >> 64, c & (2**64 - 1), s >> 64, s & (2**64 - 1), cport, sport, 0)
+
+
+HDR_RULES = """
+alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (msg:"out to web"; content:"needle"; sid:11;)
+alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"out, to server"; flow:to_server; content:"needle"; sid:12;)
+alert tcp $EXTERNAL_NET $HTTP_PORTS -> $HOME_NET any (msg:"web reply"; flow:to_client; content:"needle"; sid:13;)
+alert tcp 10.0.0.1 any <> 8.8.8.8 any (msg:"either way"; content:"needle"; sid:14;)
+alert udp any any -> any any (msg:"udp only"; content:"needle"; sid:15;)
+alert tcp any any -> any ![80,443] (msg:"not web"; content:"needle"; sid:16;)
+alert tcp any [1024:] -> any :1023 (msg:"high to low"; content:"needle"; sid:17;)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("flow, client_sids, server_sids", [
+    # a home client to an external web server: requests from home (11, 12), replies from outside (13); the
+    # replies go to port 40000, not 80 or 443 (16)
+    (keys(6, "10.0.0.1", "8.8.8.8", 40000, 80), [11, 12, 14, 17], [13, 14, 16]),
+    # the same flow with the roles swapped: the external host is the client
+    (keys(6, "8.8.8.8", "10.0.0.1", 40000, 80), [14, 17], [14, 16]),
+    # a home client to an external server on port 8080: not $HTTP_PORTS
+    (keys(6, "10.0.0.1", "8.8.8.8", 40000, 8080), [14, 16], [14, 16]),
+    # both inside: no EXTERNAL_NET
+    (keys(6, "10.0.0.1", "10.0.0.2", 40000, 80), [17], [16]),
+    # UDP: the tcp rules never hold
+    (keys(17, "10.0.0.1", "8.8.8.8", 40000, 80), [15], [15]),
+])
+def test_engine_checks_the_header_per_flow_and_side(backend, flow, client_sids, server_sids):
+    res = sur.load_text(HDR_RULES, "x.rules")
+    assert res.problems == []
+    eng = RuleEngine(res.rules, backend=backend)
+    for side, want in ((0, client_sids), (1, server_sids)):
+        fs = eng.flow_scanner("f", None, flow)
+        fs.scan("raw", side, b"a needle here", 1, 1)
+        fs.close()
+        assert sorted(m.rule.rule_id for m in fs.alerts) == want, side
+    fs = eng.flow_scanner("f", None)  # endpoints unknown: headers are not checked
+    fs.scan("raw", 0, b"a needle here", 1, 1)
+    fs.close()
+    assert len(fs.alerts) == 6  # all but sid 13 (flow:to_client)
+
+
+def test_header_verdicts_are_cached_per_flow_and_header():
+    rules = sur.load_text("".join(f'alert tcp $HOME_NET any -> $EXTERNAL_NET any (content:"n{i}"; sid:{i};)\n'
+                                  for i in range(1, 6)), "x").rules
+    eng = RuleEngine(rules)
+    assert len(eng.headers) == 1  # one header shared by five rules
+    fs = eng.flow_scanner("f", None, keys(6, "10.0.0.1", "1.1.1.1", 1, 2))
+    fs.scan("raw", 0, b"n1 n2 n3 n4 n5", 1, 1)
+    fs.close()
+    assert len(fs.alerts) == 5 and fs._header_ok == {0: (True, False)}
+
+
+def test_header_through_the_pipeline(tmp_path):
+    import inspect
+
+    from nvpcap.protocols.applayer import AppLayer
+    if "keys" not in inspect.getsource(AppLayer.scan):
+        pytest.skip("the app layer does not hand the flow's keys to the rules yet (flow_scanner endpoints)")
+    path = tmp_path / "h.rules"
+    path.write_text('alert tcp $HOME_NET any -> $EXTERNAL_NET any (msg:"out"; content:"needle"; sid:21;)\n'
+                    'alert tcp any any -> any any (msg:"all"; content:"needle"; sid:22;)\n')
+    engine, problems = build_engine([str(path)], bundled=False)
+    assert problems == []
+    cfg = AnalyzeConfig(app=AppLayerConfig(rules=engine))
+    res = run(conversation(tmp_path / "n.pcap", [(0, b"a needle"), (1, b"\x00ok")], port=9999), cfg)
+    assert [a["rule_id"] for a in res.alerts() if a.get("category") == "ids"] == [22]  # C and S are both home

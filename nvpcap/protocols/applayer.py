@@ -242,7 +242,7 @@ class AppLayer:
         if self.rules is None or not data:
             return
         if flow.scanner is None:
-            flow.scanner = self.rules.flow_scanner(flow.serial, flow.app)
+            flow.scanner = self.rules.flow_scanner(flow.serial, flow.app, flow.keys)
         flow.scanner.scan(context, side, data, frame, ts_ns)
 
     def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:

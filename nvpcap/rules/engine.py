@@ -2,7 +2,8 @@
 
 Databases (as NeuVector's dpi_hs_search.c, plus sql and raw): "url", "header", "body", "sql" each hold the
 patterns of their context plus every "packet" pattern; "raw" (the whole payload of a flow no parser splits into
-url/header/body) uses the body database. Patterns compile caseless and dot-all (dp's /is). A pattern Hyperscan
+url/header/body) has the body database's patterns but those of rules restricted to apps that never have a raw
+stream (NO_RAW_APPS: CRS rules, Suricata `alert http` rules). Patterns compile caseless and dot-all (dp's /is). A pattern Hyperscan
 cannot take exactly (back-references, look-around) is compiled as a prefilter and confirmed with Python `re`.
 
 Scanning differs from dp on purpose: url and header calls are single units (block mode), but body, sql and raw
@@ -21,6 +22,8 @@ When a rule holds. NeuVector ANDs a rule's patterns over one packet. nvpcap ANDs
 far: a rule fires when each positive pattern has matched somewhere in the flow (in its context, on a side the
 rule's direction allows) and none of its negated patterns has matched in the flow (in that pattern's context)
 before or in the same scan call. A negated pattern seen only after the rule fired does not withdraw the alert.
+A Suricata rule's header (rules/header.py) must hold on the side a pattern matched on, for the flow's
+endpoints given to flow_scanner (checked once per flow and distinct header, at the first hit of a rule with it).
 The validator, if any, must accept the matched text of the rule's first positive pattern. One Match per (flow,
 rule); later calls that satisfy it again only raise its count (up to COUNT_LIMIT, then the rule is skipped).
 
@@ -47,14 +50,20 @@ from typing import Any
 
 from . import redact, transforms
 from .backends import BLOCK_DBS, WINDOW, DbPattern, Hits, HyperscanBackend, PythonBackend
+from .header import FlowHeader, endpoint_ints
 from .model import Match, Pattern, Rule, rule_problem
 from .regex import HS_BASE_FLAGS, HS_ERRORS, compile_python, hyperscan, hyperscan_error, looks_ahead, max_width
 from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
 SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query")
-CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "raw": "body", "tls.sni": "tls.sni",
+CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "raw": "raw", "tls.sni": "tls.sni",
               "dns.query": "dns.query"}
+# apps whose flows never have a raw stream (protocols/applayer.py: DECODED_CONTENT hands url/header/body instead,
+# ENCRYPTED is not scanned): the "raw" database (the body database's patterns) leaves out patterns of rules
+# restricted to these apps (CRS rules, Suricata `alert http`), which could never hold there but cost scanning
+# time (a CRS prefilter can report at nearly every byte of binary traffic)
+NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
 PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
@@ -83,6 +92,7 @@ class _CPattern:
     ahead: bool  # a match may depend on the byte after it (\\b, $, look-ahead at its end)
     width: int | None  # longest possible match, None if unbounded
     apps: tuple[str, ...]  # the rule's app_proto: only flows of these apps (empty: any)
+    header: int  # index of the rule's Suricata header in RuleEngine.headers, -1 for none
 
 
 class RuleEngine:
@@ -116,6 +126,8 @@ class RuleEngine:
     def _build(self, rules: list[Rule], use_hs: bool) -> HyperscanBackend | PythonBackend:
         self.rules: list[Rule] = []
         self.patterns: list[_CPattern] = []
+        self.headers: list[FlowHeader] = []  # distinct Suricata headers (rules sharing one share the check)
+        self._header_ids: dict[FlowHeader, int] = {}
         self._rule_pids: list[tuple[tuple[int, ...], tuple[int, ...]]] = []  # (positive, negated) per rule
         for rule in rules:
             self._add(rule, use_hs)
@@ -139,19 +151,26 @@ class RuleEngine:
         idx = len(self.rules)
         first_positive = next(i for i, p in enumerate(rule.patterns) if not p.negate)
         compiled: list[_CPattern] = []
+        hid = -1
+        if rule.header is not None:
+            hid = self._header_ids.get(rule.header, len(self.headers))
         for i, p in enumerate(rule.patterns):
-            cp = self._compile(p, idx, len(self.patterns) + len(compiled), rule, i == first_positive, use_hs)
+            cp = self._compile(p, idx, len(self.patterns) + len(compiled), rule, i == first_positive, use_hs, hid)
             if isinstance(cp, str):
                 self.problems.append(f"{where} pattern /{p.regex}/: {cp}: rule dropped")
                 return
             compiled.append(cp)
+        if rule.header is not None and hid == len(self.headers):
+            self._header_ids[rule.header] = hid
+            self.headers.append(rule.header)
         self.rules.append(rule)
         self.patterns.extend(compiled)
         self._rule_pids.append((tuple(c.pid for c in compiled if not c.pattern.negate),
                                 tuple(c.pid for c in compiled if c.pattern.negate)))
 
     @staticmethod
-    def _compile(p: Pattern, idx: int, pid: int, rule: Rule, is_first: bool, use_hs: bool) -> _CPattern | str:
+    def _compile(p: Pattern, idx: int, pid: int, rule: Rule, is_first: bool, use_hs: bool,
+                 hid: int = -1) -> _CPattern | str:
         """The compiled pattern, or why it cannot be used."""
         try:
             pyre, py_err = compile_python(p.regex), ""
@@ -177,13 +196,13 @@ class RuleEngine:
         if validator is not None and pyre is None:
             return f"the validator needs Python re, which rejects it ({py_err})"
         return _CPattern(pid, idx, p, pyre, prefilter, validator, prefilter or validator is not None, is_first,
-                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex), rule.app_proto)
+                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex), rule.app_proto, hid)
 
     def _databases(self, use_hs: bool) -> dict[str, list[DbPattern]]:
         """One database per context; a pattern with transformations (CRS rules) goes to a database of its own
         chain ("url|htmlentitydecode,..."), which scans the content after that chain (self.chains); in stream
         contexts only chains of chunk-safe transformations are applied, others scan as is (transforms.effective)."""
-        base = ("url", "header", "body", "sql", "tls.sni", "dns.query")
+        base = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query")
         dbs: dict[str, list[DbPattern]] = {key: [] for key in base}
         chains: dict[str, dict[str, tuple[str, ...]]] = {}
         for cp in self.patterns:
@@ -194,8 +213,9 @@ class RuleEngine:
                 flags |= hyperscan.HS_FLAG_SINGLEMATCH if single else 0
             dbp = DbPattern(cp.pid, cp.pattern.regex, flags, cp.pyre, single, cp.confirm, cp.width)
             ctx = cp.pattern.context
+            raw = ctx in ("body", "packet") and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
             for key in base:
-                if ctx == key or (ctx == "packet" and key in PACKET_DBS):
+                if ctx == key or (ctx == "packet" and key in PACKET_DBS) or (key == "raw" and raw):
                     chain = transforms.effective(cp.pattern.transforms, key) if cp.pattern.transforms else ()
                     dbkey = f"{key}|{','.join(chain)}" if chain else key
                     if chain:
@@ -206,9 +226,13 @@ class RuleEngine:
 
     # -- use --
 
-    def flow_scanner(self, flow_key: Any = None, app: str | None = None) -> FlowScanner:
-        """`app`: the flow's app_proto, for rules restricted to some (None: such rules never hold)."""
-        return FlowScanner(self, flow_key, app)
+    def flow_scanner(self, flow_key: Any = None, app: str | None = None,
+                     endpoints: tuple | None = None) -> FlowScanner:
+        """`app`: the flow's app_proto, for rules restricted to some (None: such rules never hold).
+        `endpoints`: the flow's keys (proto, c_hi, c_lo, s_hi, s_lo, cport, sport, ...) as the pipeline holds
+        them, for the headers of Suricata rules (transport, addresses, ports, direction); None: headers are not
+        checked (every rule holds whatever its header says)."""
+        return FlowScanner(self, flow_key, app, endpoints)
 
     def rule_pids(self, rule_idx: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return self._rule_pids[rule_idx]
@@ -240,10 +264,15 @@ class FlowScanner:
     """Scan state of one flow. Call `scan` with each piece of decoded content, then `close` once (it reports
     matches that need the end of a stream, and frees the Hyperscan streams)."""
 
-    def __init__(self, engine: RuleEngine, flow_key: Any = None, app: str | None = None) -> None:
+    def __init__(self, engine: RuleEngine, flow_key: Any = None, app: str | None = None,
+                 endpoints: tuple | None = None) -> None:
         self.engine = engine
         self.flow_key = flow_key
         self.app = app
+        # (proto, client, server, cport, sport) for the Suricata headers; their verdicts per header id, made on
+        # the first hit of a rule with that header: (holds on the client side, on the server side)
+        self._endpoints = endpoint_ints(endpoints) if endpoints is not None and engine.headers else None
+        self._header_ok: dict[int, tuple[bool, bool]] = {}
         self.alerts: list[Match] = []
         self._streams: dict[tuple[str, int, str], _Stream | None] = {}  # (context, side, database)
         self._pos_hit: dict[int, _Evidence] = {}
@@ -341,6 +370,12 @@ class FlowScanner:
             cp = engine.patterns[pid]
             if side not in cp.sides or (cp.apps and self.app not in cp.apps):
                 continue
+            if cp.header >= 0 and self._endpoints is not None:
+                ok = self._header_ok.get(cp.header)
+                if ok is None:
+                    ok = self._header_ok[cp.header] = engine.headers[cp.header].sides(*self._endpoints)
+                if not ok[side]:
+                    continue
             negate = cp.pattern.negate
             if negate and pid in self._neg_hit:
                 continue

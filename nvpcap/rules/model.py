@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .header import FlowHeader
+
 # Contexts a pattern may name. "packet" patterns are scanned in every context (as NeuVector adds them to all its
 # databases); "sql" is NeuVector's sql_query (statements decoded by the database parsers). "tls.sni" (the
 # ClientHello's server name) and "dns.query" (each query name) are Suricata buffers, for the "ids" rules of
@@ -52,6 +54,9 @@ class Rule:
     sensor: str = ""
     direction: str = "any"
     app_proto: tuple[str, ...] = ()  # Suricata rules (rules/suricata.py): nvpcap apps the flow must be; () any
+    # Suricata rules: transport, addresses, ports and direction the flow's endpoints must fit (rules/header.py);
+    # None: any flow
+    header: FlowHeader | None = None
     # gitleaks extensions (nvpcap/rules/gitleaks.py), applied to the first positive pattern's matched text by
     # validators.rule_validator; the defaults leave NeuVector rules as they are
     entropy: float | None = None  # the secret's Shannon entropy must exceed this (replaces the default check)

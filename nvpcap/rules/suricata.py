@@ -17,9 +17,11 @@ What is imported (docs/rules.md, "Suricata subset"):
 - sticky buffers http.uri (http_uri), http.header (http_header), http.request_body (http_client_body),
   http.response_body (http_server_body), file.data (file_data), tls.sni (tls_sni), dns.query (dns_query),
   pkt_data; the legacy content modifiers http_uri, http_header, http_client_body, http_server_body;
-- fast_pattern, metadata, reference, target, rawbytes are accepted and ignored.
+- fast_pattern, metadata, reference, target, rawbytes are accepted and ignored;
+- the header's transport, addresses, ports and direction -> Rule.header (rules/header.py), with Suricata's
+  default variables ($HOME_NET, $EXTERNAL_NET, $HTTP_PORTS, ...) overridden by the `vars` argument or VARS.
 Anything else (byte_test, flowbits, threshold, isdataat, dsize, ...) keeps the rule out, with a problem naming
-the keyword. Addresses and ports of the header are not checked.
+the keyword; so does a header nvpcap cannot read (an undefined variable, a bad address).
 
 Compilation. The pieces (contents, pcres) of one buffer become ONE regex, in rule order: a content is an escaped
 literal, (?i:...) with nocase and (?-i:...) without (the engine compiles caseless); offset/depth anchor it at
@@ -38,10 +40,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .header import HeaderError, compile_header
 from .model import LoadResult, Pattern, Rule, rule_problem
 from .regex import regex_problem
 
 CATEGORY = "ids"
+# variables of the run (name -> expression, "HOME_NET": "[10.0.0.0/8]"), over Suricata's defaults
+# (header.ADDRESS_VARS, header.PORT_VARS); read at load time when no `vars` argument is given
+VARS: dict[str, str] = {}
 ACTIONS = ("alert", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth")  # nvpcap only reports: all alert
 TRANSPORTS = ("ip", "tcp", "udp", "icmp", "icmpv4", "icmpv6", "any", "pkthdr", "sctp", "tcp-pkt", "tcp-stream")
 # Suricata app-layer names -> nvpcap app_proto values (names nvpcap shares with Suricata map to themselves)
@@ -360,11 +366,17 @@ class _State:
     forced: str | None = None
 
 
-def compile_rule(parsed: ParsedRule, source: str = "") -> Rule:
-    """The nvpcap rule for a parsed Suricata rule. Raises Unsupported."""
+def compile_rule(parsed: ParsedRule, source: str = "", variables: dict[str, str] | None = None) -> Rule:
+    """The nvpcap rule for a parsed Suricata rule. `variables` override Suricata's default address and port
+    variables (default: VARS). Raises Unsupported."""
     if parsed.action not in ACTIONS:
         raise Unsupported(f"action {parsed.action!r} (only {', '.join(ACTIONS)})")
     proto = parsed.proto.lower()
+    try:
+        header = compile_header(proto, parsed.src, parsed.sport, parsed.direction, parsed.dst, parsed.dport,
+                                VARS if variables is None else variables)
+    except HeaderError as e:
+        raise Unsupported(f"header: {e}") from None
     apps: tuple[str, ...] = ()
     if proto not in TRANSPORTS:
         if proto not in APPS:
@@ -436,11 +448,10 @@ def compile_rule(parsed: ParsedRule, source: str = "") -> Rule:
     if priority is None:
         priority = CLASS_PRIORITY.get(classtype or "", DEFAULT_PRIORITY)
     severity = {1: 5, 2: 4, 3: 3}.get(priority, 2)
-    if parsed.direction == "<>" and directions:
-        raise Unsupported("<> with a flow direction")
     rule = Rule(rule_id=sid, name=msg or f"sid {sid}", category=CATEGORY, severity=severity, patterns=patterns,
                 description=f"sid {sid}" + (f", classtype {classtype}" if classtype else ""), source=source,
-                sensor="suricata", direction=directions.pop() if directions else "any", app_proto=apps)
+                sensor="suricata", direction=directions.pop() if directions else "any", app_proto=apps,
+                header=header)
     problem = rule_problem(rule)
     if problem:
         raise Unsupported(problem)
@@ -528,9 +539,10 @@ def _patterns(pieces: list[Piece]) -> tuple[Pattern, ...]:
 
 # ---- files ----
 
-def load_text(text: str, source: str, ids: object = None) -> LoadResult:
+def load_text(text: str, source: str, ids: object = None, variables: dict[str, str] | None = None) -> LoadResult:
     """Rules of one file. `ids` (a RuleIds shared by the run) remembers the sids taken, so a duplicate sid in
-    another file is reported too."""
+    another file is reported too. `variables` ({"HOME_NET": "[10.0.0.0/8]", "HTTP_PORTS": "[80,8080]"})
+    override Suricata's default header variables; default: the module's VARS."""
     out = LoadResult()
     seen: set[int] = getattr(ids, "sids", set())
     for no, line in rule_lines(text):
@@ -542,7 +554,7 @@ def load_text(text: str, source: str, ids: object = None) -> LoadResult:
             continue
         sid = next((v for k, v in parsed.options if k == "sid"), None)
         try:
-            rule = compile_rule(parsed, where)
+            rule = compile_rule(parsed, where, variables)
         except ValueError as e:
             out.problems.append(f"{where}: sid {sid}: {e}: rule skipped")
             continue
@@ -554,10 +566,10 @@ def load_text(text: str, source: str, ids: object = None) -> LoadResult:
     return out
 
 
-def load_file(path: str | Path, ids: object = None) -> LoadResult:
+def load_file(path: str | Path, ids: object = None, variables: dict[str, str] | None = None) -> LoadResult:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return LoadResult(problems=[f"{path}: cannot read: {e}"])
-    return load_text(text, str(path), ids)
+    return load_text(text, str(path), ids, variables)
