@@ -1,2 +1,2 @@
-"""HTML/SARIF/JUnit reports for analysis and baseline checks. Not built yet: see the open issue
-"Learn-mode baseline, replay check ... HTML violation report"."""
+"""Reports: self-contained HTML for checks and analyses (html.py, Jinja2 with autoescape), and the CI formats of
+a check result (ci_formats.py: table, JSON, JSONL, CSV, SARIF, JUnit)."""
