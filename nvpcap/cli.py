@@ -58,10 +58,15 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--meter", "meter_settings", multiple=True, metavar="NAME.FIELD=VALUE",
               help="Change a NeuVector meter threshold (e.g. syn_flood.upper=2000, icmp_flood.span=2, "
               "ip_src_session.limit=500, icmp_tunnel_mismatches=5); repeatable.")
+@click.option("--deterministic", is_flag=True,
+              help="Same bytes on every run for the same inputs (golden files, CI): records sorted, no wall-clock "
+              "fields; records are held in memory until the end. Default format jsonl. See docs/golden.md.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report: protocol mix, top talkers, alerts, capture quality.")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
             summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int,
             rule_files: tuple[str, ...], no_bundled_rules: bool, crs_paranoia: int = 1,
-            meter_settings: tuple[str, ...] = ()) -> None:
+            meter_settings: tuple[str, ...] = (), deterministic: bool = False, report: str | None = None) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
@@ -90,12 +95,23 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
     engine, rule_problems = build_engine(rule_files, bundled=not no_bundled_rules)
     for problem in rule_problems:
         err.print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
-    fmt = fmt or format_for_path(output, sys.stdout.isatty())
+    fmt = fmt or format_for_path(output, sys.stdout.isatty() and not deterministic)
     try:
-        sink = open_sink(fmt, output)
+        if deterministic:
+            from .output.deterministic import DeterministicSink
+
+            sink = DeterministicSink(fmt, output)
+        else:
+            sink = open_sink(fmt, output)
     except (ValueError, OSError) as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
+    collector = None
+    if report:
+        from .report.analysis import AnalysisCollector, TeeSink
+
+        collector = AnalysisCollector(rule_packs=rule_packs(engine))
+        sink = TeeSink(sink, collector)
     config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows), app=AppLayerConfig(stream_depth=stream_depth, rules=engine),
                            threat_overrides=overrides, meters=meters)
     ordered = order_inputs(inputs)
@@ -120,12 +136,57 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
     summary = run_summary(summaries)
     sink.close(summary)
     if summary_json:
+        if deterministic:
+            from .output.deterministic import scrub_summary
+
+            summary = scrub_summary(summary)
         with open(summary_json, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
     if not quiet and fmt != "table":
         _print_totals(err, summary)
+    if collector is not None:
+        from .report.html import render_analysis_report
+
+        try:
+            render_analysis_report(collector.model(), report)
+        except OSError as exc:
+            err.print(f"nvpcap: {report}: cannot write: {exc.strerror or exc}", style="red", markup=False,
+                      highlight=False)
+            sys.exit(EXIT_USAGE)
     if strict and any(s.has_input_errors for s in summaries):
         sys.exit(EXIT_INPUT)
+
+
+@main.command("diff")
+@click.argument("expected")
+@click.argument("actual")
+@click.option("--ignore", "ignores", multiple=True, metavar="[EVENT_TYPE:]FIELD",
+              help="Do not compare this field (a name at any depth, or a dotted path such as http.status; "
+              "EVENT_TYPE: limits it to one record kind); repeatable.")
+@click.option("--no-default-ignores", is_flag=True,
+              help="Also compare the fields ignored by default: stats:version, stats:seconds.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--max-diffs", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Differences shown (0 = all); the count of the rest is printed.")
+def diff_cmd(expected: str, actual: str, ignores: tuple[str, ...], no_default_ignores: bool, fmt: str,
+             max_diffs: int) -> None:
+    """Compare two record files (analyze's jsonl, or csv; '-' = jsonl on stdin) by record identity, not line
+    order: print records added, removed and changed field by field. Exit 0 when they match, 1 when they differ,
+    2 for usage errors. See docs/golden.md."""
+    from .golden import DiffInputError, as_json, diff_files, text_lines
+
+    try:
+        result = diff_files(expected, actual, ignores, default_ignores=not no_default_ignores)
+    except DiffInputError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"nvpcap diff: {exc}", style="red", markup=False,
+                                                   highlight=False)
+        sys.exit(EXIT_USAGE)
+    if fmt == "json":
+        click.echo(json.dumps(as_json(result, max_diffs), indent=2, ensure_ascii=True, default=str))
+    else:
+        for line in text_lines(result, max_diffs):
+            click.echo(line)
+    sys.exit(EXIT_OK if result.same else 1)
 
 
 @main.command()
@@ -167,6 +228,14 @@ def threats(fmt: str) -> None:
     for r in rows:
         table.add_row(str(r["id"]), r["name"], str(r["severity"]), "on" if r["enabled"] else "off", r["action"])
     Console().print(table)
+
+
+def rule_packs(engine) -> list[dict]:
+    """The rule sets a run loaded (source and count), shown in reports beside the tool's version."""
+    from collections import Counter
+
+    packs = Counter(getattr(r, "source", "rules") for r in getattr(engine, "rules", None) or [])
+    return [{"name": name, "rules": n} for name, n in sorted(packs.items())]
 
 
 def _print_totals(err: Console, summary: dict) -> None:
@@ -317,3 +386,9 @@ def rules_test(rules_file: str, capture: str, no_bundled_rules: bool, fmt: str) 
                           str(r["matches"]), str(r["first_frame"]), r["snippet"])
         Console(width=max(120, Console().width)).print(table)
     sys.exit(0 if matched else 1)
+
+
+# -- nvpcap baseline learn|check|export (cli_baseline.py) --
+from .cli_baseline import baseline_group  # noqa: E402  (registered after the group exists)
+
+main.add_command(baseline_group)

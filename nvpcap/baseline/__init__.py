@@ -1,0 +1,1 @@
+"""Learn-mode baselines (NeuVector learning rules), replay checks against them, and exports."""
