@@ -121,9 +121,9 @@ def _det_bytes(path: Path, config: AnalyzeConfig, out: Path) -> bytes:
     return out.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["apps/redis.pcap", "fragments.pcap", "tunnels.pcap", pytest.param(
-    "multi_interface.pcapng", marks=pytest.mark.xfail(strict=True, reason="pipeline bug, not golden's: with "
-    "batch_packets=1 the ICMP flow at frame 15 gets history 'D' instead of '' (session kernel)"))])
+# multi_interface.pcapng: three flows time out at frame 13 and the ICMP flow reuses a slot; this found a reused
+# slot showing the previous flow's history ('D' for an ICMP flow) before the kernel cleared it on reuse
+@pytest.mark.parametrize("name", ["apps/redis.pcap", "fragments.pcap", "tunnels.pcap", "multi_interface.pcapng"])
 def test_ids_and_order_do_not_depend_on_batching(name, tmp_path):
     """flow_id hashes the flow's serial: it must not depend on how the reader cuts the file into batches."""
     path = ROOT / "samples" / "pcaps" / name

@@ -97,3 +97,14 @@ def test_many_flows_and_index_growth(tmp_path):
     assert len(flows) == 3000
     assert (flows["conn_state"] == "SF").all()
     assert flows["community_id"].nunique() == 3000
+
+
+def test_a_reused_flow_slot_does_not_keep_the_previous_flows_history(tmp_path):
+    """A TCP flow with a history; after an idle gap a UDP packet's step ends it and frees its slot; the next flow,
+    ICMP (no history letters), takes that slot."""
+    pkts = handshake("10.0.0.1", 1000, "10.0.0.2", 80, 1.0)
+    pkts += [(499.0, udp("10.0.0.1", 5000, "10.0.0.9", 5001))]
+    pkts += [(500.0, icmp_echo("10.0.0.1", "10.0.0.3", 7, 1)), (500.1, icmp_echo("10.0.0.3", "10.0.0.1", 7, 1, True))]
+    write(tmp_path / "reuse.pcap", pkts)
+    flows = run(tmp_path / "reuse.pcap", AnalyzeConfig(batch_packets=1)).flows
+    assert list(flows.sort_values("first_frame")["history"]) == ["ShADdFf", "D", ""]  # S h A D d F f by hand; ICMP flows have no history

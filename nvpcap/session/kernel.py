@@ -239,6 +239,7 @@ def _init_flow(r, serial, h, ka_hi, ka_lo, kb_hi, kb_lo, kpa, kpb, kproto, ts, f
     r["synack_ack"] = -1
     r["hist_len"] = 0
     r["hist_seen"] = 0
+    r["hist"][:] = 0  # records read the history up to its first NUL: a reused slot must not show the last flow's
     for side in range(2):
         r["pkts"][side] = 0
         r["bytes"][side] = 0
