@@ -392,3 +392,8 @@ def rules_test(rules_file: str, capture: str, no_bundled_rules: bool, fmt: str) 
 from .cli_baseline import baseline_group  # noqa: E402  (registered after the group exists)
 
 main.add_command(baseline_group)
+
+# -- nvpcap verify (verify.py: the cross-check against Wireshark's dissectors) --
+from .verify import verify_command  # noqa: E402
+
+main.add_command(verify_command)
