@@ -82,6 +82,19 @@ def _groups(path: str | None):
         _fail(str(exc))
 
 
+def _baseline_and_groups(baseline_file: str, groups_file: str | None):
+    """The baseline, and the groups given (or else those it was learned with, when that file still exists)."""
+    from .baseline.model import BaselineError, load_baseline
+
+    try:
+        baseline = load_baseline(baseline_file)
+    except BaselineError as exc:
+        _fail(str(exc))
+    if groups_file is None and baseline.groups_file and os.path.exists(baseline.groups_file):
+        groups_file = baseline.groups_file
+    return baseline, _groups(groups_file)
+
+
 def _input_errors(summary: dict) -> bool:
     for f in summary.get("files", []):
         if f.get("issues") or any(k.startswith("malformed") or k == "unreadable-record" for k in f.get("outcomes", {})):
@@ -171,17 +184,10 @@ def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | Non
     """Replay captures (or analyze records) against a baseline; violations in the chosen format."""
     from .baseline.check import CheckOptions, check, load_accept
     from .baseline.connections import connections
-    from .baseline.model import BaselineError, load_baseline
     from .cli import rule_packs
     from .rules import build_engine
 
-    try:
-        baseline = load_baseline(baseline_file)
-    except BaselineError as exc:
-        _fail(str(exc))
-    if groups_file is None and baseline.groups_file and os.path.exists(baseline.groups_file):
-        groups_file = baseline.groups_file
-    groups = _groups(groups_file)
+    baseline, groups = _baseline_and_groups(baseline_file, groups_file)
     accept: set[str] = set()
     if accept_file:
         try:
@@ -243,17 +249,11 @@ def export_cmd(baseline_file: str, target: str, groups_file: str | None, output:
     """Turn a baseline into rules a cluster enforces."""
     import yaml
 
-    from .baseline.export import ExportError, export_neuvector, export_networkpolicy
-    from .baseline.model import BaselineError, load_baseline
+    from .baseline.export import ExportError, export_networkpolicy, export_neuvector
     from .output.base import open_text
 
-    try:
-        baseline = load_baseline(baseline_file)
-    except BaselineError as exc:
-        _fail(str(exc))
-    if groups_file is None and baseline.groups_file and os.path.exists(baseline.groups_file):
-        groups_file = baseline.groups_file
-    groups = _groups(groups_file).as_dict()
+    baseline, group_map = _baseline_and_groups(baseline_file, groups_file)
+    groups = group_map.as_dict()
     doc = yaml.safe_load(baseline.to_yaml())
     try:
         text = export_neuvector(doc, groups) if target == "neuvector" else export_networkpolicy(doc, groups)

@@ -5,7 +5,6 @@ import socket
 from pathlib import Path
 
 import dpkt
-
 import pcapgen as g
 
 WEB, DB, API, DNS = "10.10.1.5", "10.10.2.7", "10.10.3.9", "10.10.0.53"

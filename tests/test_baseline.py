@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pcapgen as g
 import pytest
+import sitegen
 import yaml
 from click.testing import CliRunner
 
-import pcapgen as g
-import sitegen
 from nvpcap.baseline.check import CheckOptions, check, judge
 from nvpcap.baseline.connections import SCOPE_POLICY, SCOPE_UDP_UNQUALIFIED, connections
 from nvpcap.baseline.groups import GroupMap, GroupsError, load_groups
@@ -227,7 +227,7 @@ def test_unidentified_traffic_on_an_application_port_is_allowed_and_an_app_elsew
         {"dest_port": 5432, "app_proto": "redis", "app_confidence": "dpi"}]), groups)
     assert list(judge(conns, b)) == ["allowed", "app_unexpected_port", "new_port", "new_app"]
     result = check(conns, pd.DataFrame(columns=["category"]), b, groups, {}, {}, CheckOptions(mode="protect"))
-    noted = [v for v in result["violations"] if v["type"] == "app_unexpected_port"][0]
+    noted = next(v for v in result["violations"] if v["type"] == "app_unexpected_port")
     assert (noted["severity_name"], noted["action"], noted["denied_packets"]) == ("low", "violate", 0)
 
 

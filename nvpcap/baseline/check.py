@@ -313,7 +313,7 @@ def check(conns: pd.DataFrame, alerts: pd.DataFrame, baseline: Baseline, groups:
         "inputs": run_summary.get("files", []),
         "capture_quality": capture_quality(run_summary),
         "totals": {
-            "flows": int(len(conns)), "flows_checked": int(in_scope.sum()),
+            "flows": len(conns), "flows_checked": int(in_scope.sum()),
             "flows_allowed": int((status == ALLOWED).sum()),
             "flows_violating": int(np.isin(status, list(POLICY_TYPES)).sum()),
             "flows_ignored": int((~in_scope).sum()), "ignored_by_reason": {str(k): int(n) for k, n in ignored.items()},
