@@ -9,15 +9,29 @@ import sys
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from . import __version__
 from .decode.sources import expand_inputs, file_size
-from .output import FORMATS, format_for_path, open_sink
+from .executor import (
+    EXECUTORS,
+    RunSpec,
+    build_config,
+    check_executor,
+    make_sink,
+    rule_problems,
+    run_inputs,
+)
+from .output import FORMATS, format_for_path
 from .pipeline import AnalyzeConfig, analyze_file, order_inputs
 from .protocols.applayer import DEFAULT_STREAM_DEPTH, AppLayerConfig
 from .session.meters import parse_meter_settings
-from .session.table import FlowTableConfig
 from .summary import run_summary
 from .threats import CATALOGUE, parse_threat_switches
 
@@ -63,10 +77,20 @@ def _show_progress(quiet: bool) -> bool:
               "fields; records are held in memory until the end. Default format jsonl. See docs/golden.md.")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report: protocol mix, top talkers, alerts, capture quality.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files analysed at once, one per worker process (with --executor dask and no --scheduler: the "
+              "LocalCluster's workers); the records are those of a serial run, in the same order. docs/scale.md.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where files are analysed: local processes, or a Dask cluster (pip install 'nvpcap[dask]').")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786); implies "
+              "--executor dask. Without it, --executor dask starts a LocalCluster of -j workers.")
+@click.option("--no-resume", is_flag=True, help="With --format parquet -o DIR/: analyse every input again, even "
+              "those whose parts in DIR are complete and unchanged.")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
             summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int,
             rule_files: tuple[str, ...], no_bundled_rules: bool, crs_paranoia: int = 1,
-            meter_settings: tuple[str, ...] = (), deterministic: bool = False, report: str | None = None) -> None:
+            meter_settings: tuple[str, ...] = (), deterministic: bool = False, report: str | None = None,
+            jobs: int = 1, executor: str = "local", scheduler: str | None = None, no_resume: bool = False) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
@@ -83,37 +107,32 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         sys.exit(EXIT_USAGE)
     try:
         overrides = parse_threat_switches(threat_switches)
-        meters = parse_meter_settings(meter_settings)
+        parse_meter_settings(meter_settings)  # checked here; each worker parses them again (RunSpec)
     except ValueError as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
-    from .rules import build_engine
-
-    from .rules import crs
-
-    crs.PARANOIA = crs_paranoia  # read by the CRS loader (one run per process)
-    engine, rule_problems = build_engine(rule_files, bundled=not no_bundled_rules)
-    for problem in rule_problems:
+    if scheduler:
+        executor = "dask"
+    spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, crs_paranoia=crs_paranoia,
+                   stream_depth=stream_depth, max_flows=max_flows, threat_overrides=overrides,
+                   meter_settings=meter_settings)
+    for problem in rule_problems(spec):  # builds the engine in this process once (a serial run reuses it)
         err.print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
     fmt = fmt or format_for_path(output, sys.stdout.isatty() and not deterministic)
     try:
-        if deterministic:
-            from .output.deterministic import DeterministicSink
-
-            sink = DeterministicSink(fmt, output)
-        else:
-            sink = open_sink(fmt, output)
+        check_executor(executor)  # before the output is opened: a usage error leaves no empty file
+        sink = make_sink(fmt, output, deterministic, resume=not no_resume)
     except (ValueError, OSError) as exc:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
-    collector = None
+    partitioned = getattr(sink, "partitioned", False)  # parquet -o DIR/: one part per input, resumable
+    collector = tee = None
     if report:
         from .report.analysis import AnalysisCollector, TeeSink
 
-        collector = AnalysisCollector(rule_packs=rule_packs(engine))
+        collector = AnalysisCollector(rule_packs=rule_packs(build_config(spec).app.rules))
         sink = TeeSink(sink, collector)
-    config = AnalyzeConfig(table=FlowTableConfig(max_flows=max_flows), app=AppLayerConfig(stream_depth=stream_depth, rules=engine),
-                           threat_overrides=overrides, meters=meters)
+        tee = collector if partitioned else None  # partitioned: run_inputs feeds the collector; TeeSink closes both
     ordered = order_inputs(inputs)
     summaries = []
     # The pipeline keeps ~10^5 long-lived objects (modules, compiled rules, flow state): with the default
@@ -125,14 +144,29 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
                         console=err, disable=not _show_progress(quiet), transient=True)
     with progress:
         total = sum(file_size(n) or 0 for n in ordered) or None
-        task = progress.add_task("analysing", total=total)
-        for name in ordered:
-            progress.update(task, description=escape(os.path.basename(name)))
-            s = analyze_file(name, sink, config, progress=lambda n: progress.advance(task, n))
-            summaries.append(s)
-            for issue in s.issues:
-                err.print(f"nvpcap: {name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
-                          highlight=False)
+        task = progress.add_task(f"0/{len(ordered)} files", total=total)
+        finished: list[str] = []
+
+        def file_done(s) -> None:
+            finished.append(s.name)
+            progress.update(task, description=f"{len(finished)}/{len(ordered)} files, last "
+                            + escape(os.path.basename(s.name)))
+
+        def say(message: str) -> None:
+            if not quiet:
+                err.print(f"nvpcap: {message}", markup=False, highlight=False)
+
+        try:
+            summaries = run_inputs(ordered, spec, sink.sink if tee is not None else sink, jobs=jobs,
+                                   executor=executor, scheduler=scheduler, tee=tee,
+                                   progress=lambda n: progress.advance(task, n), on_file=file_done, log=say)
+        except (ValueError, OSError) as exc:  # a Dask scheduler that cannot be reached, ...
+            err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
+            sys.exit(EXIT_USAGE)
+    for s in summaries:
+        for issue in s.issues:
+            err.print(f"nvpcap: {s.name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
+                      highlight=False)
     summary = run_summary(summaries)
     sink.close(summary)
     if summary_json:
@@ -389,11 +423,11 @@ def rules_test(rules_file: str, capture: str, no_bundled_rules: bool, fmt: str) 
 
 
 # -- nvpcap baseline learn|check|export (cli_baseline.py) --
-from .cli_baseline import baseline_group  # noqa: E402  (registered after the group exists)
+from .cli_baseline import baseline_group
 
 main.add_command(baseline_group)
 
 # -- nvpcap verify (verify.py: the cross-check against Wireshark's dissectors) --
-from .verify import verify_command  # noqa: E402
+from .verify import verify_command
 
 main.add_command(verify_command)

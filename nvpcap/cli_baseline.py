@@ -31,7 +31,7 @@ def _inputs(paths: tuple[str, ...], quiet: bool) -> list[str]:
     """Captures and record files from the arguments (directories recursively); exits 2 when there are none."""
     from .baseline.observe import is_record_file
 
-    records = [p for p in paths if os.path.isfile(p) and is_record_file(p)]
+    records = [p for p in paths if os.path.exists(p) and is_record_file(p)]
     others = tuple(p for p in paths if p not in records)
     captures, problems, skipped = expand_inputs(others) if others else ([], [], [])
     for p in problems:
@@ -45,23 +45,20 @@ def _inputs(paths: tuple[str, ...], quiet: bool) -> list[str]:
     return records + captures
 
 
-def _observe(paths: list[str], engine, stream_depth: int, quiet: bool):
-    """Run the pipeline over the captures (record files are read as they are)."""
+def _observe(paths: list[str], spec, jobs: int):
+    """Run the pipeline over the captures (record files are read as they are), `jobs` files at a time."""
     from .baseline.observe import observe
-    from .pipeline import AnalyzeConfig, analyze_file, order_inputs
-    from .protocols.applayer import AppLayerConfig
+    from .executor import run_inputs
+    from .pipeline import order_inputs
     from .summary import run_summary
 
     err = _err()
 
     def run_captures(captures: list[str], sink) -> dict:
-        config = AnalyzeConfig(app=AppLayerConfig(stream_depth=stream_depth, rules=engine))
-        summaries = []
-        for name in order_inputs(captures):
-            s = analyze_file(name, sink, config)
-            summaries.append(s)
+        summaries = run_inputs(order_inputs(captures), spec, sink, jobs=jobs)
+        for s in summaries:
             for issue in s.issues:
-                err.print(f"nvpcap: {name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
+                err.print(f"nvpcap: {s.name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
                           highlight=False)
         summary = run_summary(summaries)
         sink.close(summary)
@@ -116,13 +113,16 @@ def baseline_group() -> None:
 @click.option("--stream-depth", type=click.IntRange(min=0), default=1 << 20, show_default=True,
               help="Bytes per flow direction the protocol parsers read.")
 @click.option("--strict", is_flag=True, help="Exit 3 when any input is corrupt, truncated or has malformed packets.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Captures analysed at once, one per process.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def learn_cmd(paths: tuple[str, ...], groups_file: str | None, output: str, replace: bool, stream_depth: int,
-              strict: bool, quiet: bool) -> None:
+              strict: bool, jobs: int, quiet: bool) -> None:
     """Learn a baseline from captures (or from `nvpcap analyze` JSONL/Parquet records)."""
     from .baseline.connections import connections
     from .baseline.learn import learn
     from .baseline.model import Baseline, BaselineError, load_baseline
+    from .executor import RunSpec
 
     groups = _groups(groups_file)
     inputs = _inputs(paths, quiet)
@@ -132,7 +132,7 @@ def learn_cmd(paths: tuple[str, ...], groups_file: str | None, output: str, repl
             baseline = load_baseline(output)
         except BaselineError as exc:
             _fail(f"{exc} (use --replace to start a new baseline)")
-    obs = _observe(inputs, None, stream_depth, quiet)
+    obs = _observe(inputs, RunSpec(bundled=False, stream_depth=stream_depth), jobs)
     conns = connections(obs, groups, _app_ports(baseline))
     before = len(baseline.rules)
     learn(conns, baseline)
@@ -177,15 +177,17 @@ def _app_ports(baseline) -> set[tuple[str, str]]:
 @click.option("--no-bundled-rules", is_flag=True, help="Do not load the bundled DLP/secrets/WAF packs.")
 @click.option("--stream-depth", type=click.IntRange(min=0), default=1 << 20, show_default=True,
               help="Bytes per flow direction the protocol parsers read.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Captures analysed at once, one per process.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | None, mode: str, fmt: str, output: str,
               report: str | None, accept_file: str | None, fail_on: str, exit_zero: bool, strict: bool,
-              rule_files: tuple[str, ...], no_bundled_rules: bool, stream_depth: int, quiet: bool) -> None:
+              rule_files: tuple[str, ...], no_bundled_rules: bool, stream_depth: int, jobs: int, quiet: bool) -> None:
     """Replay captures (or analyze records) against a baseline; violations in the chosen format."""
     from .baseline.check import CheckOptions, check, load_accept
     from .baseline.connections import connections
     from .cli import rule_packs
-    from .rules import build_engine
+    from .executor import RunSpec, build_config, rule_problems
 
     baseline, groups = _baseline_and_groups(baseline_file, groups_file)
     accept: set[str] = set()
@@ -195,14 +197,14 @@ def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | Non
         except OSError as exc:
             _fail(f"{accept_file}: cannot read: {exc.strerror or exc}")
     inputs = _inputs(paths, quiet)
-    engine, problems = build_engine(rule_files, bundled=not no_bundled_rules)
-    for problem in problems:
+    spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, stream_depth=stream_depth)
+    for problem in rule_problems(spec):
         _err().print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
-    obs = _observe(inputs, engine, stream_depth, quiet)
+    obs = _observe(inputs, spec, jobs)
     conns = connections(obs, groups, _app_ports(baseline))
     result = check(conns, obs.alerts, baseline, groups, obs.hostnames, obs.run_summary,
                    CheckOptions(mode=mode, fail_on=fail_on, accept=accept),
-                   rule_packs=rule_packs(engine))
+                   rule_packs=rule_packs(build_config(spec).app.rules))
     _write_result(result, fmt, output)
     if report:
         from .report.html import render_check_report

@@ -145,10 +145,11 @@ def test_strict_input_errors_exit_3(site, tmp_path):
 
 
 def test_records_from_analyze_check_like_the_capture(site, tmp_path):
-    for out in ("records.jsonl", "records.parquet"):
-        code, _ = cli("analyze", site["b"], "-o", str(tmp_path / out), "-q", "--no-bundled-rules")
+    for out in ("records.jsonl", "records.parquet", "parts/"):
+        fmt = ["--format", "parquet"] if out.endswith("/") else []
+        code, _ = cli("analyze", site["b"], "-o", f"{tmp_path}/{out}", "-q", "--no-bundled-rules", *fmt)
         assert code == 0
-        _, from_records = check_json(site, capture=str(tmp_path / out))
+        _, from_records = check_json(site, capture=f"{tmp_path}/{out}")
         _, from_capture = check_json(site)
         assert [v["fingerprint"] for v in from_records["violations"]] == \
             [v["fingerprint"] for v in from_capture["violations"]]
@@ -293,3 +294,12 @@ def test_a_hostile_host_and_url_appear_escaped_in_the_report(tmp_path, site):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.evil" in html  # the Host, learned as the server's name
     assert "&lt;img src=x onerror=" in html and "<img src=x" not in html  # the URL's match, in the WAF snippet
     assert "<script>alert(1)" not in html
+
+
+def test_two_processes_check_like_one(site, tmp_path):
+    other = sitegen.learn_capture(tmp_path / "c.pcap")
+    _, one = check_json(site, site["a"], capture=site["b"])
+    _, two = check_json(site, site["a"], "-j", "2", capture=site["b"])
+    assert [v["fingerprint"] for v in one["violations"]] == [v["fingerprint"] for v in two["violations"]]
+    assert one["totals"] == two["totals"] and one["totals"]["flows"] == 11
+    assert other.exists()

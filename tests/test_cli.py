@@ -85,7 +85,7 @@ def test_csv_is_readable_by_pandas_with_the_same_flows(tmp_path, jsonl_run):
 
 def test_parquet_directory_holds_the_same_flows(tmp_path, jsonl_run):
     ok(nvpcap(HTTP, "--format", "parquet", "-o", "outdir/", "-q", cwd=tmp_path))
-    flows = pd.read_parquet(tmp_path / "outdir" / "flows.parquet")
+    flows = pd.read_parquet(tmp_path / "outdir" / "flows")
     assert flow_keys(flows) == flow_keys(jsonl_run[0])
 
 

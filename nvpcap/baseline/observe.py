@@ -122,6 +122,11 @@ def alerts_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def is_record_file(path: str) -> bool:
+    """Records `analyze` wrote: a JSONL/Parquet file, or a partitioned Parquet folder (DIR/flows/*.parquet)."""
+    if os.path.isdir(path):
+        parts = os.path.join(path, "flows")
+        return os.path.isfile(os.path.join(path, "flows.parquet")) or (
+            os.path.isdir(parts) and any(n.endswith(".parquet") for n in os.listdir(parts)))
     return path.lower().endswith(RECORD_SUFFIXES)
 
 
@@ -130,7 +135,11 @@ def read_records(paths: Iterable[str]) -> Observation:
     sink = ObservationSink()
     files: list[dict] = []
     for path in paths:
-        if path.lower().endswith(".parquet"):
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "flows.parquet")):
+            _read_parquet(os.path.join(path, "flows.parquet"), sink)
+        elif os.path.isdir(path):
+            _read_parquet_parts(path, sink)
+        elif path.lower().endswith(".parquet"):
             _read_parquet(path, sink)
         else:
             files.extend(_read_jsonl(path, sink))
@@ -180,9 +189,21 @@ def _read_parquet(path: str, sink: ObservationSink) -> None:
     root, ext = os.path.splitext(path)
     events_path = os.path.join(os.path.dirname(path), "events.parquet") \
         if os.path.basename(path) == "flows.parquet" else f"{root}.events{ext}"
-    if not os.path.exists(events_path):
-        return
-    for rec in pl.read_parquet(events_path).iter_rows(named=True):
+    if os.path.exists(events_path):
+        _read_parquet_events(pl.read_parquet(events_path), sink)
+
+
+def _read_parquet_parts(folder: str, sink: ObservationSink) -> None:
+    """A partitioned folder (`analyze --format parquet -o DIR/`): one part per input under flows/ and events/."""
+    sink.write_flows(pl.read_parquet(os.path.join(folder, "flows", "*.parquet"), columns=FLOW_FIELDS)
+                     .cast(_FLOW_SCHEMA))
+    events = os.path.join(folder, "events")
+    if os.path.isdir(events) and any(n.endswith(".parquet") for n in os.listdir(events)):
+        _read_parquet_events(pl.read_parquet(os.path.join(events, "*.parquet")), sink)
+
+
+def _read_parquet_events(frame: pl.DataFrame, sink: ObservationSink) -> None:
+    for rec in frame.iter_rows(named=True):
         kind = rec.get("event_type")
         if kind == "alert":
             sink.write_events([rec])

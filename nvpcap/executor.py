@@ -1,0 +1,619 @@
+"""Run many inputs: one after another, in local worker processes (`-j N`), or on a Dask cluster.
+
+Files are independent units of work (`analyze_file()` is pure), so every executor runs the same per-file
+function and the records are those of a serial run, in the same order:
+
+- `jobs=1`: the serial loop, each file straight into the user's sink.
+- `jobs>1`: a `ProcessPoolExecutor` (forkserver on Linux, else spawn: numba's and Hyperscan's native state and
+  `fork()` of a process that has threads do not mix). Each worker analyses one file into a *part*
+  (output/parts.py: the log of the sink calls, in a temporary directory) and the parent replays the parts into
+  the user's sink in input order, one block at a time, deleting each as it goes: memory stays bounded by one
+  block, and the sink sees the very calls a serial run would have made.
+- `executor="dask"`: the same function as Dask tasks; the part comes back as bytes (workers need not share the
+  parent's disk, but must read the inputs and rule files at the same paths).
+- Partitioned Parquet (`PartitionedParquetSink`, `-o DIR/`): each worker writes its input's two part files
+  itself (Dask workers return them as bytes), and DIR/manifest.jsonl lets a rerun skip unchanged inputs.
+
+A worker that dies on one file (a crash in native code, the OOM killer) costs that file only: the files that
+were in flight are rerun one by one in a fresh process to find the culprit, whose summary then carries a
+`worker-crash` issue; the others go on. The rules engine (Hyperscan databases cannot be pickled) is built once
+per worker process from the picklable `RunSpec`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import traceback
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
+
+from . import __version__
+from .decode.reader import CaptureIssue
+from .decode.sources import STDIN_NAME, file_size
+from .pipeline import AnalyzeConfig, FileSummary, analyze_file
+from .protocols.applayer import DEFAULT_STREAM_DEPTH, AppLayerConfig
+from .session.meters import parse_meter_settings
+from .session.table import FlowTableConfig
+
+EXECUTORS = ("local", "dask")
+PROGRESS_STEP = 4 << 20  # bytes a worker reads between progress reports
+CRASH_HOOK = "NVPCAP_TEST_CRASH_INPUT"  # tests: a pool worker given the file of this base name dies (os._exit)
+
+
+# -- what a run is: picklable, hashable ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything `analyze` turns into an AnalyzeConfig, in picklable form (the rules engine is built from it in
+    each worker). `threat_overrides` may be given as a dict; it is kept as sorted (id, on) pairs."""
+
+    rule_files: tuple[str, ...] = ()
+    bundled: bool = True
+    crs_paranoia: int = 1
+    stream_depth: int = DEFAULT_STREAM_DEPTH
+    max_flows: int = 1_000_000
+    threat_overrides: tuple[tuple[int, bool], ...] = ()
+    meter_settings: tuple[str, ...] = ()  # NAME.FIELD=VALUE, as `--meter` takes them
+
+    def __post_init__(self) -> None:
+        overrides: Any = self.threat_overrides
+        if isinstance(overrides, dict):
+            overrides = overrides.items()
+        object.__setattr__(self, "threat_overrides", tuple(sorted((int(k), bool(v)) for k, v in overrides)))
+        object.__setattr__(self, "rule_files", tuple(str(p) for p in self.rule_files))
+        object.__setattr__(self, "meter_settings", tuple(str(m) for m in self.meter_settings))
+
+    def absolute(self) -> RunSpec:
+        """The same spec with absolute rule paths (for workers that may run in another directory)."""
+        return dataclasses.replace(self, rule_files=tuple(os.path.abspath(p) for p in self.rule_files))
+
+    def digest(self) -> str:
+        """A hash of the spec, the nvpcap version and the rule files' contents (the bundled packs' too): parts
+        written under another digest are not reused by a resumed run."""
+        h = hashlib.sha256()
+        fields = dataclasses.asdict(self)
+        fields["rule_files"] = [os.path.abspath(p) for p in self.rule_files]
+        h.update(json.dumps({"nvpcap": __version__, "spec": fields}, sort_keys=True, default=list).encode())
+        paths = list(self.rule_files)
+        if self.bundled:
+            paths.append(os.path.join(os.path.dirname(__file__), "rules", "packs"))
+        for path in paths:
+            _hash_tree(h, path)
+        return h.hexdigest()[:32]
+
+
+def _hash_tree(h: Any, path: str) -> None:
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for f in sorted(files):
+                _hash_tree(h, os.path.join(root, f))
+        return
+    h.update(path.encode() + b"\0")
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        h.update(b"<unreadable>")
+
+
+_cache = threading.local()  # per thread: a Dask worker may run several tasks at once
+_build_lock = threading.Lock()
+
+
+def _engine(spec: RunSpec) -> tuple[Any, list[str]]:
+    """The spec's rules engine and its problems, built once per process (and thread)."""
+    engines = getattr(_cache, "engines", None)
+    if engines is None:
+        engines = _cache.engines = {}
+    key = (spec.rule_files, spec.bundled, spec.crs_paranoia)
+    if key not in engines:
+        from .rules import build_engine, crs
+
+        with _build_lock:  # the CRS loader reads a module-level paranoia level
+            before = crs.PARANOIA
+            crs.PARANOIA = spec.crs_paranoia
+            try:
+                engines[key] = build_engine(spec.rule_files, bundled=spec.bundled)
+            finally:
+                crs.PARANOIA = before
+    return engines[key]
+
+
+def build_config(spec: RunSpec) -> AnalyzeConfig:
+    """The AnalyzeConfig for `spec` (the rules engine is cached per process: ~0.2-0.8 s to build)."""
+    engine, _ = _engine(spec)
+    return AnalyzeConfig(table=FlowTableConfig(max_flows=spec.max_flows),
+                         app=AppLayerConfig(stream_depth=spec.stream_depth, rules=engine),
+                         threat_overrides=dict(spec.threat_overrides),
+                         meters=parse_meter_settings(spec.meter_settings))
+
+
+def rule_problems(spec: RunSpec) -> list[str]:
+    """Problems met loading the spec's rules (built in this process, and kept for a serial run)."""
+    return list(_engine(spec)[1])
+
+
+# -- summaries as JSON (the resume manifest) ----------------------------------------------------------------
+def summary_to_dict(s: FileSummary) -> dict:
+    """A FileSummary as plain JSON values; `summary_from_dict` gives it back whole."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(s):
+        v = getattr(s, f.name)
+        if isinstance(v, Counter):
+            v = dict(v)
+        elif f.name == "issues":
+            v = [dataclasses.asdict(i) for i in v]
+        out[f.name] = v
+    return out
+
+
+def summary_from_dict(d: dict) -> FileSummary:
+    s = FileSummary(name=d["name"])
+    for f in dataclasses.fields(s):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        if isinstance(getattr(s, f.name), Counter):
+            v = Counter(v or {})
+        elif f.name == "issues":
+            v = [CaptureIssue(**i) for i in v]
+        setattr(s, f.name, v)
+    return s
+
+
+# -- the per-file task ----------------------------------------------------------------------------------------
+@dataclass
+class Task:
+    index: int  # position in the run (input order)
+    name: str  # as the user gave it (the summary's name)
+    path: str  # what the worker opens (absolute)
+    mode: str = "part"  # "part": a log of sink calls; "parquet": the two part files of a partitioned folder
+    part_path: str | None = None  # mode part: the file to write; None: return bytes
+    flows_path: str | None = None  # mode parquet: where the parts go; None: return bytes
+    events_path: str | None = None
+    tee: bool = False  # mode parquet: also write the part log (part_path, or bytes), for run_inputs' `tee`
+
+
+@dataclass
+class TaskResult:
+    index: int
+    summary: FileSummary
+    ok: bool = True  # False: the worker failed; no records came back
+    part: bytes | None = None
+    flows: bytes | None = None
+    events: bytes | None = None
+    flow_rows: int = 0
+    event_rows: int = 0
+
+
+class _Both:
+    """Two sinks fed the same calls (a worker's Parquet parts, and the part log for `tee`)."""
+
+    def __init__(self, first: Any, second: Any):
+        self.first, self.second = first, second
+
+    def write_flows(self, flows: Any) -> None:
+        self.first.write_flows(flows)
+        self.second.write_flows(flows)
+
+    def write_events(self, events: list[dict]) -> None:
+        self.first.write_events(events)
+        self.second.write_events(events)
+
+
+def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | None = None) -> TaskResult:
+    """Analyse one input into a part log (mode "part", or "parquet" with `tee`) and/or its Parquet parts (mode
+    "parquet"): files, or bytes when the task names no path."""
+    from .output.parts import PartWriter
+
+    config = build_config(spec)
+    stream: Any = None
+    log = parquet = None
+    if task.mode == "part" or task.tee:
+        stream = open(task.part_path, "wb") if task.part_path else io.BytesIO()  # noqa: SIM115 - closed below
+        log = PartWriter(stream)
+    try:
+        if task.mode == "parquet":
+            from .output.parquet import ParquetPartWriter
+
+            parquet = ParquetPartWriter(task.flows_path, task.events_path)
+        sink = parquet if log is None else log if parquet is None else _Both(parquet, log)
+        summary = analyze_file(task.path, sink, config, progress)
+        result = TaskResult(task.index, summary)
+        if log is not None:
+            log.close()
+            result.part = stream.getvalue() if isinstance(stream, io.BytesIO) else None
+            result.flow_rows, result.event_rows = log.flows, log.events
+        if parquet is not None:
+            result.flows, result.events = parquet.finish()
+            result.flow_rows, result.event_rows = parquet.flows.rows, parquet.events.rows
+    except BaseException:
+        if parquet is not None:
+            parquet.abort()
+        raise
+    finally:
+        if stream is not None:
+            stream.close()
+    summary.name = task.name
+    return result
+
+
+def failed_result(task: Task, kind: str, message: str) -> TaskResult:
+    summary = FileSummary(name=task.name)
+    summary.issues.append(CaptureIssue(kind, 0, message))
+    return TaskResult(task.index, summary, ok=False)
+
+
+def _error_text(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" ({os.path.basename(where.filename)}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+# -- local worker processes -----------------------------------------------------------------------------------
+_queue: Any = None  # in a pool worker: where progress goes
+_crash_for: str | None = None  # tests (CRASH_HOOK, read by the parent: forkserver workers do not see its env)
+_tuned = False
+
+
+def _worker_init(queue: Any, crash_for: str | None = None) -> None:
+    global _queue, _crash_for
+    _queue = queue
+    _crash_for = crash_for
+
+
+def _pool_task(task: Task, spec: RunSpec) -> TaskResult:
+    """The pool worker's entry: analyse one file, reporting bytes read to the parent now and then."""
+    global _tuned
+    if _crash_for and os.path.basename(task.path) == _crash_for:
+        os._exit(70)  # tests: a worker dying in native code
+    if not _tuned:  # as the CLI does: long-lived objects frozen, young ones collected less often
+        build_config(spec)
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 100)
+        _tuned = True
+    if _queue is None:
+        return analyze_task(task, spec)
+    pending = [0]
+
+    def report(n: int) -> None:
+        pending[0] += n
+        if pending[0] >= PROGRESS_STEP:
+            _queue.put((task.index, pending[0]))
+            pending[0] = 0
+
+    return analyze_task(task, spec, report)
+
+
+def default_mp_context() -> str:
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() and sys.platform != "darwin" else "spawn"
+
+
+class _LocalPool:
+    """A ProcessPoolExecutor that survives a worker's death: the files in flight are rerun alone to find the
+    one that killed it."""
+
+    def __init__(self, jobs: int, method: str, with_progress: bool):
+        self.jobs = jobs
+        self.ctx = mp.get_context(method)
+        if method == "forkserver":
+            self.ctx.set_forkserver_preload(["nvpcap.executor", "nvpcap.rules", "nvpcap.protocols.registry"])
+        self.queue = self.ctx.SimpleQueue() if with_progress else None
+        self.pool = self._new(jobs)
+
+    def _new(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
+                                   initargs=(self.queue, os.environ.get(CRASH_HOOK)))
+
+    def drain(self) -> list[tuple[int, int]]:
+        out = []
+        while self.queue is not None and not self.queue.empty():
+            out.append(self.queue.get())
+        return out
+
+    def run(self, tasks: list[Task], spec: RunSpec, done: Callable[[TaskResult], None],
+            progress: Callable[[int, int], None] | None) -> None:
+        pending = deque(tasks)
+        inflight: dict[Future, Task] = {}
+        window = 2 * self.jobs  # each worker has its next file queued while the parent feeds parts
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < window:
+                    t = pending.popleft()
+                    inflight[self.pool.submit(_pool_task, t, spec)] = t
+                finished, _ = wait(inflight, timeout=0.2 if self.queue is not None else None,
+                                   return_when=FIRST_COMPLETED)
+                for index, n in self.drain():
+                    if progress is not None:
+                        progress(index, n)
+                suspects: list[Task] = []
+                for fut in finished:
+                    t = inflight.pop(fut)
+                    result = self._result(fut, t, suspects)
+                    if result is not None:
+                        done(result)
+                if suspects:  # the pool is broken: every file in flight failed with it
+                    for fut in list(inflight):
+                        t = inflight.pop(fut)
+                        result = self._result(fut, t, suspects)
+                        if result is not None:
+                            done(result)
+                    self.pool.shutdown(wait=True)
+                    for t in sorted(suspects, key=lambda t: t.index):
+                        done(self._alone(t, spec))
+                    self.pool = self._new(self.jobs)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _result(fut: Future, t: Task, suspects: list[Task]) -> TaskResult | None:
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            suspects.append(t)
+            return None
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not end the run
+            return failed_result(t, "internal-error", f"analysis failed in a worker: {_error_text(exc)}; "
+                                 "please report this with the capture")
+
+    def _alone(self, t: Task, spec: RunSpec) -> TaskResult:
+        pool = self._new(1)
+        try:
+            return pool.submit(_pool_task, t, spec).result()
+        except BrokenProcessPool:
+            return failed_result(t, "worker-crash", "the worker process analysing this file died (a crash in "
+                                 "native code, or killed, e.g. by the out-of-memory killer); its records are "
+                                 "missing, the other files were analysed")
+        except Exception as exc:  # noqa: BLE001
+            return failed_result(t, "internal-error", f"analysis failed in a worker: {_error_text(exc)}; "
+                                 "please report this with the capture")
+        finally:
+            pool.shutdown(wait=True)
+
+
+# -- Dask -----------------------------------------------------------------------------------------------------
+def _dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ValueError("--executor dask needs Dask's distributed scheduler: pip install 'nvpcap[dask]' "
+                         "(or pip install 'dask[distributed]')") from None
+    return distributed
+
+
+def _run_dask(tasks: list[Task], spec: RunSpec, jobs: int, scheduler: Any, done: Callable[[TaskResult], None],
+              log: Callable[[str], None] | None) -> None:
+    distributed = _dask()
+    owned: list[Any] = []
+    if scheduler is None:
+        cluster = distributed.LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+        owned = [client, cluster]
+    elif isinstance(scheduler, str):
+        client = distributed.Client(scheduler)
+        owned = [client]
+    else:
+        client = scheduler  # a distributed.Client the caller owns
+    try:
+        threads = sum(client.nthreads().values()) or max(jobs, 1)
+        if log is not None and scheduler is not None:
+            log(f"dask: {len(client.nthreads())} worker(s), {threads} thread(s) at {client.scheduler.address}")
+        window = 2 * threads  # tasks submitted ahead: bounds the parts held (on workers and here)
+        pending = deque(tasks)
+        token = os.urandom(4).hex()
+        running = distributed.as_completed()
+        by_key: dict[str, Task] = {}
+
+        def submit() -> None:
+            while pending and len(by_key) < window:
+                t = pending.popleft()
+                fut = client.submit(analyze_task, t, spec, key=f"nvpcap-analyze-{t.index}-{token}", pure=False)
+                by_key[fut.key] = t
+                running.add(fut)
+
+        submit()
+        for fut in running:
+            t = by_key.pop(fut.key)
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - KilledWorker (the file killed its worker) and the like
+                kind = "worker-crash" if type(exc).__name__ == "KilledWorker" else "internal-error"
+                result = failed_result(t, kind, f"analysis failed on a Dask worker: {_error_text(exc)}")
+            fut.release()
+            done(result)
+            submit()
+    finally:
+        for obj in owned:
+            obj.close()
+
+
+def check_executor(executor: str) -> None:
+    """ValueError (a usage error: exit 2) for an unknown executor, or for Dask when it is not installed; call it
+    before opening the output, so a usage error leaves no empty output behind."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r} (one of {', '.join(EXECUTORS)})")
+    if executor == "dask":
+        _dask()
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, executor: str = "local",
+               scheduler: Any = None, progress: Callable[[int], None] | None = None, *,
+               on_file: Callable[[FileSummary], None] | None = None, log: Callable[[str], None] | None = None,
+               tee: Any = None, mp_context: str | None = None, tmp_dir: str | None = None) -> list[FileSummary]:
+    """Analyse `names` (in this order: give it `order_inputs`' order) into `sink`; one FileSummary per input, in
+    the same order. The records reach the sink as a serial run writes them, whatever `jobs` and `executor`.
+
+    jobs: worker processes (1 = the serial loop in this process). executor: "local" or "dask"; with "dask",
+    `scheduler` is a scheduler address, a `distributed.Client`, or None for a LocalCluster of `jobs` workers.
+    progress(n): n more input bytes read. on_file(summary): a file is done (completion order). log(text): what the
+    run decided (files skipped by resume, ...). Raises ValueError for a bad executor or a missing Dask.
+    A `PartitionedParquetSink` gets one pair of part files per input, written by the workers, and resumes; `tee`
+    (e.g. the `--report` collector) then also gets every record of the inputs analysed in this run, in input
+    order, as a plain sink would (inputs skipped by resume are not analysed, so they are not in it).
+    """
+    check_executor(executor)
+    jobs = max(int(jobs), 1)
+    partitioned = bool(getattr(sink, "partitioned", False))
+    if tee is not None and not partitioned:
+        raise ValueError("run_inputs: `tee` is for a partitioned sink; wrap any other sink instead")
+    target = tee if partitioned else sink  # what the part logs are replayed into, in input order
+    summaries: list[FileSummary | None] = [None] * len(names)
+    config = None
+
+    def finish(index: int, summary: FileSummary) -> None:
+        summaries[index] = summary
+        if on_file is not None:
+            on_file(summary)
+
+    # serial: today's loop
+    if executor == "local" and (jobs == 1 or len(names) <= 1) and not partitioned:
+        config = build_config(spec)
+        for i, name in enumerate(names):
+            finish(i, analyze_file(name, sink, config, progress=progress))
+        return summaries  # type: ignore[return-value]
+
+    digest = spec.digest() if partitioned else ""
+    plans: dict[int, Any] = {}
+    tasks: list[Task] = []
+    local = []  # inputs analysed in this process: standard input (a worker cannot read it)
+    for i, name in enumerate(names):
+        path = name if name == STDIN_NAME else os.path.abspath(name)
+        if partitioned:
+            plan = sink.plan(i, name, digest)
+            if plan.skip:
+                if log is not None:
+                    log(f"{name}: skipped, its parts are complete and the file is unchanged"
+                        + (f" (renamed to {os.path.basename(plan.flows_path)})" if plan.moved else ""))
+                if progress is not None:
+                    progress(file_size(name) or 0)
+                finish(i, summary_from_dict(plan.summary))
+                continue
+            plans[i] = plan
+            remote = executor == "dask"
+            task = Task(i, name, path, "parquet", flows_path=None if remote else plan.flows_path,
+                        events_path=None if remote else plan.events_path, tee=tee is not None)
+        else:
+            task = Task(i, name, path)
+        (local if name == STDIN_NAME else tasks).append(task)
+    if partitioned and tee is not None and log is not None and len(tasks) + len(local) < len(names):
+        log(f"{len(names) - len(tasks) - len(local)} input(s) skipped by resume are not in the report "
+            "(--no-resume analyses them again)")
+    if partitioned and log is not None:
+        others = sink.others(names)
+        if others:
+            log(f"{sink.dir}: keeps the parts of {len(others)} input(s) from earlier runs that are not in this one "
+                "(they are part of the dataset; delete them or use a new directory)")
+
+    reported: dict[int, int] = {}
+
+    def advanced(index: int, n: int) -> None:
+        reported[index] = reported.get(index, 0) + n
+        if progress is not None:
+            progress(n)
+
+    replaying = target is not None
+    tmp = tempfile.mkdtemp(prefix="nvpcap-parts-", dir=tmp_dir) if replaying else None
+    ready: dict[int, TaskResult] = {}
+    order = sorted(t.index for t in tasks + (local if partitioned else []))
+    cursor = [0]
+
+    def feed() -> None:
+        """Replay the parts that are next in input order into the user's sink (or the tee)."""
+        from .output.parts import replay, replay_bytes
+
+        while cursor[0] < len(order) and order[cursor[0]] in ready:
+            result = ready.pop(order[cursor[0]])
+            cursor[0] += 1
+            path = os.path.join(tmp, f"{result.index}.part")  # type: ignore[arg-type]
+            if result.ok:
+                if result.part is not None:
+                    replay_bytes(result.part, target)
+                else:
+                    with open(path, "rb") as fh:
+                        replay(fh, target)
+            if os.path.exists(path):
+                os.unlink(path)
+            finish(result.index, result.summary)
+
+    def done(result: TaskResult) -> None:
+        size = result.summary.bytes_read or (file_size(names[result.index]) or 0)
+        rest = size - reported.get(result.index, 0)
+        if rest > 0:
+            advanced(result.index, rest)
+        if partitioned:
+            plan = plans[result.index]
+            if result.ok:
+                if result.flows is not None:
+                    sink.store(plan, result.flows, result.events)
+                sink.commit(plan, digest, summary_to_dict(result.summary), result.flow_rows, result.event_rows)
+            if not replaying:
+                finish(result.index, result.summary)
+                return
+        ready[result.index] = result
+        feed()
+
+    try:
+        for t in local:  # standard input, first in order: straight into the sink (or its parts), here
+            if partitioned:
+                t.part_path = os.path.join(tmp, f"{t.index}.part") if replaying else None  # type: ignore[arg-type]
+                done(analyze_task(t, spec, progress))
+            else:
+                config = config or build_config(spec)
+                finish(t.index, analyze_file(t.name, sink, config, progress=progress))
+        if replaying:
+            for t in tasks:
+                t.part_path = None if executor == "dask" else os.path.join(tmp, f"{t.index}.part")  # type: ignore[arg-type]
+        if executor == "dask":
+            _run_dask(tasks, spec.absolute(), jobs, scheduler, done, log)
+        elif jobs == 1 or len(tasks) <= 1:
+            for t in tasks:
+                try:
+                    result = analyze_task(t, spec, lambda n, i=t.index: advanced(i, n))
+                except Exception as exc:  # noqa: BLE001 - as in a worker: this file fails, the run goes on
+                    result = failed_result(t, "internal-error", f"analysis failed: {_error_text(exc)}")
+                done(result)
+        else:
+            pool = _LocalPool(min(jobs, len(tasks)), mp_context or default_mp_context(), progress is not None)
+            pool.run(tasks, spec, done, advanced)
+        feed()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return summaries  # type: ignore[return-value]
+
+
+def make_sink(fmt: str, output: str | None, deterministic: bool = False, resume: bool = True) -> Any:
+    """The sink `analyze` writes to: partitioned Parquet for `--format parquet -o DIR/` (a directory: a name
+    ending in a separator, or an existing directory), otherwise what `open_sink` gives; `--deterministic` wraps
+    the writer (and keeps the single-file Parquet layout: it sorts the whole run's records)."""
+    if deterministic:
+        from .output.deterministic import DeterministicSink
+
+        return DeterministicSink(fmt, output)
+    if fmt == "parquet" and output not in (None, "-") and (output.endswith(("/", os.sep)) or os.path.isdir(output)):
+        from .output.parquet import PartitionedParquetSink
+
+        return PartitionedParquetSink(output, resume=resume)
+    from .output import open_sink
+
+    return open_sink(fmt, output)
+
+
+__all__ = ["EXECUTORS", "RunSpec", "Task", "TaskResult", "analyze_task", "build_config", "check_executor", "make_sink",
+           "rule_problems", "run_inputs", "summary_from_dict", "summary_to_dict"]
