@@ -84,13 +84,18 @@ def _show_progress(quiet: bool) -> bool:
               help="Where files are analysed: local processes, or a Dask cluster (pip install 'nvpcap[dask]').")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786); implies "
               "--executor dask. Without it, --executor dask starts a LocalCluster of -j workers.")
+@click.option("--stream", is_flag=True, help="The inputs are files rotated from one capture (tcpdump -G/-C): read "
+              "them in time order as one capture, flow state carried across files (docs/stream.md).")
+@click.option("--stitch", is_flag=True, help="Join flows split at file boundaries (same community_id, next file, "
+              "within the idle timeout) into one record with a stitched_parts count (docs/stream.md).")
 @click.option("--no-resume", is_flag=True, help="With --format parquet -o DIR/: analyse every input again, even "
               "those whose parts in DIR are complete and unchanged.")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
             summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int,
             rule_files: tuple[str, ...], no_bundled_rules: bool, crs_paranoia: int = 1,
             meter_settings: tuple[str, ...] = (), deterministic: bool = False, report: str | None = None,
-            jobs: int = 1, executor: str = "local", scheduler: str | None = None, no_resume: bool = False) -> None:
+            jobs: int = 1, executor: str = "local", scheduler: str | None = None, no_resume: bool = False,
+            stream: bool = False, stitch: bool = False) -> None:
     """Analyse captures (files, directories, '-' for stdin; pcap/pcapng, optionally gzip/zstd/bz2/xz)."""
     # soft_wrap: messages stay on one line (grep-able); markup is off wherever a file name is printed
     err = Console(stderr=True, soft_wrap=True)
@@ -113,6 +118,12 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         sys.exit(EXIT_USAGE)
     if scheduler:
         executor = "dask"
+    conflict = ("--stream reads one capture in order: not with -j or --executor dask" if stream and
+                (jobs > 1 or executor == "dask") else "--stream and --stitch exclude each other" if stream and stitch
+                else None)
+    if conflict:
+        err.print(f"nvpcap: {conflict}", style="red", markup=False, highlight=False)
+        sys.exit(EXIT_USAGE)
     spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, crs_paranoia=crs_paranoia,
                    stream_depth=stream_depth, max_flows=max_flows, threat_overrides=overrides,
                    meter_settings=meter_settings)
@@ -126,6 +137,10 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
     partitioned = getattr(sink, "partitioned", False)  # parquet -o DIR/: one part per input, resumable
+    if partitioned and (stream or stitch):
+        err.print("nvpcap: --stream and --stitch write one record set: use -o FILE.parquet, not a folder of parts",
+                  style="red", markup=False, highlight=False)
+        sys.exit(EXIT_USAGE)
     collector = tee = None
     if report:
         from .report.analysis import AnalysisCollector, TeeSink
@@ -156,10 +171,27 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
             if not quiet:
                 err.print(f"nvpcap: {message}", markup=False, highlight=False)
 
+        on_file = file_done
+        if stitch:
+            from .stitch import FlowStitcher
+
+            sink = FlowStitcher(sink, file_order=ordered, timeouts=build_config(spec).table.timeouts,
+                                parts_column=fmt != "parquet")  # Parquet writers have a fixed schema
+
+            def on_file(s) -> None:
+                sink.end_file(s)
+                file_done(s)
+
         try:
-            summaries = run_inputs(ordered, spec, sink.sink if tee is not None else sink, jobs=jobs,
-                                   executor=executor, scheduler=scheduler, tee=tee,
-                                   progress=lambda n: progress.advance(task, n), on_file=file_done, log=say)
+            if stream:
+                from .pipeline import analyze_stream
+
+                summaries = analyze_stream(ordered, sink, build_config(spec),
+                                           progress=lambda n: progress.advance(task, n))
+            else:
+                summaries = run_inputs(ordered, spec, sink.sink if tee is not None else sink, jobs=jobs,
+                                       executor=executor, scheduler=scheduler, tee=tee,
+                                       progress=lambda n: progress.advance(task, n), on_file=on_file, log=say)
         except (ValueError, OSError) as exc:  # a Dask scheduler that cannot be reached, ...
             err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
             sys.exit(EXIT_USAGE)

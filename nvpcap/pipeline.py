@@ -265,19 +265,26 @@ class _FileRun:
                 apps.append(("icmp", "dpi") if p in (1, 58) else ("unknown", "none"))
                 products.append(None)
         frame = build_flow_frame(block, self.ctx, apps, products, threats)
+        self.write_flow_frame(frame)
+        self.emit_events(final)
+
+    def write_flow_frame(self, frame: pl.DataFrame) -> None:
+        """Count a block of flow records and hand it to the sink (`_StreamRun` maps it to its files first)."""
         self.summary.flows += len(frame)
         self.summary.flows_by_proto.update(Counter(frame["proto"].to_list()))
         self.sink.write_flows(frame)
-        self.emit_events(final)
 
     def emit_events(self, final: bool = False) -> None:
         """Application events go out in blocks (bounded memory), and all at the end of the file."""
         if len(self.app.rows) >= EVENT_BLOCK or (final and self.app.rows):
-            records = self.app.drain()
-            alerts = sum(1 for r in records if r["event_type"] == "alert")
-            self.summary.events += len(records) - alerts
-            self.summary.rule_alerts += alerts
-            self.sink.write_events(records)
+            self.write_app_events(self.app.drain())
+
+    def write_app_events(self, records: list[dict]) -> None:
+        """Count a block of application events (DLP/WAF alerts among them) and hand it to the sink."""
+        alerts = sum(1 for r in records if r["event_type"] == "alert")
+        self.summary.events += len(records) - alerts
+        self.summary.rule_alerts += alerts
+        self.sink.write_events(records)
 
     def note_packets(self, pb: PacketBatch) -> None:
         """Count outcomes and turn malformed, truncated and odd packets into alerts and anomalies."""
@@ -450,6 +457,236 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
         progress(reader.bytes_read - last_bytes)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _StreamRun(_FileRun):
+    """Several files read as one capture (`analyze_stream`): one flow table, defragmenter, application layer
+    and meters for the whole stream; one FileSummary per file.
+
+    Inside, frames are numbered across the stream (file i's frame k is stream frame starts[i] + k - 1, as
+    `mergecap -a` numbers the concatenation); records are mapped back to files when they are written:
+    pcap_filename = the file of the record's (first) frame, frames counted from the start of that file
+    (docs/stream.md). The flow_id seed is the first file's name, so events and flows keep joining on flow_id.
+    """
+
+    def __init__(self, names: list[str], config: AnalyzeConfig, sink: RecordSink):
+        super().__init__(names[0], config, sink)
+        self.summaries: list[FileSummary] = []
+        self.displays: list[str] = []
+        self.starts = np.zeros(0, np.int64)  # stream frame number of each file's frame 1
+        self.frames = 0  # frames numbered so far (every record read, unreadable ones too)
+        self.carried: set[int] = set()  # stream frames of fragments held across a file boundary
+        self.reasm_seen = 0  # defrag.outcomes["fragment-reassembled"] already attributed to files
+        self.lost_pending: list = []  # lost fragments of the batch in progress, attributed once it succeeded
+        self.counters = (0, 0, 0, 0)  # evicted, identification forced, events suppressed, parser errors
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def begin(self, name: str) -> FileSummary:
+        self.summary = FileSummary(name=name)
+        self.summaries.append(self.summary)
+        self.displays.append("<stdin>" if name == STDIN_NAME else os.path.basename(name))
+        self.starts = np.append(self.starts, np.int64(self.frames + 1))
+        self.events.pcap_filename = self.displays[-1]  # records with no frame belong to the file being read
+        return self.summary
+
+    def file_of(self, frames: np.ndarray) -> np.ndarray:
+        """Index of the file holding each stream frame number (frames >= 1)."""
+        return np.searchsorted(self.starts, frames, side="right") - 1
+
+    def take_counters(self, summary: FileSummary) -> None:
+        """Add the stream-wide counters' growth since the last file to `summary`."""
+        now = (self.table.evicted, self.app.forced, self.app.suppressed_events, self.app.parser_errors)
+        d = [a - b for a, b in zip(now, self.counters)]
+        self.counters = now
+        summary.evicted_flows += d[0]
+        summary.identification_forced += d[1]
+        summary.events_suppressed += d[2]
+        summary.parser_errors += d[3]
+        summary.peak_active_flows = max(summary.peak_active_flows, self.table.peak_active)
+
+    # -- records: stream frames -> (file, frame) -------------------------------------------------------------
+    def write_flow_frame(self, frame: pl.DataFrame) -> None:
+        if not len(frame):
+            return
+        first = frame["first_frame"].to_numpy()
+        idx = self.file_of(first)
+        base = self.starts[idx] - 1
+        names = np.array(self.displays, dtype=object)[idx]
+        frame = frame.with_columns(
+            pl.Series("pcap_filename", names, dtype=pl.Utf8),
+            pl.Series("first_frame", first - base, dtype=pl.Int64),
+            pl.Series("last_frame", frame["last_frame"].to_numpy() - base, dtype=pl.Int64),
+        )
+        protos = frame["proto"].to_list()
+        for i, p in zip(idx.tolist(), protos):
+            s = self.summaries[i]
+            s.flows += 1
+            s.flows_by_proto[p] += 1
+        self.sink.write_flows(frame)
+
+    def _place(self, rec: dict) -> FileSummary:
+        """Give an event record its file and per-file frame numbers; returns the file's summary."""
+        frame = rec.get("frame")
+        if frame is None:
+            frame = rec.get("first_frame")
+        if frame is None or frame <= 0:
+            rec["pcap_filename"] = self.displays[-1]
+            return self.summary
+        i = int(self.file_of(np.array([frame], np.int64))[0])
+        base = int(self.starts[i]) - 1
+        rec["pcap_filename"] = self.displays[i]
+        for key in ("frame", "first_frame", "last_frame"):
+            if rec.get(key) is not None and rec[key] > 0:
+                rec[key] -= base
+        return self.summaries[i]
+
+    def write_app_events(self, records: list[dict]) -> None:
+        for rec in records:
+            s = self._place(rec)
+            if rec["event_type"] == "alert":
+                s.rule_alerts += 1
+                s.alerts += 1
+            else:
+                s.events += 1
+        self.sink.write_events(records)
+
+    def flush_collector(self) -> None:
+        """The alerts and anomalies gathered since the last flush (one file's, aggregated per file as a
+        per-file run aggregates them); the per-reason anomaly cap starts again for the next file."""
+        ev = self.events
+        alerts, anomalies = ev.alert_records(), ev.anomalies
+        for rec in alerts:
+            self._place(rec).alerts += 1
+        for rec in anomalies:
+            self._place(rec).anomalies += 1
+        self.summary.anomalies += ev.suppressed
+        ev.alerts, ev.anomalies, ev.anomaly_counts, ev.suppressed = {}, [], {}, 0
+        if alerts or anomalies:
+            self.sink.write_events(alerts + anomalies)
+
+    # -- fragments: each in the outcome counter of the file it came from -------------------------------------
+    def note_fragment_threats(self) -> None:
+        self.lost_pending.extend(self.defrag.lost)
+        super().note_fragment_threats()
+
+    def attribute_fragments(self) -> None:
+        """Count the fragment outcomes decided since the last call in the files the fragments came from."""
+        for lost in self.lost_pending:
+            self.summaries[int(self.file_of(np.array([lost.frame], np.int64))[0])].outcomes[lost.outcome] += 1
+            self.carried.discard(lost.frame)
+        self.lost_pending = []
+        done = self.defrag.outcomes["fragment-reassembled"]
+        delta, self.reasm_seen = done - self.reasm_seen, done
+        if delta and self.carried:
+            held = {f for tr in self.defrag.trackers.values() for _, f in tr.frames}
+            gone = [f for f in self.carried if f not in held]  # not lost (above), so reassembled
+            for f in gone:
+                self.summaries[int(self.file_of(np.array([f], np.int64))[0])].outcomes["fragment-reassembled"] += 1
+                self.carried.discard(f)
+            delta -= len(gone)
+        if delta:
+            self.summary.outcomes["fragment-reassembled"] += delta
+
+    def process_guarded(self, raw: RawBatch, offset: int) -> bool:
+        ok = super().process_guarded(raw, offset)
+        if ok:
+            self.attribute_fragments()
+        else:  # the batch's packets are internal-error; its fragment outcomes were rolled back
+            self.lost_pending = []
+            self.reasm_seen = self.defrag.outcomes["fragment-reassembled"]
+        return ok
+
+    def end_of_file(self) -> None:
+        """Fragments still held are carried into the next file (their outcome is counted in their own file)."""
+        self.carried = {f for tr in self.defrag.trackers.values() for _, f in tr.frames}
+
+
+def _read_into(run: _FileRun, summary: FileSummary, name: str, config: AnalyzeConfig,
+               progress: Callable[[int], None] | None, frame_base: int = 0) -> CaptureReader | None:
+    """Read one capture's batches into `run` (frame numbers shifted by `frame_base`). Returns the reader, or
+    None when the file cannot be opened (then the summary has a read-error issue)."""
+    try:
+        opened = open_capture(name)
+    except OSError as exc:
+        summary.issues.append(CaptureIssue("read-error", 0, f"cannot open: {exc.strerror or exc}"))
+        return None
+    summary.compression = opened.compression
+    reader = CaptureReader(opened.stream, chunk_size=config.chunk_size, batch_packets=config.batch_packets)
+    last_bytes = 0
+    try:
+        for raw in reader.batches():
+            summary.packets += len(raw)
+            if summary.first_ts is None:
+                summary.first_ts = float(raw.ts_ns[0]) / 1e9
+            summary.last_ts = float(raw.ts_ns[-1]) / 1e9
+            if frame_base:
+                raw.frame_no += frame_base
+            if not run.process_guarded(raw, reader.bytes_read):
+                break
+            if progress is not None:
+                progress(reader.bytes_read - last_bytes)
+                last_bytes = reader.bytes_read
+    finally:
+        opened.close()
+    if progress is not None and reader.bytes_read > last_bytes:
+        progress(reader.bytes_read - last_bytes)
+    return reader
+
+
+def analyze_stream(names: list[str], sink: RecordSink, config: AnalyzeConfig | None = None,
+                   progress: Callable[[int], None] | None = None) -> list[FileSummary]:
+    """Analyse captures rotated from one stream (tcpdump -G/-C) as one capture, as Suricata reads a directory.
+
+    `names` must already be in time order (`order_inputs`). Flow table, IP defragmenter, TCP reassembly,
+    application parsers and meters carry across files, so a connection that crosses a rotation boundary is
+    one flow with one handshake, and its parser goes on where it was. Idle timeouts run on capture time, so a
+    gap between files ends flows as any gap does. Returns one FileSummary per input, in order: each file's
+    packets are in exactly one of its outcome counters (`check_accounting` holds per file), a flow is
+    counted in the file of its first packet, an event in the file of its packet. A file that cannot be read
+    (missing, bad magic, corrupt or truncated) is reported in its summary and the stream goes on with the
+    next. Record semantics (pcap_filename, frame numbers) are in docs/stream.md.
+    """
+    config = config or AnalyzeConfig()
+    if not names:
+        return []
+    run = _StreamRun(names, config, sink)
+    for name in names:
+        started = time.perf_counter()
+        summary = run.begin(name)
+        base = run.frames
+        reader = _read_into(run, summary, name, config, progress, frame_base=base)
+        if reader is not None:
+            run.frames += reader._frames  # every record numbered, unreadable ones too (as Wireshark does)
+            run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
+            for issue in reader.issues + run.internal_errors:
+                summary.packets += issue.packets
+                if issue.packets:
+                    summary.outcomes["unreadable-record"] += issue.packets
+                run.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
+                                   offset=issue.offset)
+            summary.issues = reader.issues + run.internal_errors
+            summary.format = reader.format
+            summary.linktypes = sorted(reader.linktypes)
+            summary.sections = reader.sections
+            summary.bytes_read = reader.bytes_read
+        run.internal_errors = []
+        run.end_of_file()
+        run.flush_collector()
+        run.take_counters(summary)
+        summary.seconds = time.perf_counter() - started
+    # end of the stream: what is still open ends here (end-of-input), in the file of its first packet
+    started = time.perf_counter()
+    last = run.summary
+    for ended in run.table.flush(FLOW_BLOCK):
+        run.emit_flows(ended)
+    run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
+    run.defrag.finish()
+    run.note_fragment_threats()
+    run.attribute_fragments()
+    run.flush_collector()
+    run.take_counters(last)
+    last.seconds += time.perf_counter() - started
+    return run.summaries
 
 
 def first_packet_time(name: str) -> float:
