@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from .records.flows import FLOW_SCHEMA
+from .session.kernel import HIST_MAX
 from .session.table import Timeouts
 
 PARTS = "stitched_parts"
@@ -35,7 +36,6 @@ _DIRECTIONAL = ("pkts", "bytes", "payload_bytes", "ip_bytes")
 _SUMMED = ("missed_bytes", "truncated_pkts")
 _ONCE = set("ADIQadiq")  # Zeek records these once per direction
 _FIRST_REPEATABLE = set("SHFRshfr")  # recorded again only for a new SYN/FIN/RST: taken as retransmissions
-HIST_MAX = 40  # the flow table's history length (session/kernel.py)
 _CLOSED_STATES = {"SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "S2", "S3"}
 
 
