@@ -43,16 +43,30 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from . import redact, transforms
-from .backends import BLOCK_DBS, WINDOW, DbPattern, Hits, HyperscanBackend, PythonBackend
+from .backends import (
+    BLOCK_DBS,
+    WINDOW,
+    DbPattern,
+    Hits,
+    HyperscanBackend,
+    PythonBackend,
+)
 from .header import FlowHeader, endpoint_ints
 from .model import Match, Pattern, Rule, rule_problem
-from .regex import HS_BASE_FLAGS, HS_ERRORS, compile_python, hyperscan, hyperscan_error, looks_ahead, max_width
+from .regex import (
+    HS_BASE_FLAGS,
+    HS_ERRORS,
+    compile_python,
+    hyperscan,
+    hyperscan_error,
+    looks_ahead,
+    max_width,
+)
 from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
@@ -65,6 +79,7 @@ CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "r
 # time (a CRS prefilter can report at nearly every byte of binary traffic)
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
 PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
+_EMPTY: frozenset[int] = frozenset()  # shared until a flow needs a set of its own (memory per active flow)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
 MAX_STEPS = 4096  # regex searches per pattern per call (candidates, and old matches skipped)
@@ -249,20 +264,35 @@ class _Evidence:
 
 
 class _Stream:
-    __slots__ = ("handle", "pos", "tail", "chunks", "checked", "pending")
+    __slots__ = ("checked", "chunks", "handle", "pending", "pos", "tail")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.pos = 0  # bytes scanned so far: the absolute offset of the next call's first byte
         self.tail = b""  # the last WINDOW bytes scanned
-        self.chunks: deque[tuple[int, int, int]] = deque(maxlen=CHUNK_HISTORY)  # (end offset, frame, ts)
+        self.chunks: list[tuple[int, int, int]] = []  # (end offset, frame, ts), at most CHUNK_HISTORY
         self.checked: dict[int, int] = {}  # pid -> offset up to which Python has confirmed candidates
-        self.pending: set[int] = set()  # pids with a candidate held back at the end of the last call
+        self.pending: set[int] | frozenset[int] = _EMPTY  # pids with a candidate held back at the end of the last call
 
 
 class FlowScanner:
     """Scan state of one flow. Call `scan` with each piece of decoded content, then `close` once (it reports
     matches that need the end of a stream, and frees the Hyperscan streams)."""
+
+    __slots__ = (
+        "_endpoints",
+        "_fired",
+        "_header_ok",
+        "_neg_hit",
+        "_pos_hit",
+        "_seq",
+        "_streams",
+        "alerts",
+        "app",
+        "closed",
+        "engine",
+        "flow_key",
+    )
 
     def __init__(self, engine: RuleEngine, flow_key: Any = None, app: str | None = None,
                  endpoints: tuple | None = None) -> None:
@@ -276,7 +306,7 @@ class FlowScanner:
         self.alerts: list[Match] = []
         self._streams: dict[tuple[str, int, str], _Stream | None] = {}  # (context, side, database)
         self._pos_hit: dict[int, _Evidence] = {}
-        self._neg_hit: set[int] = set()
+        self._neg_hit: set[int] | frozenset[int] = _EMPTY
         self._fired: dict[int, Match] = {}
         self._seq = 0
         self.closed = False
@@ -325,7 +355,10 @@ class FlowScanner:
         hits = st.handle.scan(data)
         if st.pending:
             hits = _with_pending(hits, st)
-        st.chunks.append((st.pos + len(data), frame, ts_ns))
+        chunks = st.chunks
+        chunks.append((st.pos + len(data), frame, ts_ns))
+        if len(chunks) > CHUNK_HISTORY:
+            del chunks[0]
         if hits:
             self._process(hits, context, side, st.tail + data, st.pos - len(st.tail), st.chunks, st, False)
         st.pos += len(data)
@@ -395,6 +428,8 @@ class FlowScanner:
                 for r_lo, r_hi in _regions(lo, wend, first, last, ends, cp.width, all_ends):
                     found, held_back = self._confirm(cp, window, wstart, r_lo, r_hi, held)
                     if held_back and st is not None:
+                        if not st.pending:
+                            st.pending = set()
                         st.pending.add(pid)  # look again at the next call even if Hyperscan says nothing
                     if found is not None:
                         break
@@ -402,6 +437,8 @@ class FlowScanner:
                     continue
                 end, text = found
             if negate:
+                if not self._neg_hit:
+                    self._neg_hit = set()
                 self._neg_hit.add(pid)
             elif fired is not None:
                 again.add(cp.rule_idx)
@@ -521,7 +558,7 @@ def _with_pending(hits: Hits, st: _Stream) -> Hits:
             r[0] = min(r[0], at)
             if r[2] is not None:
                 r[2].append(at)
-    st.pending = set()
+    st.pending = _EMPTY
     return hits
 
 
