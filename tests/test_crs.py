@@ -4,6 +4,7 @@ captures built here. The rules below are written for these tests in the style of
 (OWASP CRS is Apache-2.0); none is a verbatim copy of a CRS rule."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -443,3 +444,19 @@ def crs_load_dir(root: Path, level: int):
     for conf in sorted(root.glob("*.conf")):
         out.extend(crs.load_file(conf, ids, level))
     return out
+
+
+def test_pm_from_file_reads_phrases_next_to_the_rule_file(tmp_path):
+    (tmp_path / "agents.data").write_text("# scanners\n\nsqlmap\nnikto scanner\n  (hydra)\n")
+    conf = tmp_path / "r.conf"
+    conf.write_text('SecRule REQUEST_HEADERS:User-Agent "@pmFromFile agents.data" "id:9001,phase:1,deny,t:lowercase"\n'
+                    'SecRule ARGS "@pmf http://example.com/list.data" "id:9002,phase:2,deny"\n'
+                    'SecRule ARGS "@pmFromFile missing.data" "id:9003,phase:2,deny"\n')
+    res = crs.load_file(conf, RuleIds(), 1)
+    assert [r.rule_id for r in res.rules] == [9001]
+    regex = res.rules[0].patterns[0].regex
+    for phrase in (b"sqlmap", b"nikto scanner", b"(hydra)"):  # one per line, spaces kept, comments out
+        assert re.search(regex.encode(), b"ua: " + phrase + b"/1.0")
+    assert not re.search(regex.encode(), b"# scanners")
+    problems = " ".join(res.problems)
+    assert "remote phrase files are not fetched" in problems and "missing.data: cannot read" in problems

@@ -12,8 +12,9 @@ action takes the next SecRule as a link: all its links must hold (one Rule whose
 
 What is imported:
 - operators @rx (and a bare regex), @pm (space-separated phrases: an alternation of escaped literals),
-  @contains (an escaped literal); `!` negates (a pattern that must not match). Any other operator
-  (@pmFromFile, @detectSQLi, @detectXSS, @ipMatch, @eq, @lt, @within, @streq, @beginsWith, ...) and operator
+  @pmFromFile/@pmf (the phrases of local data files next to the rule file, one per line, `#` comments; never
+  a URL), @contains (an escaped literal); `!` negates (a pattern that must not match). Any other operator
+  (@detectSQLi, @detectXSS, @ipMatch, @eq, @lt, @within, @streq, @beginsWith, ...) and operator
   arguments with macros (%{...}) keep the rule out, with a problem naming it.
 - variables -> contexts (VARIABLE_CONTEXTS below): request-line/argument variables -> "url", request headers and
   cookies -> "header", request body variables -> "body" (direction request), RESPONSE_BODY -> "body" and
@@ -75,7 +76,8 @@ VARIABLE_CONTEXTS: dict[str, tuple[str, str]] = {
 SEVERITIES = {"EMERGENCY": 5, "ALERT": 5, "CRITICAL": 5, "ERROR": 4, "WARNING": 3, "NOTICE": 2,
               "0": 5, "1": 5, "2": 5, "3": 4, "4": 3, "5": 2}
 DEFAULT_SEVERITY = 2
-SUPPORTED_OPERATORS = ("rx", "pm", "contains")
+SUPPORTED_OPERATORS = ("rx", "pm", "pmfromfile", "pmf", "contains")
+MAX_DATA_FILE = 1 << 20  # bytes of a @pmFromFile phrase file read
 _PARANOIA_TAG = re.compile(r"paranoia-level/(\d+)")
 
 
@@ -270,8 +272,9 @@ def _safe_directives(text: str, problems: list[str]) -> list[tuple[int, list[str
 
 # ---- compilation ----
 
-def operator_regex(operator: str) -> tuple[str, bool]:
-    """The regex of an operator and whether it is negated; Unsupported for anything outside the subset."""
+def operator_regex(operator: str, base_dir: Path | None = None) -> tuple[str, bool]:
+    """The regex of an operator and whether it is negated; Unsupported for anything outside the subset.
+    `base_dir`: the rule file's folder, where @pmFromFile finds its phrase files (as ModSecurity does)."""
     op = operator.strip()
     negate = op.startswith("!")
     if negate:
@@ -292,14 +295,39 @@ def operator_regex(operator: str) -> tuple[str, bool]:
         if problem:
             raise Unsupported(f"@rx: {problem}")
         return arg, negate
-    if name == "pm":
-        phrases = sorted(set(arg.split()), key=lambda p: (-len(p), p))
+    if name in ("pm", "pmfromfile", "pmf"):
+        phrases = sorted(set(arg.split() if name == "pm" else _phrase_file(arg, base_dir)), key=lambda p: (-len(p), p))
         if not phrases:
-            raise Unsupported("@pm without phrases")
+            raise Unsupported(f"@{spelled} without phrases")
         return "(?:" + "|".join(escape_bytes(p.encode("utf-8", "surrogateescape")) for p in phrases) + ")", negate
     if not arg:  # contains
         raise Unsupported("empty @contains")
     return escape_bytes(arg.encode("utf-8", "surrogateescape")), negate
+
+
+def _phrase_file(arg: str, base_dir: Path | None) -> list[str]:
+    """The phrases of a @pmFromFile data file: one per line, `#` comments and blank lines skipped. Only local
+    files next to the rule file (ModSecurity also fetches URLs: never done here)."""
+    names = arg.split()
+    if not names:
+        raise Unsupported("@pmFromFile without a file")
+    phrases: list[str] = []
+    for name in names:
+        if "://" in name:
+            raise Unsupported(f"@pmFromFile {name}: remote phrase files are not fetched")
+        path = Path(name) if Path(name).is_absolute() or base_dir is None else base_dir / name
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_DATA_FILE + 1)
+        except OSError as e:
+            raise Unsupported(f"@pmFromFile {name}: cannot read: {e.strerror or e}") from None
+        if len(data) > MAX_DATA_FILE:
+            raise Unsupported(f"@pmFromFile {name}: larger than {MAX_DATA_FILE} bytes")
+        for line in data.decode("utf-8", "surrogateescape").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                phrases.append(line)
+    return phrases
 
 
 def link_context(variables: str) -> tuple[str, str]:
@@ -345,7 +373,7 @@ def paranoia_level(tags: tuple[str, ...]) -> int:
     return max(levels, default=1)
 
 
-def compile_chain(chain: list[SecRule], source: str = "") -> Rule:
+def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None = None) -> Rule:
     """One Rule from a SecRule and its chained links; Unsupported (or ValueError) when outside the subset."""
     head = chain[0]
     rid_text = head.action("id")
@@ -356,7 +384,7 @@ def compile_chain(chain: list[SecRule], source: str = "") -> Rule:
     approximate = False
     for n, link in enumerate(chain):
         try:
-            regex, negate = operator_regex(link.operator)
+            regex, negate = operator_regex(link.operator, base_dir)
             context, direction = link_context(link.variables)
             chain_t = link_transforms(link)
         except Unsupported as e:
@@ -381,7 +409,8 @@ def compile_chain(chain: list[SecRule], source: str = "") -> Rule:
     return rule
 
 
-def load_text(text: str, source: str, ids: object = None, paranoia: int | None = None) -> LoadResult:
+def load_text(text: str, source: str, ids: object = None, paranoia: int | None = None,
+              base_dir: Path | None = None) -> LoadResult:
     """Rules of one file at the paranoia level (default PARANOIA). `ids` (the run's RuleIds) remembers the ids
     taken (shared with Suricata sids), so a duplicate id in another file is reported too."""
     level = PARANOIA if paranoia is None else paranoia
@@ -399,7 +428,7 @@ def load_text(text: str, source: str, ids: object = None, paranoia: int | None =
         if paranoia_level(tags) > level:
             continue
         try:
-            rule = compile_chain(chain, where)
+            rule = compile_chain(chain, where, base_dir)
         except ValueError as e:
             out.problems.append(f"{where}: rule {rid}: {e}: rule skipped")
             continue
@@ -417,4 +446,4 @@ def load_file(path: str | Path, ids: object = None, paranoia: int | None = None)
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return LoadResult(problems=[f"{path}: cannot read: {e}"])
-    return load_text(text, str(path), ids, paranoia)
+    return load_text(text, str(path), ids, paranoia, base_dir=path.parent)
