@@ -303,3 +303,12 @@ def test_two_processes_check_like_one(site, tmp_path):
     assert [v["fingerprint"] for v in one["violations"]] == [v["fingerprint"] for v in two["violations"]]
     assert one["totals"] == two["totals"] and one["totals"]["flows"] == 11
     assert other.exists()
+
+
+def test_hand_edited_rules_may_write_one_port_or_a_comma_list(tmp_path):
+    p = tmp_path / "b.yaml"
+    p.write_text("apiVersion: nvpcap/v1\nkind: Baseline\nrules:\n- {id: 1, from: a, to: b, kind: port, ports: tcp/80}\n"
+                 "- {id: 2, from: a, to: b, kind: app, applications: HTTP, ports: 'tcp/8080, tcp/8443'}\n")
+    b = load_baseline(p)
+    assert b.rule("a", "b", "port").ports == ["tcp/80"]
+    assert (b.rule("a", "b", "app").applications, b.rule("a", "b", "app").ports) == (["http"], ["tcp/8080", "tcp/8443"])

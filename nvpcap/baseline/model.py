@@ -141,8 +141,8 @@ def _parse_rule(path: str, index: int, raw: object) -> Rule:
     try:
         rule = Rule(id=int(raw.get("id", FIRST_LEARNED_ID + index)), from_group=str(raw["from"]),
                     to_group=str(raw["to"]), kind=str(raw.get("kind") or ("app" if raw.get("applications") else "port")),
-                    applications=[str(a).lower() for a in raw.get("applications") or []],
-                    ports=[str(p).lower() for p in raw.get("ports") or []],
+                    applications=[str(a).lower() for a in _listed(raw.get("applications"))],
+                    ports=[str(p).lower() for p in _listed(raw.get("ports"))],
                     first_seen=from_iso(raw.get("first_seen")), last_seen=from_iso(raw.get("last_seen")),
                     flows=int(raw.get("flows") or 0), bytes=int(raw.get("bytes") or 0),
                     examples=list(raw.get("examples") or []))
@@ -162,6 +162,15 @@ def _parse_rule(path: str, index: int, raw: object) -> Rule:
         if p != ANY and not (m and 0 <= int(m.group(2)) <= 65535):
             raise BaselineError(f"{where}: port {p!r} is not proto/number (tcp/80) or any")
     return rule
+
+
+def _listed(value: object) -> list:
+    """A YAML list, or one value written without brackets (`ports: tcp/80`, `ports: "tcp/80, tcp/443"`)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def port_key(proto: str, port: int) -> str:
