@@ -312,3 +312,19 @@ def test_hand_edited_rules_may_write_one_port_or_a_comma_list(tmp_path):
     b = load_baseline(p)
     assert b.rule("a", "b", "port").ports == ["tcp/80"]
     assert (b.rule("a", "b", "app").applications, b.rule("a", "b", "app").ports) == (["http"], ["tcp/8080", "tcp/8443"])
+
+
+@pytest.mark.parametrize("name, content", [
+    ("other.parquet", None), ("cut.parquet", b"PAR1garbage"), ("types.jsonl", b'{"event_type":"flow","ts":"x"}\n'),
+    ("text.jsonl", b"not json\n"),
+])
+def test_record_files_that_are_not_nvpcaps_are_explained(site, tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        import polars as pl
+
+        pl.DataFrame({"a": [1]}).write_parquet(path)
+    else:
+        path.write_bytes(content)
+    code, out = cli("baseline", "check", str(path), "--baseline", site["baseline"], "-q")
+    assert code == 2 and name in out and "Traceback" not in out

@@ -135,14 +135,18 @@ def read_records(paths: Iterable[str]) -> Observation:
     sink = ObservationSink()
     files: list[dict] = []
     for path in paths:
-        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "flows.parquet")):
-            _read_parquet(os.path.join(path, "flows.parquet"), sink)
-        elif os.path.isdir(path):
-            _read_parquet_parts(path, sink)
-        elif path.lower().endswith(".parquet"):
-            _read_parquet(path, sink)
-        else:
-            files.extend(_read_jsonl(path, sink))
+        try:
+            if os.path.isdir(path) and os.path.isfile(os.path.join(path, "flows.parquet")):
+                _read_parquet(os.path.join(path, "flows.parquet"), sink)
+            elif os.path.isdir(path):
+                _read_parquet_parts(path, sink)
+            elif path.lower().endswith(".parquet"):
+                _read_parquet(path, sink)
+            else:
+                files.extend(_read_jsonl(path, sink))
+        except (pl.exceptions.PolarsError, json.JSONDecodeError, TypeError, KeyError) as exc:
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not records written by nvpcap analyze ({detail})") from None
     obs = sink.observation()
     packets = sum(f.get("packets", 0) for f in files)
     outcomes: Counter = Counter()
