@@ -10,8 +10,9 @@ import os
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -19,7 +20,13 @@ import polars as pl
 from .decode import status as st
 from .decode.decoder import PacketBatch, decode
 from .decode.defrag import Defragmenter, Reassembled
-from .decode.reader import DEFAULT_BATCH_PACKETS, DEFAULT_CHUNK, CaptureIssue, CaptureReader, RawBatch
+from .decode.reader import (
+    DEFAULT_BATCH_PACKETS,
+    DEFAULT_CHUNK,
+    CaptureIssue,
+    CaptureReader,
+    RawBatch,
+)
 from .decode.sources import STDIN_NAME, open_capture
 from .protocols.applayer import AppLayer, AppLayerConfig
 from .records.addresses import text as addr_text
@@ -156,6 +163,7 @@ class _FileRun:
         self.events = EventCollector(self.display, overrides=dict(config.threat_overrides))
         self.meters = Meters(config.meters, self.events, self.table.cfg)
         self.internal_errors: list[CaptureIssue] = []
+        self.stopped = False  # set when an internal error ended the reading of the current file
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
         self.app = AppLayer(_protocols(), self.events, self.display, config.app)
@@ -402,32 +410,14 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     started = time.perf_counter()
     run = _FileRun(name, config, sink)
     summary = run.summary
-    try:
-        opened = open_capture(name)
-    except OSError as exc:
-        summary.issues.append(CaptureIssue("read-error", 0, f"cannot open: {exc.strerror or exc}"))
+    reader = _read_into(run, summary, name, config, progress)
+    if reader is None:
         return summary
-    summary.compression = opened.compression
-    reader = CaptureReader(opened.stream, chunk_size=config.chunk_size, batch_packets=config.batch_packets)
-    last_bytes = 0
-    try:
-        for raw in reader.batches():
-            summary.packets += len(raw)
-            if summary.first_ts is None:
-                summary.first_ts = float(raw.ts_ns[0]) / 1e9
-            summary.last_ts = float(raw.ts_ns[-1]) / 1e9
-            if not run.process_guarded(raw, reader.bytes_read):
-                break
-            if progress is not None:
-                progress(reader.bytes_read - last_bytes)
-                last_bytes = reader.bytes_read
-        else:
-            for ended in run.table.flush(FLOW_BLOCK):
-                run.emit_flows(ended)
-        run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
-        run.emit_events(final=True)
-    finally:
-        opened.close()
+    if not run.stopped:
+        for ended in run.table.flush(FLOW_BLOCK):
+            run.emit_flows(ended)
+    run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
+    run.emit_events(final=True)
     run.defrag.finish()
     run.note_fragment_threats()
     summary.outcomes.update(run.defrag.outcomes)
@@ -453,8 +443,6 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     events = alerts + run.events.anomalies
     if events:
         sink.write_events(events)
-    if progress is not None and reader.bytes_read > last_bytes:
-        progress(reader.bytes_read - last_bytes)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -622,6 +610,7 @@ def _read_into(run: _FileRun, summary: FileSummary, name: str, config: AnalyzeCo
             if frame_base:
                 raw.frame_no += frame_base
             if not run.process_guarded(raw, reader.bytes_read):
+                run.stopped = True  # an internal error: this file's remaining packets are not read
                 break
             if progress is not None:
                 progress(reader.bytes_read - last_bytes)
