@@ -118,7 +118,9 @@ class HyperscanBackend:
             if not pats:
                 continue
             # "url|chain" keys: the url database of patterns with transformations (engine.py)
-            mode = hyperscan.HS_MODE_BLOCK if key.split("|", 1)[0] in BLOCK_DBS else hyperscan.HS_MODE_STREAM
+            # ("...@window": the windowed prefilters of a stream context, scanned per call in block mode)
+            block = key.split("|", 1)[0] in BLOCK_DBS or key.endswith("@window")
+            mode = hyperscan.HS_MODE_BLOCK if block else hyperscan.HS_MODE_STREAM
             db = hyperscan.Database(mode=mode)
             db.compile(expressions=[p.regex.encode("utf-8", "surrogateescape") for p in pats],
                        ids=[p.pid for p in pats], flags=[p.hs_flags for p in pats])

@@ -79,6 +79,7 @@ CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "r
 # time (a CRS prefilter can report at nearly every byte of binary traffic)
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
 PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
+WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
 _EMPTY: frozenset[int] = frozenset()  # shared until a flow needs a set of its own (memory per active flow)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
@@ -227,6 +228,13 @@ class RuleEngine:
                 flags |= hyperscan.HS_FLAG_PREFILTER if cp.prefilter else 0
                 flags |= hyperscan.HS_FLAG_SINGLEMATCH if single else 0
             dbp = DbPattern(cp.pid, cp.pattern.regex, flags, cp.pyre, single, cp.confirm, cp.width)
+            # A prefilter of unbounded width can match at nearly every byte (CRS 932100 at every `;` or `|`),
+            # and each match is a Python callback; the engine only uses its first and last end per call. Such
+            # patterns go to a block database of their own, scanned over each call's window with SINGLEMATCH:
+            # one callback per call, and Python confirms from that end to the window's end (the same matches).
+            windowed = use_hs and cp.prefilter and cp.width is None
+            wdbp = DbPattern(cp.pid, cp.pattern.regex, flags | hyperscan.HS_FLAG_SINGLEMATCH, cp.pyre, True,
+                             cp.confirm, cp.width) if windowed else dbp
             ctx = cp.pattern.context
             raw = ctx in ("body", "packet") and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
             for key in base:
@@ -235,8 +243,12 @@ class RuleEngine:
                     dbkey = f"{key}|{','.join(chain)}" if chain else key
                     if chain:
                         chains.setdefault(key, {})[dbkey] = chain
-                    dbs.setdefault(dbkey, []).append(dbp)
+                    if windowed and key not in BLOCK_DBS:
+                        dbs.setdefault(dbkey + WINDOWED, []).append(wdbp)
+                    else:
+                        dbs.setdefault(dbkey, []).append(dbp)
         self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
+        self.windowed = {key[: -len(WINDOWED)] for key, pats in dbs.items() if key.endswith(WINDOWED) and pats}
         return dbs
 
     # -- use --
@@ -273,6 +285,21 @@ class _Stream:
         self.chunks: list[tuple[int, int, int]] = []  # (end offset, frame, ts), at most CHUNK_HISTORY
         self.checked: dict[int, int] = {}  # pid -> offset up to which Python has confirmed candidates
         self.pending: set[int] | frozenset[int] = _EMPTY  # pids with a candidate held back at the end of the last call
+
+
+class _NoStream:
+    """The stream of a context whose patterns are all windowed prefilters: nothing for Hyperscan to stream."""
+
+    @staticmethod
+    def scan(_data: bytes) -> Hits:
+        return {}
+
+    @staticmethod
+    def close() -> Hits:
+        return {}
+
+
+_NO_STREAM = _NoStream()
 
 
 class FlowScanner:
@@ -349,10 +376,14 @@ class FlowScanner:
         st = self._streams.get(key, False)
         if st is False:
             handle = self.engine.backend.stream(dbkey)
+            if handle is None and dbkey in self.engine.windowed:
+                handle = _NO_STREAM  # only windowed prefilters here: the window still has to be kept
             st = self._streams[key] = _Stream(handle) if handle is not None else None
         if st is None:
             return
         hits = st.handle.scan(data)
+        if dbkey in self.engine.windowed:
+            hits = self._scan_window(hits, dbkey, st.tail + data, st.pos - len(st.tail))
         if st.pending:
             hits = _with_pending(hits, st)
         chunks = st.chunks
@@ -363,6 +394,17 @@ class FlowScanner:
             self._process(hits, context, side, st.tail + data, st.pos - len(st.tail), st.chunks, st, False)
         st.pos += len(data)
         st.tail = (st.tail + data)[-WINDOW:] if len(data) < WINDOW else data[-WINDOW:]
+
+    def _scan_window(self, hits: Hits, dbkey: str, window: bytes, wstart: int) -> Hits:
+        """The windowed prefilters (see RuleEngine._databases): a candidate from their first end in the window
+        to the window's end."""
+        found = self.engine.backend.block(dbkey + WINDOWED, window)
+        if found:
+            wend = wstart + len(window)
+            hits = dict(hits) if hits else {}
+            for pid, (first, _last, _ends) in found.items():
+                hits[pid] = [wstart + first, wend, None]
+        return hits
 
     def close(self) -> None:
         """End of the flow: matches that need the end of a stream, then free every stream."""
