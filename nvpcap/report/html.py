@@ -33,6 +33,8 @@ def environment() -> Environment:
         env = Environment(loader=PackageLoader("nvpcap.report", "templates"), autoescape=True,
                           trim_blocks=True, lstrip_blocks=True, finalize=_blank_none)
         env.filters["isotime"] = lambda v: "" if isinstance(v, Undefined) else isotime(v)
+        # to the second, for table cells (the full time is in the cell's title)
+        env.filters["shorttime"] = lambda v: "" if isinstance(v, Undefined) else isotime(v)[:19].replace("T", " ")
         env.filters["num"] = _num
         env.filters["human_bytes"] = human_bytes
         env.filters["sevname"] = _sevname
