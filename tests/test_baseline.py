@@ -328,3 +328,9 @@ def test_record_files_that_are_not_nvpcaps_are_explained(site, tmp_path, name, c
         path.write_bytes(content)
     code, out = cli("baseline", "check", str(path), "--baseline", site["baseline"], "-q")
     assert code == 2 and name in out and "Traceback" not in out
+
+
+def test_the_table_in_protect_mode_shows_the_denied_packets(site):
+    code, out = cli("baseline", "check", site["b"], "--baseline", site["baseline"], "--mode", "protect", "-q",
+                    "--no-bundled-rules", stdout_only=True)
+    assert code == 1 and "24 packets denied" in out and "denied pkts" in out  # 3 flows x 8 packets

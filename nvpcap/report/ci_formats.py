@@ -129,13 +129,16 @@ def _write_table(result: dict, stream: TextIO) -> None:
     console.print(Text(
         f"{verdict}: {t.get('violations', len(_violations(result)))} violation(s), {t.get('accepted', 0)} accepted, "
         f"fail-on {result.get('fail_on', 'any')}, mode {result.get('mode', '?')}, "
-        f"{t.get('flows_checked', 0)} of {t.get('flows', 0)} flows checked",
+        f"{t.get('flows_checked', 0)} of {t.get('flows', 0)} flows checked"
+        + (f", {t.get('denied_packets', 0)} packets denied" if result.get("mode") == "protect" else ""),
         style="bold red" if verdict == "FAIL" else "bold green"))
     vs = _violations(result)
     if not vs:
         return
     table = Table(show_lines=False)
-    for col in ("severity", "type", "from -> to", "proto/port", "app", "flows", "fingerprint"):
+    protect = result.get("mode") == "protect"
+    cols = ["severity", "type", "from -> to", "proto/port", "app", "flows"] + (["denied pkts"] if protect else [])
+    for col in [*cols, "fingerprint"]:
         table.add_column(col, overflow="fold")
     for v in vs:
         sev = printable(v.get("severity_name"))
@@ -145,6 +148,7 @@ def _write_table(result: dict, stream: TextIO) -> None:
         table.add_row(Text(sev), Text(printable(v.get("type"))),
                       Text(f"{printable(v.get('from_group'))} -> {printable(v.get('to_group'))}"),
                       Text(printable(_proto_port(v))), Text(printable(app)), Text(str(v.get("flows", ""))),
+                      *([Text(str(v.get("denied_packets", 0)))] if protect else []),
                       Text(printable(v.get("fingerprint"))),
                       style="dim" if v.get("accepted") else None)
     console.print(table)
