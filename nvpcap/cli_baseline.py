@@ -186,6 +186,7 @@ def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | Non
     """Replay captures (or analyze records) against a baseline; violations in the chosen format."""
     from .baseline.check import CheckOptions, check, load_accept
     from .baseline.connections import connections
+    from .baseline.observe import is_record_file
     from .cli import rule_packs
     from .executor import RunSpec, build_config, rule_problems
 
@@ -198,13 +199,15 @@ def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | Non
             _fail(f"{accept_file}: cannot read: {exc.strerror or exc}")
     inputs = _inputs(paths, quiet)
     spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, stream_depth=stream_depth)
-    for problem in rule_problems(spec):
-        _err().print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
+    captures = [p for p in inputs if not is_record_file(p)]
+    if captures:  # record files carry the alerts of the rules analyze ran with: nothing to scan here
+        for problem in rule_problems(spec):
+            _err().print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)
     obs = _observe(inputs, spec, jobs)
     conns = connections(obs, groups, _app_ports(baseline))
     result = check(conns, obs.alerts, baseline, groups, obs.hostnames, obs.run_summary,
                    CheckOptions(mode=mode, fail_on=fail_on, accept=accept),
-                   rule_packs=rule_packs(build_config(spec).app.rules))
+                   rule_packs=rule_packs(build_config(spec).app.rules) if captures else [])
     _write_result(result, fmt, output)
     if report:
         from .report.html import render_check_report
