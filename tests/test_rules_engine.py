@@ -497,13 +497,15 @@ def test_hyperscan_and_fallback_agree(bundled: list[Rule]) -> None:
         extra(21002, pat("/export", context="url"), pat(r"CUST-\d{4,8}", context="body")),
         extra(21003, pat(r"<x>A+</x>"), category="waf"),
         # a back-reference of unbounded width: a windowed prefilter (one block scan per call, RuleEngine._databases)
-        extra(21004, pat(r"\b(\w+)=\1;"))]
+        extra(21004, pat(r"\b(\w+)=\1;")),
+        extra(21005, pat(r"[?&](\w+)=\1(?:&|$)", context="url"), category="waf")]
     words = [b"the", b"order", b"4532", b"0151", b"1283", b"0366", VISA, VISA_BAD, AMEX, b"536-22-1234", b"536221234",
              b"password = hunter2", b"example.com", b"abc-abc", b"abc-abd", b"CUST-12345", b"<x>AAAAAAAAAAAA</x>", b"12",
              b"ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", b"-----BEGIN RSA PRIVATE KEY-----", b"\n", b"94105-1234",
              b"AKIAZ7Q2Z7Q2Z7Q2Z7Q2", b"4532015112830366 12", b"token=token;", b"token=tokem;", b";", b"a=",
              b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"]
-    urls = [b"/a?q=1' or 'x'='x", b"/ok", b"/p?f=../../etc/passwd", b"/export?x=1", b"/q?<script>alert(1)</script>"]
+    urls = [b"/a?q=1' or 'x'='x", b"/ok", b"/p?f=../../etc/passwd", b"/export?x=1", b"/q?<script>alert(1)</script>",
+            b"/w?a=1&b=2&c=3&id=id&e=5", b"/w?a=1&b=2&id=idx&e=5", b"/w?a=1&b=b"]
     rng = random.Random(7)
     alerts = 0
     for _ in range(150):

@@ -245,10 +245,11 @@ class RuleEngine:
                         chains.setdefault(key, {})[dbkey] = chain
                     if windowed and key not in BLOCK_DBS:
                         dbs.setdefault(dbkey + WINDOWED, []).append(wdbp)
-                    else:
-                        dbs.setdefault(dbkey, []).append(dbp)
+                    else:  # a block context: one unit per call, so SINGLEMATCH and "to the end" serve as well
+                        dbs.setdefault(dbkey, []).append(wdbp if windowed else dbp)
         self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
         self.windowed = {key[: -len(WINDOWED)] for key, pats in dbs.items() if key.endswith(WINDOWED) and pats}
+        self.windowed_pids = frozenset(cp.pid for cp in self.patterns if use_hs and cp.prefilter and cp.width is None)
         return dbs
 
     # -- use --
@@ -355,12 +356,17 @@ class FlowScanner:
             return
         backend = self.engine.backend
         if context in BLOCK_DBS:
+            windowed = self.engine.windowed_pids
             hits = backend.block(context, data)
             if hits:
+                if windowed:
+                    _to_the_end(hits, windowed, len(data))
                 self._process(hits, context, side, data, 0, ((len(data), frame, ts_ns),), None, True)
             for dbkey, chain in self.engine.chains.get(context, ()):  # patterns with transformations
                 tdata = transforms.apply(chain, data)
                 hits = backend.block(dbkey, tdata) if tdata else None
+                if hits and windowed:
+                    _to_the_end(hits, windowed, len(tdata))
                 if hits:
                     self._process(hits, context, side, tdata, 0, ((len(tdata), frame, ts_ns),), None, True)
             return
@@ -587,6 +593,12 @@ class FlowScanner:
                 if start == 0:
                     break
         return window[max(0, endpos - FALLBACK_TEXT) : endpos]
+
+
+def _to_the_end(hits: Hits, windowed: frozenset[int], end: int) -> None:
+    """Windowed prefilters report their first end only (SINGLEMATCH): candidates run from there to `end`."""
+    for pid in windowed.intersection(hits):
+        hits[pid] = [hits[pid][0], end, None]
 
 
 def _with_pending(hits: Hits, st: _Stream) -> Hits:
