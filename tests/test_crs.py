@@ -460,3 +460,20 @@ def test_pm_from_file_reads_phrases_next_to_the_rule_file(tmp_path):
     assert not re.search(regex.encode(), b"# scanners")
     problems = " ".join(res.problems)
     assert "remote phrase files are not fetched" in problems and "missing.data: cannot read" in problems
+
+
+def test_fast_paths_give_the_manuals_results():
+    """remove_whitespace and cmd_line use bytes.translate and url/utf8 decoders return early when there is
+    nothing to decode: on random input they equal the regex forms of the manual's definitions."""
+    import random
+
+    from nvpcap.rules import transforms as tf
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        d = bytes(rng.choice(b"\\\"'^ab ;,/(\t\n%+41\xc3\xa9\xa0") for _ in range(rng.randint(0, 40)))
+        assert tf.remove_whitespace(d) == re.sub(rb"[ \t\n\r\f\v\xa0]+", b"", d)
+        want = re.sub(rb"[ \t\n\r\f\v]+", b" ", re.sub(rb"[\\\"'^]", b"", d).replace(b",", b" ").replace(b";", b" "))
+        assert tf.cmd_line(d) == re.sub(rb"[ \t\n\r\f\v]+(?=[/(])", b"", want).lower()
+        assert tf.url_decode(d) == re.sub(rb"%([0-9a-fA-F]{2})", lambda m: bytes((int(m.group(1), 16),)),
+                                          d.replace(b"+", b" "))

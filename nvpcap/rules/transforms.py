@@ -47,11 +47,15 @@ _PCT_U = re.compile(rb"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})")
 
 def url_decode(data: bytes) -> bytes:
     """urlDecode: %HH and `+` (a space); invalid encodings are left as they are."""
+    if b"%" not in data and b"+" not in data:
+        return data
     return _PCT.sub(lambda m: bytes((int(m.group(1), 16),)), data.replace(b"+", b" "))
 
 
 def url_decode_uni(data: bytes) -> bytes:
     """urlDecodeUni: urlDecode plus the IIS %uHHHH form (one byte: the low byte, full-width ASCII mapped)."""
+    if b"%" not in data and b"+" not in data:
+        return data
     def one(m: re.Match[bytes]) -> bytes:
         if m.group(1) is not None:
             return bytes((_fullwidth(int(m.group(1), 16)),))
@@ -92,7 +96,7 @@ def compress_whitespace(data: bytes) -> bytes:
 
 
 def remove_whitespace(data: bytes) -> bytes:
-    return _WS_RUN.sub(b"", data)
+    return data.translate(None, _WS)  # one C pass (a regex substitution measured 14 us per body call)
 
 
 def trim_left(data: bytes) -> bytes:
@@ -141,14 +145,14 @@ def remove_comments_char(data: bytes) -> bytes:
     return re.sub(rb"/\*|\*/|--|#", b"", data)
 
 
-_CMD_DROP = re.compile(rb"[\\\"'^]")
+_CMD_DROP = b"\\\"'^"  # deleted by cmdLine (bytes.translate: one C pass)
 _CMD_SPACE_BEFORE = re.compile(rb"[ \t\n\r\f\v]+(?=[/(])")
 
 
 def cmd_line(data: bytes) -> bytes:
     """cmdLine: delete \\ \" ' ^; delete spaces before / and (; , and ; to spaces; whitespace runs to one
     space; lowercase."""
-    data = _CMD_DROP.sub(b"", data)
+    data = data.translate(None, _CMD_DROP)
     data = data.replace(b",", b" ").replace(b";", b" ")
     data = re.sub(rb"[ \t\n\r\f\v]+", b" ", data)
     data = _CMD_SPACE_BEFORE.sub(b"", data)
@@ -190,6 +194,8 @@ _UTF8_MULTI = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\x
 
 def utf8_to_unicode(data: bytes) -> bytes:
     """utf8toUnicode: each UTF-8 multi-byte character to %uHHHH (invalid sequences left as they are)."""
+    if data.isascii():
+        return data
     def one(m: re.Match[bytes]) -> bytes:
         try:
             code = ord(m.group().decode("utf-8"))
@@ -346,5 +352,8 @@ def approximate_in_streams(chain: tuple[str, ...]) -> bool:
 def apply(chain: tuple[str, ...], data: bytes) -> bytes:
     """Apply the transformations in order, each on at most MAX_INPUT bytes, each result cut to MAX_OUTPUT."""
     for name in chain:
-        data = FUNCTIONS[name.lower()](data[:MAX_INPUT])[:MAX_OUTPUT]
+        fn = FUNCTIONS.get(name) or FUNCTIONS[name.lower()]
+        data = fn(data[:MAX_INPUT] if len(data) > MAX_INPUT else data)
+        if len(data) > MAX_OUTPUT:
+            data = data[:MAX_OUTPUT]
     return data
