@@ -334,3 +334,24 @@ def test_the_table_in_protect_mode_shows_the_denied_packets(site):
     code, out = cli("baseline", "check", site["b"], "--baseline", site["baseline"], "--mode", "protect", "-q",
                     "--no-bundled-rules", stdout_only=True)
     assert code == 1 and "24 packets denied" in out and "denied pkts" in out  # 3 flows x 8 packets
+
+
+@pytest.mark.shared
+def test_checking_the_learned_captures_finds_only_what_learning_leaves_out(shared_pcaps, tmp_path):
+    """On the public captures: learn from all of them, then check the same captures. Every flow is allowed,
+    outside the rules, or one learning skipped on purpose (the server never answered); the counts add up."""
+    from nvpcap.baseline.observe import read_records
+
+    records = tmp_path / "all.jsonl"
+    code, _ = cli("analyze", str(shared_pcaps), "-o", str(records), "-q", "--no-bundled-rules")
+    assert code == 0
+    baseline = tmp_path / "b.yaml"
+    assert cli("baseline", "learn", str(records), "-o", str(baseline), "-q")[0] == 0
+    code, out = cli("baseline", "check", str(records), "--baseline", str(baseline), "--format", "json", "-q",
+                    "--exit-zero", stdout_only=True)
+    assert code == 0
+    t = json.loads(out)["totals"]
+    assert t["flows_allowed"] + t["flows_violating"] + t["flows_ignored"] == t["flows"] > 100
+    conns = connections(read_records([str(records)]), GroupMap())
+    unanswered = int(((conns["scope"] == SCOPE_POLICY) & ~conns["answered"]).sum())
+    assert t["flows_violating"] <= unanswered
