@@ -106,7 +106,7 @@ def baseline_group() -> None:
 
 @baseline_group.command("learn")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--groups", "groups_file", type=click.Path(dir_okay=False), help="Groups YAML (name: [CIDR, IP, host]).")
+@click.option("--groups", "groups_file", type=click.Path(dir_okay=False), help="Groups YAML (name: [CIDR, IP, host]), or `kubectl get pods,services -A -o json` output.")
 @click.option("-o", "--output", default="baseline.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Baseline file to write; an existing one is merged into (learning accumulates).")
 @click.option("--replace", is_flag=True, help="Start a new baseline instead of merging into an existing --output.")

@@ -355,3 +355,49 @@ def test_checking_the_learned_captures_finds_only_what_learning_leaves_out(share
     conns = connections(read_records([str(records)]), GroupMap())
     unanswered = int(((conns["scope"] == SCOPE_POLICY) & ~conns["answered"]).sum())
     assert t["flows_violating"] <= unanswered
+
+
+KUBECTL_LIST = {  # the shape of `kubectl get pods,services -A -o json` (fields trimmed to those read)
+    "apiVersion": "v1", "kind": "List", "items": [
+        {"kind": "Pod", "metadata": {"name": "web-7d4b9c-x2x9q", "namespace": "shop",
+                                     "labels": {"pod-template-hash": "7d4b9c", "tier": "front"},
+                                     "ownerReferences": [{"kind": "ReplicaSet", "name": "web-7d4b9c"}]},
+         "status": {"podIP": "10.10.1.5", "podIPs": [{"ip": "10.10.1.5"}, {"ip": "fd00::5"}]}},
+        {"kind": "Pod", "metadata": {"name": "db-0", "namespace": "prod", "labels": {"app": "db"},
+                                     "ownerReferences": [{"kind": "StatefulSet", "name": "db"}]},
+         "status": {"podIP": "10.10.2.7"}},
+        {"kind": "Pod", "metadata": {"name": "node-exporter-abcde", "namespace": "monitoring"},
+         "spec": {"hostNetwork": True}, "status": {"podIP": "192.168.0.10"}},
+        {"kind": "Service", "metadata": {"name": "db", "namespace": "prod"},
+         "spec": {"clusterIP": "10.96.0.20", "selector": {"app": "db"}}},
+        {"kind": "Service", "metadata": {"name": "headless", "namespace": "prod"}, "spec": {"clusterIP": "None"}},
+        {"kind": "ConfigMap", "metadata": {"name": "x"}},
+    ]}
+
+
+def test_groups_from_a_kubectl_list_are_named_as_neuvector_names_workloads(tmp_path):
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(KUBECTL_LIST))
+    groups = load_groups(path)
+    by_name = {g.name: g for g in groups.groups}
+    assert set(by_name) == {"nv.web.shop", "nv.db.prod"}  # the ReplicaSet's hash dropped; db pod and service joined
+    assert [str(n) for n in by_name["nv.web.shop"].networks] == ["10.10.1.5/32", "fd00::5/128"]
+    assert [str(n) for n in by_name["nv.db.prod"].networks] == ["10.10.2.7/32", "10.96.0.20/32"]
+    assert (by_name["nv.db.prod"].namespace, by_name["nv.db.prod"].labels) == ("prod", {"app": "db"})
+    assert any("host network" in n for n in groups.notes)
+    ips = pd.Series(["10.10.1.5", "10.96.0.20", "192.168.0.10"])
+    assert list(groups.assign(ips)) == ["nv.web.shop", "nv.db.prod", "Host:192.168.0.10"]
+
+
+def test_a_kubectl_list_drives_learning_and_the_networkpolicy_export(site, tmp_path):
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(KUBECTL_LIST))
+    baseline = tmp_path / "k.yaml"
+    assert cli("baseline", "learn", site["a"], "--groups", str(path), "-o", str(baseline), "-q")[0] == 0
+    learned = load_baseline(baseline)
+    assert learned.rule("nv.web.shop", "nv.db.prod", "app").applications == ["redis"]
+    code, out = cli("baseline", "export", str(baseline), "--as", "networkpolicy", stdout_only=True)
+    assert code == 0
+    policies = [d for d in yaml.safe_load_all(out) if d]
+    db = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == {"app": "db"}]
+    assert db and db[0]["metadata"]["namespace"] == "prod"

@@ -37,6 +37,7 @@ class Group:
 class GroupMap:
     groups: list[Group] = field(default_factory=list)
     source: str | None = None
+    notes: list[str] = field(default_factory=list)  # what an import left out (kubectl lists)
 
     def __post_init__(self) -> None:
         # longest prefix wins, as a routing table would decide
@@ -89,7 +90,8 @@ def is_internal(name: str) -> bool:
 
 
 def load_groups(path: str | Path | None) -> GroupMap:
-    """Read a groups YAML file (docs/baseline.md, "Groups"). No path: no groups, every address by default name."""
+    """Read a groups YAML file (docs/baseline.md, "Groups"), or a Kubernetes object list (kubectl -o json/yaml:
+    baseline/k8s.py). No path: no groups, every address by its default name."""
     if path is None:
         return GroupMap()
     try:
@@ -100,6 +102,11 @@ def load_groups(path: str | Path | None) -> GroupMap:
         raise GroupsError(f"{path}: not valid YAML: {exc}") from None
     if doc is None:
         return GroupMap(source=str(path))
+    from .k8s import groups_from_objects, is_object_list
+
+    if is_object_list(doc):  # kubectl get pods,services -A -o json (or -o yaml)
+        groups, notes = groups_from_objects(doc, str(path))
+        return GroupMap(groups, source=str(path), notes=notes)
     if not isinstance(doc, dict) or not isinstance(doc.get("groups"), dict):
         raise GroupsError(f"{path}: expected a mapping with a 'groups' key (groups: {{name: [CIDR, ...]}})")
     groups = [_parse_group(str(path), str(name), spec) for name, spec in doc["groups"].items()]
