@@ -80,6 +80,14 @@ CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "r
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
 PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
 WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
+CRS_SENSOR = "crs"  # Rule.sensor of the rules crs.py imports
+# OWASP CRS 3.x blocking evaluation with its default thresholds (crs-setup.conf: inbound 5, outbound 4)
+CRS_ANOMALY_RULES = (
+    (Rule(949110, "Inbound Anomaly Score Exceeded", "waf", 5, (), description="OWASP CRS anomaly score of the "
+          "requests reached the inbound threshold (5)", sensor="crs-anomaly", direction="request"), 5),
+    (Rule(959100, "Outbound Anomaly Score Exceeded", "waf", 5, (), description="OWASP CRS anomaly score of the "
+          "responses reached the outbound threshold (4)", sensor="crs-anomaly", direction="response"), 4),
+)
 _EMPTY: frozenset[int] = frozenset()  # shared until a flow needs a set of its own (memory per active flow)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
@@ -308,6 +316,7 @@ class FlowScanner:
     matches that need the end of a stream, and frees the Hyperscan streams)."""
 
     __slots__ = (
+        "_anomaly",
         "_endpoints",
         "_fired",
         "_header_ok",
@@ -337,6 +346,7 @@ class FlowScanner:
         self._neg_hit: set[int] | frozenset[int] = _EMPTY
         self._fired: dict[int, Match] = {}
         self._seq = 0
+        self._anomaly: list[int] | None = None  # OWASP CRS anomaly scores of this flow: [inbound, outbound]
         self.closed = False
 
     def __enter__(self) -> FlowScanner:
@@ -516,6 +526,24 @@ class FlowScanner:
                   redact.snippet(rule.category, rule.validator, text))
         self._fired[idx] = m
         self.alerts.append(m)
+        if rule.sensor == CRS_SENSOR:
+            self._crs_score(m)
+
+    def _crs_score(self, m: Match) -> None:
+        """OWASP CRS's anomaly scoring (REQUEST-949/RESPONSE-959): each matching rule adds its severity's score
+        (critical 5, error 4, warning 3, notice 2: the same numbers as nvpcap's severities); the first time a
+        direction's total reaches CRS's default threshold (inbound 5, outbound 4), its blocking rule fires.
+        Scored per flow and direction, once per rule (CRS scores per transaction)."""
+        if self._anomaly is None:
+            self._anomaly = [0, 0]
+        side = 0 if m.side == CLIENT else 1
+        before = self._anomaly[side]
+        after = self._anomaly[side] = before + m.rule.severity
+        summary, threshold = CRS_ANOMALY_RULES[side]
+        if before < threshold <= after:
+            parts = [a for a in self.alerts if a.rule.sensor == CRS_SENSOR and (0 if a.side == CLIENT else 1) == side]
+            text = f"total score {after}: rules " + ", ".join(str(a.rule.rule_id) for a in parts)
+            self.alerts.append(Match(summary, m.context, m.side, m.frame, m.ts_ns, text))
 
     @staticmethod
     def _confirm(cp: _CPattern, window: bytes, wstart: int, lo: int, hi: int,
