@@ -197,6 +197,8 @@ def check_cmd(paths: tuple[str, ...], baseline_file: str, groups_file: str | Non
             accept = load_accept(accept_file)
         except OSError as exc:
             _fail(f"{accept_file}: cannot read: {exc.strerror or exc}")
+        except ValueError as exc:
+            _fail(str(exc))
     inputs = _inputs(paths, quiet)
     spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, stream_depth=stream_depth)
     captures = [p for p in inputs if not is_record_file(p)]

@@ -401,3 +401,10 @@ def test_a_kubectl_list_drives_learning_and_the_networkpolicy_export(site, tmp_p
     policies = [d for d in yaml.safe_load_all(out) if d]
     db = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == {"app": "db"}]
     assert db and db[0]["metadata"]["namespace"] == "prod"
+
+
+def test_an_accept_file_with_a_typo_is_refused(site, tmp_path):
+    accept = tmp_path / "accept.txt"
+    accept.write_text("0e52a4a6080db9c9\n0e52a4a6080db9cX  # typo\n")
+    code, out = cli("baseline", "check", site["b"], "--baseline", site["baseline"], "--accept", str(accept), "-q")
+    assert code == 2 and "0e52a4a6080db9cX" in out

@@ -10,6 +10,7 @@ today's run has the same name tomorrow and can be accepted once.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -329,6 +330,9 @@ def check(conns: pd.DataFrame, alerts: pd.DataFrame, baseline: Baseline, groups:
     }
 
 
+_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+
+
 def load_accept(path: str) -> set[str]:
     """Fingerprints to accept: a YAML list (strings, or mappings with `fingerprint`), `accept:` such a list,
     or plain text with one fingerprint a line (# comments)."""
@@ -343,10 +347,12 @@ def load_accept(path: str) -> set[str]:
     if isinstance(doc, dict):
         doc = doc.get("accept", doc.get("violations"))
     if isinstance(doc, list):
-        out = set()
-        for item in doc:
-            fp = item.get("fingerprint") if isinstance(item, dict) else item
-            if fp:
-                out.add(str(fp).strip())
-        return out
-    return {line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()}
+        found = [str(item.get("fingerprint") if isinstance(item, dict) else item).strip() for item in doc]
+    else:
+        found = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    found = [fp for fp in found if fp and fp != "None"]
+    bad = [fp for fp in found if not _FINGERPRINT.match(fp)]
+    if bad:  # a typo must not silently accept nothing
+        raise ValueError(f"{path}: not a fingerprint (16 hex digits): {bad[0][:60]!r}"
+                         + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
+    return set(found)
