@@ -58,6 +58,9 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Also write the run summary as JSON here.")
 @click.option("--max-flows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Active flows kept per file; beyond it the least recently active are ended (and counted).")
+@click.option("--max-parsed-flows", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Flows whose application layer is read at once (a few KB each); beyond it the least recently "
+              "active stops being read (its events so far kept) and is counted (parsing_evicted).")
 @click.option("--threat", "threat_switches", multiple=True, metavar="ID|NAME=on|off",
               help="Turn a NeuVector threat on or off (e.g. 2012=on, SSL.TLS1.1=on); repeatable. "
               "Defaults are NeuVector's; `nvpcap threats` lists them.")
@@ -91,8 +94,8 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--no-resume", is_flag=True, help="With --format parquet -o DIR/: analyse every input again, even "
               "those whose parts in DIR are complete and unchanged.")
 def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict: bool, quiet: bool,
-            summary_json: str | None, max_flows: int, threat_switches: tuple[str, ...], stream_depth: int,
-            rule_files: tuple[str, ...], no_bundled_rules: bool, crs_paranoia: int = 1,
+            summary_json: str | None, max_flows: int, max_parsed_flows: int, threat_switches: tuple[str, ...],
+            stream_depth: int, rule_files: tuple[str, ...], no_bundled_rules: bool, crs_paranoia: int = 1,
             meter_settings: tuple[str, ...] = (), deterministic: bool = False, report: str | None = None,
             jobs: int = 1, executor: str = "local", scheduler: str | None = None, no_resume: bool = False,
             stream: bool = False, stitch: bool = False) -> None:
@@ -125,7 +128,8 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         err.print(f"nvpcap: {conflict}", style="red", markup=False, highlight=False)
         sys.exit(EXIT_USAGE)
     spec = RunSpec(rule_files=rule_files, bundled=not no_bundled_rules, crs_paranoia=crs_paranoia,
-                   stream_depth=stream_depth, max_flows=max_flows, threat_overrides=overrides,
+                   stream_depth=stream_depth, max_flows=max_flows, max_parsed_flows=max_parsed_flows,
+                   threat_overrides=overrides,
                    meter_settings=meter_settings)
     for problem in rule_problems(spec):  # builds the engine in this process once (a serial run reuses it)
         err.print(f"nvpcap: rules: {problem}", style="yellow", markup=False, highlight=False)

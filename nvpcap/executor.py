@@ -44,7 +44,7 @@ from . import __version__
 from .decode.reader import CaptureIssue
 from .decode.sources import STDIN_NAME, file_size
 from .pipeline import AnalyzeConfig, FileSummary, analyze_file
-from .protocols.applayer import DEFAULT_STREAM_DEPTH, AppLayerConfig
+from .protocols.applayer import DEFAULT_MAX_PARSED_FLOWS, DEFAULT_STREAM_DEPTH, AppLayerConfig
 from .session.meters import parse_meter_settings
 from .session.table import FlowTableConfig
 
@@ -64,6 +64,7 @@ class RunSpec:
     crs_paranoia: int = 1
     stream_depth: int = DEFAULT_STREAM_DEPTH
     max_flows: int = 1_000_000
+    max_parsed_flows: int = DEFAULT_MAX_PARSED_FLOWS
     threat_overrides: tuple[tuple[int, bool], ...] = ()
     meter_settings: tuple[str, ...] = ()  # NAME.FIELD=VALUE, as `--meter` takes them
 
@@ -137,7 +138,8 @@ def build_config(spec: RunSpec) -> AnalyzeConfig:
     """The AnalyzeConfig for `spec` (the rules engine is cached per process: ~0.2-0.8 s to build)."""
     engine, _ = _engine(spec)
     return AnalyzeConfig(table=FlowTableConfig(max_flows=spec.max_flows),
-                         app=AppLayerConfig(stream_depth=spec.stream_depth, rules=engine),
+                         app=AppLayerConfig(stream_depth=spec.stream_depth, rules=engine,
+                                            max_flows=spec.max_parsed_flows),
                          threat_overrides=dict(spec.threat_overrides),
                          meters=parse_meter_settings(spec.meter_settings))
 

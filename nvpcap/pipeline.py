@@ -83,6 +83,7 @@ class FileSummary:
     rule_alerts: int = 0  # DLP/WAF alerts (one per flow and rule)
     events_suppressed: int = 0  # beyond the per-flow event cap: counted, not written
     parser_errors: int = 0  # flows whose parser stopped on bytes it could not handle (each an anomaly record)
+    parsing_evicted: int = 0  # flows no longer read: --max-parsed-flows others were being read (memory bound)
     first_ts: float | None = None
     last_ts: float | None = None
     bytes_read: int = 0
@@ -107,7 +108,8 @@ class FileSummary:
             "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
             "peak_active_flows": self.peak_active_flows,
             "identification_forced": self.identification_forced, "events": self.events,
-            "events_suppressed": self.events_suppressed, "rule_alerts": self.rule_alerts, "parser_errors": self.parser_errors, "first_ts": self.first_ts, "last_ts": self.last_ts,
+            "events_suppressed": self.events_suppressed, "rule_alerts": self.rule_alerts, "parser_errors": self.parser_errors,
+            "parsing_evicted": self.parsing_evicted, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
             "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
         }
@@ -437,6 +439,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     summary.identification_forced = run.app.forced
     summary.events_suppressed = run.app.suppressed_events
     summary.parser_errors = run.app.parser_errors
+    summary.parsing_evicted = run.app.evicted
     alerts = run.events.alert_records()
     summary.alerts = len(alerts) + summary.rule_alerts
     summary.anomalies = len(run.events.anomalies) + run.events.suppressed
@@ -466,7 +469,7 @@ class _StreamRun(_FileRun):
         self.carried: set[int] = set()  # stream frames of fragments held across a file boundary
         self.reasm_seen = 0  # defrag.outcomes["fragment-reassembled"] already attributed to files
         self.lost_pending: list = []  # lost fragments of the batch in progress, attributed once it succeeded
-        self.counters = (0, 0, 0, 0)  # evicted, identification forced, events suppressed, parser errors
+        self.counters = (0, 0, 0, 0, 0)  # evicted, identification forced, events suppressed, parser errors, parsing evicted
 
     # -- files ---------------------------------------------------------------------------------------------
     def begin(self, name: str) -> FileSummary:
@@ -483,13 +486,15 @@ class _StreamRun(_FileRun):
 
     def take_counters(self, summary: FileSummary) -> None:
         """Add the stream-wide counters' growth since the last file to `summary`."""
-        now = (self.table.evicted, self.app.forced, self.app.suppressed_events, self.app.parser_errors)
+        now = (self.table.evicted, self.app.forced, self.app.suppressed_events, self.app.parser_errors,
+               self.app.evicted)
         d = [a - b for a, b in zip(now, self.counters)]
         self.counters = now
         summary.evicted_flows += d[0]
         summary.identification_forced += d[1]
         summary.events_suppressed += d[2]
         summary.parser_errors += d[3]
+        summary.parsing_evicted += d[4]
         summary.peak_active_flows = max(summary.peak_active_flows, self.table.peak_active)
 
     # -- records: stream frames -> (file, frame) -------------------------------------------------------------

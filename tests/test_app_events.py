@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import pcapgen as g
+import pytest
 from conftest import run
+
 from nvpcap.pipeline import AnalyzeConfig
 from nvpcap.protocols.applayer import AppLayerConfig
 from nvpcap.threats import parse_threat_switches
@@ -138,3 +138,36 @@ def test_etcd_over_grpc_is_labelled_by_its_service_package():
 
     flows = run(SAMPLES / "apps" / "etcd_grpc.pcap").flows
     assert list(flows["app_proto"]) == ["grpc"] * 3 and list(flows["app_product"]) == ["etcd"] * 3
+
+
+def test_beyond_max_parsed_flows_the_least_recently_active_flow_stops_being_read(tmp_path):
+    """Three HTTP conversations at once, room for two: the first (least recently active when the third starts)
+    stops being read after its request, keeps its event and its label, and is counted."""
+    tcp, write = g.tcp, g.write
+
+    def opening(port: int, t: float) -> list:
+        c, s = "10.0.0.1", "10.0.0.2"
+        req = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % port
+        return [(t, tcp(c, port, s, 80, "S", seq=100)), (t + 0.001, tcp(s, 80, c, port, "SA", seq=500, ack=101)),
+                (t + 0.002, tcp(c, port, s, 80, "A", seq=101, ack=501)),
+                (t + 0.003, tcp(c, port, s, 80, "PA", seq=101, ack=501, data=req))]
+
+    def answer(port: int, t: float) -> list:
+        resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        req_len = len(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % port)
+        return [(t, tcp("10.0.0.2", 80, "10.0.0.1", port, "PA", seq=501, ack=101 + req_len, data=resp))]
+
+    pkts = opening(41001, 1.0) + opening(41002, 2.0) + opening(41003, 3.0)
+    pkts += answer(41001, 4.0) + answer(41002, 4.1) + answer(41003, 4.2)
+    write(tmp_path / "three.pcap", pkts)
+    config = AnalyzeConfig(app=AppLayerConfig(max_flows=2))
+    res = run(tmp_path / "three.pcap", config)
+    assert res.summary.parsing_evicted == 1
+    http = {e["src_port"]: e["http"] for e in res.app_events("http")}
+    assert set(http) == {41001, 41002, 41003}
+    assert http[41001]["status"] is None  # its response came after it was let go
+    assert http[41002]["status"] == http[41003]["status"] == 200
+    assert set(res.flows["app_proto"]) == {"http"}
+    unbounded = run(tmp_path / "three.pcap")
+    assert unbounded.summary.parsing_evicted == 0
+    assert all(e["http"]["status"] == 200 for e in unbounded.app_events("http"))

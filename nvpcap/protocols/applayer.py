@@ -25,6 +25,7 @@ from ..session.stream import Chunk, TcpReassembler
 from .base import CLIENT, FlowContext, Parser, ProtocolSpec
 from .identify import Identifier
 
+DEFAULT_MAX_PARSED_FLOWS = 100_000
 DEFAULT_STREAM_DEPTH = 1 << 20  # bytes per direction a parser reads at most (Suricata's default depth)
 ENCRYPTED = frozenset({"ssl", "ssh"})  # never scanned by the DLP/WAF rules (NeuVector skips them too)
 # apps whose parser hands the rules decoded url/header/body content, so their raw bytes are not scanned again
@@ -36,6 +37,9 @@ MAX_EVENTS_PER_FLOW = 10_000  # beyond this a flow's events are counted, not wri
 class AppLayerConfig:
     stream_depth: int = DEFAULT_STREAM_DEPTH
     rules: Any = None  # a nvpcap.rules.RuleEngine (built once per process), or None: no DLP/WAF scanning
+    # flows read at once (parser, reassembly, rule state: a few KB each); beyond it the least recently active
+    # one stops being read (its events so far are kept) and is counted: memory stays bounded
+    max_flows: int = DEFAULT_MAX_PARSED_FLOWS
 
 
 class _EventRow(NamedTuple):
@@ -130,6 +134,7 @@ class AppLayer:
         self.rule_alerts = 0
         self.parser_errors = 0
         self.closed: set[int] = set()  # flows that want no more bytes, until their record is built
+        self.evicted = 0  # flows no longer read because max_flows others were being read
         self.ended: dict[int, tuple[str | None, list[int]]] = {}  # serial -> (product, threat ids), until `end`
 
     @property
@@ -143,12 +148,16 @@ class AppLayer:
         are needed on a flow's first offer only."""
         if serial in self.closed:
             return True
-        flow = self.flows.get(serial)
+        flows = self.flows
+        flow = flows.pop(serial, None)
         if flow is None:
+            if len(flows) >= self.config.max_flows:
+                self._evict(next(iter(flows.values())))
             ctx = FlowContext(transport, int(keys[5]), int(keys[6]), midstream)
             starts = starts or (-1, -1)
             streams = (TcpReassembler(starts[0]), TcpReassembler(starts[1])) if transport == "tcp" else None
-            flow = self.flows[serial] = _Flow(serial, keys, streams, ctx)
+            flow = _Flow(serial, keys, streams, ctx)
+        flows[serial] = flow  # last: the dict's order is least recently active first
         if flow.streams is not None:
             chunks = flow.streams[side].add(seq, payload, frame, ts_ns)
         else:
@@ -271,6 +280,16 @@ class AppLayer:
             self.row_keys.setdefault(flow.serial, flow.keys)
         del self.flows[flow.serial]
         self.closed.add(flow.serial)
+
+    def _evict(self, flow: _Flow) -> None:
+        """Stop reading the least recently active flow: settle its identification on what was seen, let its
+        parser finish, keep its events and rule alerts; its record is built when the flow ends, as any."""
+        if not flow.identified and not flow.done:
+            self.identifier.decide(flow.serial)
+            self._start_parser(flow)
+        if flow.serial in self.flows:
+            self._close(flow)
+        self.evicted += 1
 
     def _rule_alerts(self, flow: _Flow) -> None:
         """Close the flow's scanner (end-of-stream matches) and queue its DLP/WAF alerts as records."""
