@@ -296,6 +296,21 @@ class _FileRun:
         self.summary.rule_alerts += alerts
         self.sink.write_events(records)
 
+    def note_reader(self, summary: FileSummary, reader: CaptureReader) -> None:
+        """What the reader found about the file: its format, and its problems (each an anomaly record; packets
+        they made unreadable counted), with the internal errors of the analysis."""
+        for issue in reader.issues + self.internal_errors:
+            summary.packets += issue.packets
+            if issue.packets:
+                summary.outcomes["unreadable-record"] += issue.packets
+            self.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
+                                offset=issue.offset)
+        summary.issues = reader.issues + self.internal_errors
+        summary.format = reader.format
+        summary.linktypes = sorted(reader.linktypes)
+        summary.sections = reader.sections
+        summary.bytes_read = reader.bytes_read
+
     def note_packets(self, pb: PacketBatch) -> None:
         """Count outcomes and turn malformed, truncated and odd packets into alerts and anomalies."""
         counts = np.bincount(pb.status, minlength=max(st.NAMES) + 1)
@@ -423,17 +438,7 @@ def analyze_file(name: str, sink: RecordSink, config: AnalyzeConfig | None = Non
     run.defrag.finish()
     run.note_fragment_threats()
     summary.outcomes.update(run.defrag.outcomes)
-    for issue in reader.issues + run.internal_errors:
-        summary.packets += issue.packets
-        if issue.packets:
-            summary.outcomes["unreadable-record"] += issue.packets
-        run.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
-                           offset=issue.offset)
-    summary.issues = reader.issues + run.internal_errors
-    summary.format = reader.format
-    summary.linktypes = sorted(reader.linktypes)
-    summary.sections = reader.sections
-    summary.bytes_read = reader.bytes_read
+    run.note_reader(summary, reader)
     summary.evicted_flows = run.table.evicted
     summary.peak_active_flows = run.table.peak_active
     summary.identification_forced = run.app.forced
@@ -652,17 +657,7 @@ def analyze_stream(names: list[str], sink: RecordSink, config: AnalyzeConfig | N
         if reader is not None:
             run.frames += reader._frames  # every record numbered, unreadable ones too (as Wireshark does)
             run.emit_flows(np.empty(0, run.table.tab.dtype), final=True)
-            for issue in reader.issues + run.internal_errors:
-                summary.packets += issue.packets
-                if issue.packets:
-                    summary.outcomes["unreadable-record"] += issue.packets
-                run.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
-                                   offset=issue.offset)
-            summary.issues = reader.issues + run.internal_errors
-            summary.format = reader.format
-            summary.linktypes = sorted(reader.linktypes)
-            summary.sections = reader.sections
-            summary.bytes_read = reader.bytes_read
+            run.note_reader(summary, reader)
         run.internal_errors = []
         run.end_of_file()
         run.flush_collector()
