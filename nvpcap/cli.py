@@ -199,10 +199,7 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         except (ValueError, OSError) as exc:  # a Dask scheduler that cannot be reached, ...
             err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
             sys.exit(EXIT_USAGE)
-    for s in summaries:
-        for issue in s.issues:
-            err.print(f"nvpcap: {s.name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
-                      highlight=False)
+    print_issues(err, summaries)
     summary = run_summary(summaries)
     sink.close(summary)
     if summary_json:
@@ -298,6 +295,14 @@ def threats(fmt: str) -> None:
     for r in rows:
         table.add_row(str(r["id"]), r["name"], str(r["severity"]), "on" if r["enabled"] else "off", r["action"])
     Console().print(table)
+
+
+def print_issues(err: Console, summaries: list) -> None:
+    """Each input's capture problems (corrupt, truncated, unreadable), one line each with the file offset."""
+    for s in summaries:
+        for issue in s.issues:
+            err.print(f"nvpcap: {s.name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
+                      highlight=False)
 
 
 def rule_packs(engine) -> list[dict]:

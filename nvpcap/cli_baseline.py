@@ -48,6 +48,7 @@ def _inputs(paths: tuple[str, ...], quiet: bool) -> list[str]:
 def _observe(paths: list[str], spec, jobs: int):
     """Run the pipeline over the captures (record files are read as they are), `jobs` files at a time."""
     from .baseline.observe import observe
+    from .cli import print_issues
     from .executor import run_inputs
     from .pipeline import order_inputs
     from .summary import run_summary
@@ -56,10 +57,7 @@ def _observe(paths: list[str], spec, jobs: int):
 
     def run_captures(captures: list[str], sink) -> dict:
         summaries = run_inputs(order_inputs(captures), spec, sink, jobs=jobs)
-        for s in summaries:
-            for issue in s.issues:
-                err.print(f"nvpcap: {s.name}: offset {issue.offset}: {issue.message}", style="yellow", markup=False,
-                          highlight=False)
+        print_issues(err, summaries)
         summary = run_summary(summaries)
         sink.close(summary)
         return summary
