@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from .model import read_yaml
 
 EXTERNAL = "external"
 HOST_PREFIX = "Host:"
@@ -94,12 +95,7 @@ def load_groups(path: str | Path | None) -> GroupMap:
     baseline/k8s.py). No path: no groups, every address by its default name."""
     if path is None:
         return GroupMap()
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GroupsError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise GroupsError(f"{path}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, GroupsError)
     if doc is None:
         return GroupMap(source=str(path))
     from .k8s import groups_from_objects, is_object_list

@@ -102,14 +102,19 @@ def from_iso(value: object) -> float | None:
     return datetime.fromisoformat(text).timestamp()
 
 
+def read_yaml(path: str | Path, error: type[ValueError]) -> object:
+    """A YAML (or JSON) file's document; `error` (naming the file) when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_baseline(path: str | Path) -> Baseline:
     """Read and validate a baseline file; every problem names the rule it is in."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BaselineError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise BaselineError(f"{path}: not valid YAML: {exc}") from None
+    doc = read_yaml(path, BaselineError)
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise BaselineError(f"{path}: not an nvpcap baseline (expected kind: {KIND})")
     if doc.get("apiVersion") != API_VERSION:
