@@ -398,8 +398,13 @@ class FlowScanner:
         if st is None:
             return
         hits = st.handle.scan(data)
-        if dbkey in self.engine.windowed:
-            hits = self._scan_window(hits, dbkey, st.tail + data, st.pos - len(st.tail))
+        windowed = dbkey in self.engine.windowed
+        tail = st.tail
+        short = len(data) < WINDOW
+        window = tail + data if windowed or short else None  # built once: the window scan, the hits, the tail
+        wstart = st.pos - len(tail)
+        if windowed:
+            hits = self._scan_window(hits, dbkey, window, wstart)
         if st.pending:
             hits = _with_pending(hits, st)
         chunks = st.chunks
@@ -407,9 +412,10 @@ class FlowScanner:
         if len(chunks) > CHUNK_HISTORY:
             del chunks[0]
         if hits:
-            self._process(hits, context, side, st.tail + data, st.pos - len(st.tail), st.chunks, st, False)
+            self._process(hits, context, side, window if window is not None else tail + data, wstart, chunks, st,
+                          False)
         st.pos += len(data)
-        st.tail = (st.tail + data)[-WINDOW:] if len(data) < WINDOW else data[-WINDOW:]
+        st.tail = window[-WINDOW:] if short else data[-WINDOW:]  # type: ignore[index]
 
     def _scan_window(self, hits: Hits, dbkey: str, window: bytes, wstart: int) -> Hits:
         """The windowed prefilters (see RuleEngine._databases): a candidate from their first end in the window
