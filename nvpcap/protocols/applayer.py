@@ -31,6 +31,7 @@ ENCRYPTED = frozenset({"ssl", "ssh"})  # never scanned by the DLP/WAF rules (Neu
 # apps whose parser hands the rules decoded url/header/body content, so their raw bytes are not scanned again
 DECODED_CONTENT = frozenset({"http", "http2", "grpc", "consul", "elasticsearch"})
 MAX_EVENTS_PER_FLOW = 10_000  # beyond this a flow's events are counted, not written
+_NO_THREATS: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -70,7 +71,7 @@ class _Flow:
         self.parser: Parser | None = None
         self.fed = [0, 0]  # bytes read per direction (stream depth)
         self.events = 0
-        self.threats: set[int] = set()
+        self.threats: set[int] | frozenset[int] = _NO_THREATS  # a set of its own once one is raised
         self.product: str | None = None
         self.raw = False  # the raw stream goes to the rules (cleartext apps whose parser decodes no content)
         self.scanner: Any = None  # the flow's rules scanner, made on first use
@@ -100,7 +101,9 @@ class _Output:
         proto, c_hi, c_lo, s_hi, s_lo, cport, sport, _ = flow.keys
         src, dst, sp, dp = ((c_hi, c_lo), (s_hi, s_lo), cport, sport) if side == CLIENT else \
             ((s_hi, s_lo), (c_hi, c_lo), sport, cport)
-        flow.threats.add(threat_id)
+        if flow.threats is _NO_THREATS:
+            flow.threats = set()
+        flow.threats.add(threat_id)  # type: ignore[union-attr]
         self.layer.collector.threat(threat_id, ts_ns, frame, src, dst, proto, sp, dp, message,
                                     direction="toserver" if side == CLIENT else "toclient", context="application",
                                     app_proto=flow.app)

@@ -63,6 +63,10 @@ class ParserOutput(Protocol):
         the rules engine, when one is configured, scans it."""
 
 
+_NONE_LOST = (False, False)
+_NONE_REPORTED: frozenset[str] = frozenset()
+
+
 class Parser:
     """Reads one flow of its protocol after identification, from the flow's first byte.
 
@@ -78,8 +82,10 @@ class Parser:
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         self.out = out
         self.ctx = ctx
-        self.lost = [False, False]  # directions that can no longer be followed (see `lose`)
-        self.reported: set[str] = set()  # anomaly reasons already reported (see `anomaly_once`)
+        # directions that can no longer be followed (see `lose`), and anomaly reasons already reported (see
+        # `anomaly_once`): shared empty values until a flow needs its own (one parser per flow: memory)
+        self.lost: list[bool] | tuple[bool, bool] = _NONE_LOST
+        self.reported: set[str] | frozenset[str] = _NONE_REPORTED
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         raise NotImplementedError
@@ -93,14 +99,18 @@ class Parser:
 
     def lose(self, side: int) -> None:
         """That direction can no longer be followed (its framing is lost): the parser is done once both are."""
-        self.lost[side] = True
+        if self.lost is _NONE_LOST:
+            self.lost = [False, False]
+        self.lost[side] = True  # type: ignore[index]
         if all(self.lost):
             self.done = True
 
     def anomaly_once(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
         """An anomaly reported once per flow and reason, as Zeek's flow weirds (a fault tends to repeat)."""
         if reason not in self.reported:
-            self.reported.add(reason)
+            if self.reported is _NONE_REPORTED:
+                self.reported = set()
+            self.reported.add(reason)  # type: ignore[union-attr]
             self.out.anomaly(reason, message, frame, ts_ns)
 
 

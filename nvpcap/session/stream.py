@@ -7,12 +7,14 @@ bounded by MAX_HELD_SEGMENTS and MAX_HELD_BYTES, whatever the traffic.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import NamedTuple
 
 MAX_HELD_SEGMENTS = 32  # segments held ahead of a gap, per direction
 MAX_HELD_BYTES = 256 << 10  # bytes held ahead of a gap, per direction
 _MOD = 1 << 32
 _HALF = 1 << 31
+_NOTHING_HELD = MappingProxyType({})
 
 
 class Chunk(NamedTuple):
@@ -33,7 +35,9 @@ class TcpReassembler:
         """`start`: the sequence number of the first data byte when the handshake showed it (else the first
         segment that arrives is taken as the start)."""
         self.next_seq = start  # the sequence number that continues what was delivered
-        self.held: dict[int, tuple[bytes, int, int]] = {}  # seq -> (payload, frame, ts_ns), ahead of a gap
+        # seq -> (payload, frame, ts_ns), ahead of a gap; a shared empty mapping until the first gap (memory:
+        # two reassemblers per TCP flow, and most never hold anything)
+        self.held: dict[int, tuple[bytes, int, int]] = _NOTHING_HELD  # type: ignore[assignment]
         self.held_bytes = 0
         self.delivered = 0  # bytes delivered so far
         self.missing = 0  # bytes given up as gaps
@@ -73,6 +77,8 @@ class TcpReassembler:
             return
         if old is not None:
             self.held_bytes -= len(old[0])
+        if self.held is _NOTHING_HELD:
+            self.held = {}
         self.held[seq] = (payload, frame, ts_ns)
         self.held_bytes += len(payload)
 

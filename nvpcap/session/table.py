@@ -102,7 +102,9 @@ class FlowTable:
         need = int(self.ctr[k.K_HW]) + max(0, n_new - int(self.ctr[k.K_NFREE]))
         if need <= self.tab.shape[0]:
             return
-        cap = max(need, self.tab.shape[0] * 2, 16384)
+        # grow by half, not double: the table is the largest single allocation (~600 B a slot), and while it is
+        # copied the old and the new one are both alive
+        cap = max(need, self.tab.shape[0] * 3 // 2, 16384)
         tab = np.zeros(cap, k.FLOW_DTYPE)
         tab[: self.tab.shape[0]] = self.tab
         self.tab = tab
