@@ -67,6 +67,7 @@ class RunSpec:
     max_parsed_flows: int = DEFAULT_MAX_PARSED_FLOWS
     threat_overrides: tuple[tuple[int, bool], ...] = ()
     meter_settings: tuple[str, ...] = ()  # NAME.FIELD=VALUE, as `--meter` takes them
+    flows_only: bool = False  # no payload inspection: no identification, parsing or rules (`--flows-only`)
 
     def __post_init__(self) -> None:
         overrides: Any = self.threat_overrides
@@ -117,6 +118,8 @@ _build_lock = threading.Lock()
 
 def _engine(spec: RunSpec) -> tuple[Any, list[str]]:
     """The spec's rules engine and its problems, built once per process (and thread)."""
+    if spec.flows_only:
+        return None, []  # no payload is read: no rules to build
     engines = getattr(_cache, "engines", None)
     if engines is None:
         engines = _cache.engines = {}
@@ -139,7 +142,7 @@ def build_config(spec: RunSpec) -> AnalyzeConfig:
     engine, _ = _engine(spec)
     return AnalyzeConfig(table=FlowTableConfig(max_flows=spec.max_flows),
                          app=AppLayerConfig(stream_depth=spec.stream_depth, rules=engine,
-                                            max_flows=spec.max_parsed_flows),
+                                            max_flows=spec.max_parsed_flows, inspect=not spec.flows_only),
                          threat_overrides=dict(spec.threat_overrides),
                          meters=parse_meter_settings(spec.meter_settings))
 

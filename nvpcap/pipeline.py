@@ -193,6 +193,8 @@ class _FileRun:
                  slot: np.ndarray, side: np.ndarray, serial: np.ndarray, ended: np.ndarray) -> None:
         """Offer the payload packets of flows that still want bytes to the application layer (identification,
         then the winning protocol's parser)."""
+        if not self.app.config.inspect:
+            return  # flow records only: every flow's app_proto comes from its server port
         cap = self.table.tab.shape[0]
         if self.id_serial.shape[0] < cap:
             grown = np.full(cap, -1, np.int64)

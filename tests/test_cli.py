@@ -191,3 +191,15 @@ def test_directory_run_names_the_files_it_skipped(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0
     assert "skipped 1 file(s) that are not captures" in done.stderr and "notes.txt" in done.stderr
+
+
+def test_flows_only_writes_flow_records_and_refuses_rules(tmp_path):
+    out = tmp_path / "f.jsonl"
+    r = nvpcap(SAMPLES / "http_ethernet.pcap", "--flows-only", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    flows = [x for x in records if x["event_type"] == "flow"]
+    assert {(f["app_proto"], f["app_confidence"]) for f in flows} == {("http", "port"), ("dns", "port")}
+    assert not [x for x in records if x["event_type"] in ("http", "dns")]
+    r = nvpcap(SAMPLES / "http_ethernet.pcap", "--flows-only", "--rules", "x.rules", cwd=tmp_path)
+    assert r.returncode == 2 and b"--flows-only" in r.stderr

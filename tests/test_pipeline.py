@@ -60,3 +60,25 @@ def test_batch_size_does_not_change_results(batch):
     key = ["community_id"]
     assert small.flows[cols].sort_values(key).values.tolist() == ref.flows[cols].sort_values(key).values.tolist()
     assert small.summary.outcomes == ref.summary.outcomes
+
+
+@pytest.mark.parametrize("name", ["http_ethernet.pcap", "apps/mysql.pcap", "apps/postgresql.pcap", "tunnels.pcap"])
+def test_flows_only_gives_the_same_flows_with_port_labels(name):
+    """--flows-only skips the application layer: the same flows and counters, no application events, and
+    app_proto is the server port's protocol (confidence "port") where the full run read the payload."""
+    from nvpcap.executor import RunSpec, build_config
+
+    path = SAMPLES / name
+    full = run(path, build_config(RunSpec()))
+    fast = run(path, build_config(RunSpec(flows_only=True)))
+    app_fields = ["app_proto", "app_confidence", "app_product", "threat_ids"]
+    assert fast.summary.outcomes == full.summary.outcomes
+    assert fast.summary.events == 0 and fast.summary.rule_alerts == 0
+    assert {e["event_type"] for e in fast.events} <= {"anomaly", "alert"}  # decode anomalies, flow threats
+    assert fast.flows.drop(columns=app_fields).equals(full.flows.drop(columns=app_fields))
+    proven = full.flows["app_confidence"] == "dpi"
+    assert proven.any()
+    tcp_udp = fast.flows["proto"].isin(["tcp", "udp"])
+    assert set(fast.flows.loc[tcp_udp, "app_confidence"]) <= {"port", "none"}
+    port = fast.flows["app_confidence"] == "port"
+    assert (fast.flows.loc[~port & tcp_udp, "app_proto"] == "unknown").all()

@@ -41,6 +41,8 @@ class AppLayerConfig:
     # flows read at once (parser, reassembly, rule state: a few KB each); beyond it the least recently active
     # one stops being read (its events so far are kept) and is counted: memory stays bounded
     max_flows: int = DEFAULT_MAX_PARSED_FLOWS
+    # False: payloads are not offered at all (`--flows-only`): flow records only, app_proto from the server port
+    inspect: bool = True
 
 
 class _EventRow(NamedTuple):
