@@ -28,7 +28,7 @@ from .decode.reader import (
     RawBatch,
 )
 from .decode.sources import STDIN_NAME, open_capture
-from .protocols.applayer import AppLayer, AppLayerConfig
+from .protocols.applayer import AppLayer, AppLayerConfig, other_label
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
 from .records.flows import FileContext, build_flow_frame
@@ -261,6 +261,10 @@ class _FileRun:
             return
         block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_n = [], 0
+        if not self.app.config.inspect:  # --flows-only: labels from the server port, nothing else to collect
+            self.write_flow_frame(build_flow_frame(block, self.ctx, self.app.port_labels(block)))
+            self.emit_events(final)
+            return
         end = self.app.end
         apps: list[tuple[str, str]] = []
         products: list[str | None] = []
@@ -274,7 +278,7 @@ class _FileRun:
                 if ids:
                     threats[i] = ids
             else:
-                apps.append(("icmp", "dpi") if p in (1, 58) else ("unknown", "none"))
+                apps.append(other_label(p))
                 products.append(None)
         frame = build_flow_frame(block, self.ctx, apps, products, threats)
         self.write_flow_frame(frame)

@@ -121,6 +121,11 @@ class _Output:
         self.layer.scan(self.flow, context, side, data, frame, ts_ns)
 
 
+def other_label(proto: int) -> tuple[str, str]:
+    """(app_proto, app_confidence) of a flow that is neither TCP nor UDP: ICMP is what it is."""
+    return ("icmp", "dpi") if proto in (1, 58) else ("unknown", "none")
+
+
 class AppLayer:
     """Identification and parsing for the flows of one capture file."""
 
@@ -330,6 +335,19 @@ class AppLayer:
         self.closed.discard(serial)
         product, threats = self.ended.pop(serial, (None, []))
         return app, conf, product, threats
+
+    def port_labels(self, ended: np.ndarray) -> list[tuple[str, str]]:
+        """(app_proto, app_confidence) of ended flows whose payload was not read (`inspect` off): the server
+        port's protocol for TCP/UDP, as `end` gives a flow without payload."""
+        table = self.identifier.port_table
+        out: list[tuple[str, str]] = []
+        for proto, port in zip(ended["proto"].tolist(), ended["sport"].tolist()):
+            if proto == 6 or proto == 17:
+                spec = table.get(("tcp" if proto == 6 else "udp", port))
+                out.append((spec.name, "port") if spec is not None else ("unknown", "none"))
+            else:
+                out.append(other_label(proto))
+        return out
 
     # ---- event records ----
 
