@@ -99,11 +99,15 @@ class Parser:
 
     def lose(self, side: int) -> None:
         """That direction can no longer be followed (its framing is lost): the parser is done once both are."""
+        self.mark_lost(side)
+        if all(self.lost):
+            self.done = True
+
+    def mark_lost(self, side: int) -> None:
+        """That direction is no longer read, without the rule of `lose` (a parser that decides itself)."""
         if self.lost is _NONE_LOST:
             self.lost = [False, False]
         self.lost[side] = True  # type: ignore[index]
-        if all(self.lost):
-            self.done = True
 
     def anomaly_once(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
         """An anomaly reported once per flow and reason, as Zeek's flow weirds (a fault tends to repeat)."""

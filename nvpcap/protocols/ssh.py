@@ -135,7 +135,7 @@ class SshParser(Parser):
             self.where = (frame, ts_ns)
         buf = self.bufs[side]
         if not buf.add(data):
-            self.lost[side] = True
+            self.mark_lost(side)
         if self.banner[side] is None:
             self._banner(side, frame, ts_ns)
         if self.banner[side] is not None and self.kex[side] is None and not self.lost[side]:
@@ -167,7 +167,7 @@ class SshParser(Parser):
             return
         length, _ = PACKET_HEAD.unpack_from(data)
         if length > MAX_KEXINIT or length < 2:
-            self.lost[side] = True  # not a cleartext packet we can frame: stop reading this side
+            self.mark_lost(side)  # not a cleartext packet we can frame: stop reading this side
             return
         if len(data) < 4 + length:
             return
@@ -176,7 +176,7 @@ class SshParser(Parser):
         if payload[:1] == bytes((MSG_KEXINIT,)):
             self.kex[side] = parse_kexinit(payload)
         if self.kex[side] is None:
-            self.lost[side] = True
+            self.mark_lost(side)
 
     def finish(self) -> None:
         if self.emitted or (self.banner[CLIENT] is None and self.banner[SERVER] is None):

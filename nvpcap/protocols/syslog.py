@@ -207,7 +207,7 @@ class SyslogParser(Parser):
             if sp >= 0 or len(buf) > MAX_COUNT_DIGITS:
                 self.anomaly_once("syslog-bad-framing", "neither an octet count nor a <PRI> starts the message",
                               frame, ts_ns)
-                self.lost[side] = True
+                self.mark_lost(side)
                 buf.clear()
             return False
         count = int(buf[:sp])
