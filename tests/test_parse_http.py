@@ -16,7 +16,7 @@ from conftest import SHARED, run
 from parsertest import Recorder, drive
 from nvpcap.protocols.applayer import AppLayer
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
-from nvpcap.protocols.http import MAX_HEAD, HttpParser, chunk_size, host_name
+from nvpcap.protocols.http import MAX_FIELDS, MAX_HEAD, Head, HttpParser, chunk_size, host_name
 from nvpcap.protocols.httpbody import MAX_DECODED, BodyDecoder, parse_codings
 from nvpcap.protocols.rtsp import RtspParser
 from nvpcap.protocols.sip import SipParser
@@ -329,6 +329,20 @@ def test_header_block_cap():
     p.finish()
     assert rec.anomalies == ["http-header-too-long"] and p.done
     assert [e["uri"] for e in rec.events] == ["/ok"]  # what came before is still reported
+
+
+def test_head_fields_plain_folded_and_too_many():
+    # field names lower-cased, values trimmed, lines without a colon skipped, folded lines joined, at most MAX_FIELDS
+    plain = Head(b"GET / HTTP/1.1\r\nHost:  a.example \r\nX-A: 1\r\nx-a:2\r\nno colon here\r\n\tX : y\r\n\r\n")
+    assert plain.line == b"GET / HTTP/1.1" and not plain.too_many
+    assert plain.fields == {"host": [b"a.example"], "x-a": [b"1", b"2 X : y"]}  # (the tab line is a fold)
+    unfolded = Head(b"HTTP/1.1 200 OK\r\nServer: nginx\r\n X-B : v \r\nno colon\r\nx-b:\r\n\r\n")
+    assert unfolded.fields == {"server": [b"nginx X-B : v"], "x-b": [b""]}
+    simple = Head(b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\x0bX-B\r : v \r\nno colon\r\nx-b:\r\n\r\n")
+    assert simple.fields == {"server": [b"nginx"], "x-b": [b"v", b""]}
+    many = Head(b"GET / HTTP/1.1\r\n" + b"".join(b"h%d: v\r\n" % i for i in range(MAX_FIELDS + 1)))
+    assert many.too_many and len(many.fields) == MAX_FIELDS
+    assert Head(b"GET / HTTP/1.1\r\n" + b"h: v\r\n" * MAX_FIELDS).fields == {"h": [b"v"] * MAX_FIELDS}
 
 
 def test_not_http_gets_an_anomaly_and_no_event():

@@ -242,6 +242,28 @@ def test_dns_pointer_loop_terminates_fast_and_raises_2007():
     assert read_name(bytes(chain), len(chain) - 2)[2] == 63
 
 
+def test_dns_names_already_read_give_what_a_fresh_read_gives():
+    # read_name's `known` (names of the message read so far, by offset): an owner name that is a pointer to one
+    # of them is not read again; name, offset after it and pointer count are those of a fresh read
+    msg = dns(1, RESPONSE, [question(wire("www.Example.com"), 1)],
+              [rr(PTR_Q, 5, 60, b"\x03cdn\xc0\x10"), rr(b"\xc0\x27", 1, 60, b"\x01\x02\x03\x04")])
+    known: dict = {}
+    assert read_name(msg, 12, True, known) == read_name(msg, 12) == ("www.Example.com", 29, 0)
+    answer = 33  # header 12 + question name 17 + qtype/qclass 4
+    assert read_name(msg, answer, True, known) == read_name(msg, answer) == ("www.Example.com", answer + 2, 1)
+    assert read_name(msg, answer, False, known)[1:] == (answer + 2, 1)
+    # a known name 63 pointers deep: one more pointer is a loop, however the name was read before
+    chain = bytearray(dns(4, 0, []))
+    chain += b"\x00"  # offset 12: the root name
+    for i in range(64):  # offset 13 + 2i: a pointer to the previous pointer (the first one to the root at 12)
+        chain += struct.pack("!H", 0xC000 | (13 + 2 * (i - 1) if i else 12))
+    chain = bytes(chain)
+    known = {}
+    assert read_name(chain, 13 + 2 * 62, True, known)[2] == 63
+    with pytest.raises(Exception, match="dns-pointer-loop"):
+        read_name(chain, 13 + 2 * 63, True, known)
+
+
 def test_dns_name_longer_than_255_is_an_anomaly_not_a_crash():
     long_name = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\0"  # 321 bytes
     rec = drive(DnsParser, [(CLIENT, dns(1, 0, [long_name + struct.pack("!HH", 1, 1)]))], transport="udp")

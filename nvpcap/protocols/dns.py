@@ -21,6 +21,7 @@ from nvpcap.protocols.framing import Framer
 
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+QUESTION_FIXED = struct.Struct("!HH")  # qtype, qclass
 OPCODES = frozenset((0, 1, 2, 4, 5))  # QUERY, IQUERY, STATUS, NOTIFY (RFC 1996), UPDATE (RFC 2136)
 NOTIFY_UPDATE = frozenset((4, 5))
 CLASSES = frozenset((1, 3, 4, 254, 255))  # IN, CH, HS, NONE, ANY (mDNS: top bit = unicast-response / cache-flush)
@@ -46,14 +47,15 @@ class Message(NamedTuple):
 def _skip_name(msg: bytes, off: int) -> int:
     """Offset after the (possibly compressed) name at off; -1 if malformed, SHORT if cut."""
     total = 0
+    end = len(msg)
     while True:
-        if off >= len(msg):
+        if off >= end:
             return SHORT
         n = msg[off]
         if n == 0:
             return off + 1
         if n & 0xC0 == 0xC0:  # compression pointer: must point backwards, inside the message
-            if off + 1 >= len(msg):
+            if off + 1 >= end:
                 return SHORT
             ptr = ((n & 0x3F) << 8) | msg[off + 1]
             return off + 2 if 12 <= ptr < off else -1
@@ -68,7 +70,8 @@ def _skip_name(msg: bytes, off: int) -> int:
 def parse(msg: bytes, whole: bool) -> Message | int | None:
     """Header sanity and question section (plus the records, as far as the bytes go). None when not DNS, SHORT
     when more bytes are needed (only if not whole: a UDP datagram is a whole message)."""
-    if len(msg) < 12:
+    size = len(msg)
+    if size < 12:
         return None if whole else SHORT
     ident, flags, qd, an, ns, ar = HEADER.unpack_from(msg)
     response, opcode, rcode = bool(flags & 0x8000), (flags >> 11) & 0xF, flags & 0xF
@@ -84,9 +87,9 @@ def parse(msg: bytes, whole: bool) -> Message | int | None:
         off = _skip_name(msg, off)
         if off < 0:
             return None if off == -1 or whole else SHORT
-        if off + 4 > len(msg):
+        if off + 4 > size:
             return None if whole else SHORT
-        qtype, qclass = struct.unpack_from("!HH", msg, off)
+        qtype, qclass = QUESTION_FIXED.unpack_from(msg, off)
         if qtype == 0 or (qclass & 0x7FFF) not in CLASSES:
             return None
         off += 4
@@ -95,14 +98,14 @@ def parse(msg: bytes, whole: bool) -> Message | int | None:
         off = _skip_name(msg, off)
         if off == -1:
             return None
-        if off < 0 or off + 10 > len(msg):
+        if off < 0 or off + 10 > size:
             break
         rtype, rclass, _, rdlen = RR_FIXED.unpack_from(msg, off)
         if rtype == 0:
             return None
         off += 10 + rdlen
     else:
-        if whole and off != len(msg) and not response:
+        if whole and off != size and not response:
             return None  # a query datagram must end with its last record
     return Message(ident, response, opcode, qd, an, question)
 
@@ -161,7 +164,6 @@ RCODE_NAMES = {  # RFC 1035 §4.1.1, RFC 2136 §2.2, RFC 6891 §9 (16: BADVERS, 
 T_A, T_NS, T_CNAME, T_SOA, T_NULL, T_PTR, T_MX, T_TXT, T_AAAA, T_SRV, T_OPT = 1, 2, 5, 6, 10, 12, 15, 16, 28, 33, 41
 T_IXFR, T_AXFR = 251, 252
 NAME_RDATA = frozenset((T_NS, T_CNAME, T_PTR))
-QUESTION_FIXED = struct.Struct("!HH")  # qtype, qclass
 MX_FIXED, SRV_FIXED, SOA_FIXED = struct.Struct("!H"), struct.Struct("!HHH"), struct.Struct("!IIIII")
 
 MAX_POINTERS = 63  # NeuVector: more compression pointers than this in one name is DNS.Loop.Pointer (2007)
@@ -193,14 +195,22 @@ def _escape(raw: bytes, plain: bytes = PLAIN) -> str:
     return "".join(chr(c) if c in plain else f"\\{c:03d}" for c in raw)
 
 
-def read_name(msg: bytes, off: int, text: bool = True) -> tuple[str, int, int]:
+def read_name(msg: bytes, off: int, text: bool = True, known: dict | None = None) -> tuple[str, int, int]:
     """(name, offset after it in place, pointers followed). Any pointer inside the message is followed, as
-    NeuVector does; more than MAX_POINTERS, or more than 255 bytes of name (RFC 1035 §3.1), stops it."""
+    NeuVector does; more than MAX_POINTERS, or more than 255 bytes of name (RFC 1035 §3.1), stops it.
+    `known`: the names of this message already read, by offset (name, pointers); a name that is just a pointer
+    to one of them (an answer's owner name pointing at the question) is not read again, and names read are
+    added to it."""
+    n = len(msg)
+    if known is not None and off + 1 < n and msg[off] >= 0xC0:
+        hit = known.get(((msg[off] & 0x3F) << 8) | msg[off + 1])
+        if hit is not None and hit[1] < MAX_POINTERS:  # what reading on from the pointer would give
+            return hit[0] if text else ".", off + 2, hit[1] + 1
+    start = off
     labels: list[bytes] = []  # raw; escaped (rarely needed) once the name is complete
     end = -1
     pointers = 0
     size = 1  # the root label
-    n = len(msg)
     while True:
         if off >= n:
             raise BadMessage("dns-truncated")
@@ -236,6 +246,8 @@ def read_name(msg: bytes, off: int, text: bool = True) -> tuple[str, int, int]:
         name = ".".join([_escape(label) for label in labels])
     else:  # the common case: one check and one decode for the whole name
         name = b".".join(labels).decode("ascii")
+    if known is not None and text:
+        known[start] = (name, pointers)
     return name, (end if end >= 0 else off + 1), pointers
 
 
@@ -243,23 +255,23 @@ def _type(t: int) -> str | int:
     return TYPE_NAMES.get(t, t)
 
 
-def _rdata(msg: bytes, rtype: int, start: int, length: int) -> str | None:
-    """Presentation form of the rdata of the types an event shows; None for the others."""
+def _rdata(msg: bytes, rtype: int, start: int, length: int, known: dict | None = None) -> str | None:
+    """Presentation form of the rdata of the types an event shows; None for the others. `known`: see read_name."""
     rd = msg[start : start + length]
     if rtype == T_A:
         return ".".join(map(str, rd)) if length == 4 else None
     if rtype == T_AAAA:
         return str(ipaddress.IPv6Address(rd)) if length == 16 else None
     if rtype in NAME_RDATA:
-        return read_name(msg, start)[0]
+        return read_name(msg, start, True, known)[0]
     if rtype == T_MX and length >= 3:
-        return f"{MX_FIXED.unpack_from(rd)[0]} {read_name(msg, start + 2)[0]}"
+        return f"{MX_FIXED.unpack_from(rd)[0]} {read_name(msg, start + 2, True, known)[0]}"
     if rtype == T_SRV and length >= 7:
         prio, weight, port = SRV_FIXED.unpack_from(rd)
-        return f"{prio} {weight} {port} {read_name(msg, start + 6)[0]}"
+        return f"{prio} {weight} {port} {read_name(msg, start + 6, True, known)[0]}"
     if rtype == T_SOA:
-        mname, off, _ = read_name(msg, start)
-        rname, off, _ = read_name(msg, off)
+        mname, off, _ = read_name(msg, start, True, known)
+        rname, off, _ = read_name(msg, off, True, known)
         if off + SOA_FIXED.size > start + length:
             raise BadMessage("dns-truncated")
         return " ".join([mname, rname, *map(str, SOA_FIXED.unpack_from(msg, off))])
@@ -282,7 +294,7 @@ class DnsMessage:
     def __init__(self, msg: bytes, mdns: bool = False) -> None:
         self.size = len(msg)
         self.questions: list[tuple[str, int, int]] = []
-        self.answers: list[dict] = []
+        self.answers: list[dict] | tuple[()] = ()  # a list once an answer record is kept (queries have none)
         self.error: str | None = None
         self.end = 0
         self.loop = False  # a name with more than MAX_POINTERS pointers (in a section or in rdata)
@@ -303,36 +315,45 @@ class DnsMessage:
             self.error = "dns-truncated"
 
     def _sections(self, msg: bytes, ns: int, ar: int, mdns: bool) -> None:
+        n = len(msg)
+        known: dict[int, tuple[str, int]] = {}  # names read so far, by offset (see read_name)
         off = HEADER.size
         for _ in range(self.qdcount):
-            name, off, _ = read_name(msg, off)
-            if off + 4 > len(msg):
+            name, off, _ = read_name(msg, off, True, known)
+            if off + 4 > n:
                 raise BadMessage("dns-truncated")
             qtype, qclass = QUESTION_FIXED.unpack_from(msg, off)
             off += 4
             self.questions.append((name, qtype, qclass & 0x7FFF if mdns else qclass))  # RFC 6762 §5.4: QU bit
             self.end = off
-        for i in range(self.ancount + ns + ar):
-            shown = i < self.ancount and len(self.answers) < MAX_ANSWERS
-            name, off, _ = read_name(msg, off, shown)
-            if off + RR_FIXED.size > len(msg):
+        ancount = self.ancount
+        answers = self.answers
+        for i in range(ancount + ns + ar):
+            shown = i < ancount and len(answers) < MAX_ANSWERS
+            name, off, _ = read_name(msg, off, shown, known)
+            if off + 10 > n:  # RR_FIXED.size
                 raise BadMessage("dns-truncated")
             rtype, _, ttl, rdlen = RR_FIXED.unpack_from(msg, off)
-            off += RR_FIXED.size
-            if off + rdlen > len(msg):
+            off += 10
+            if off + rdlen > n:
                 raise BadMessage("dns-truncated")
             if shown:
-                self.answers.append({"rrname": name, "rrtype": _type(rtype), "ttl": ttl,
-                                     "rdata": self._rdata(msg, rtype, off, rdlen)})
-            elif rtype == T_OPT and i >= self.ancount + ns:  # RFC 6891 §6.1.3: upper 8 bits of the RCODE
+                if rtype == T_A and rdlen == 4:  # the common answer, without the _rdata calls
+                    rdata: str | None = f"{msg[off]}.{msg[off + 1]}.{msg[off + 2]}.{msg[off + 3]}"
+                else:
+                    rdata = self._rdata(msg, rtype, off, rdlen, known)
+                if not answers:
+                    answers = self.answers = []
+                answers.append({"rrname": name, "rrtype": TYPE_NAMES.get(rtype, rtype), "ttl": ttl, "rdata": rdata})
+            elif rtype == T_OPT and i >= ancount + ns:  # RFC 6891 §6.1.3: upper 8 bits of the RCODE
                 self.rcode |= (ttl >> 24) << 4
             off += rdlen
             self.end = off
 
-    def _rdata(self, msg: bytes, rtype: int, start: int, length: int) -> str | None:
+    def _rdata(self, msg: bytes, rtype: int, start: int, length: int, known: dict | None = None) -> str | None:
         """A record's rdata; a bad name inside it leaves the rdata out but not the message (as dpi_dns.c)."""
         try:
-            return _rdata(msg, rtype, start, length)
+            return _rdata(msg, rtype, start, length, known)
         except BadMessage as exc:
             self.loop = self.loop or exc.reason == "dns-pointer-loop"
             return None
@@ -360,7 +381,7 @@ class _Txn:
         self.query, self.frame, self.ts_ns = query, frame, ts_ns
         self.response: DnsMessage | None = None
         self.rframe = self.rts_ns = 0
-        self.answers: list[dict] = []
+        self.answers: list[dict] | None = None  # made by the first response (a query waiting has none)
         self.answer_count = 0
 
     def answer(self, response: DnsMessage, frame: int, ts_ns: int) -> None:
@@ -368,7 +389,10 @@ class _Txn:
             self.response, self.rframe, self.rts_ns = response, frame, ts_ns
         elif response.rcode:
             self.response = response  # a transfer that fails part way: its error code is the outcome
-        self.answers.extend(response.answers[: MAX_ANSWERS - len(self.answers)])
+        if self.answers is None:
+            self.answers = list(response.answers[:MAX_ANSWERS])
+        else:
+            self.answers.extend(response.answers[: MAX_ANSWERS - len(self.answers)])
         self.answer_count += response.ancount
 
     def fields(self) -> dict:
@@ -387,7 +411,7 @@ class _Txn:
             "rcode": None if r is None else RCODE_NAMES.get(r.rcode, r.rcode),
             "aa": bool(flags & 0x0400), "tc": bool(flags & 0x0200), "rd": bool(flags & 0x0100),
             "ra": bool(flags & 0x0080),
-            "answers": self.answers,
+            "answers": self.answers if self.answers is not None else [],
             "answer_count": None if r is None else self.answer_count,
             "response_frame": self.rframe if r is not None else None,
             "rtt": round((self.rts_ns - self.ts_ns) / 1e9, 6) if q is not None and r is not None else None,
@@ -482,7 +506,9 @@ class DnsParser(Parser):
         key = m.key()
         waiting = self.pending.get(m.id, ())
         # the latest matching query: a retransmitted query is the one answered (as Wireshark pairs them)
-        i = next((i for i in range(len(waiting) - 1, -1, -1) if key is None or waiting[i].query.key() == key), -1)
+        i = len(waiting) - 1
+        while i >= 0 and key is not None and waiting[i].query.key() != key:
+            i -= 1
         if i < 0:
             self._question_threats(m, side, frame, ts_ns)
             t = _Txn(None, frame, ts_ns)
@@ -502,6 +528,8 @@ class DnsParser(Parser):
         if not waiting:
             del self.pending[ident]
         self.waiting -= 1
+        if not self.waiting:
+            self.pending = {}  # an emptied dict keeps its table; a new one has none (the flow may live on)
         return t
 
     def _close_transfer(self) -> None:

@@ -19,8 +19,8 @@ Beyond NeuVector: bodies are decompressed and URLs percent-decoded for the rules
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -267,7 +267,8 @@ class Head:
         return self.fields.get(name, [])
 
     def text(self, name: str, cap: int = MAX_TEXT) -> str | None:
-        return text(self.get(name), cap)
+        values = self.fields.get(name)
+        return text(values[0], cap) if values else None
 
 
 def either_line(proto: bytes, majors: bytes):
@@ -281,10 +282,12 @@ def either_line(proto: bytes, majors: bytes):
     return check
 
 
+@cache  # one per protocol, shared by every Wire (not two closures per flow)
 def request_check(proto: bytes, majors: bytes):
     return lambda buf, start=0: request_line(buf, proto, majors, start)
 
 
+@cache
 def status_check(proto: bytes, majors: bytes):
     return lambda buf, start=0: status_line(buf, proto, majors, start)
 
@@ -431,23 +434,27 @@ class Wire:
         buf = self.buf
         prior = len(buf)
         take = min(len(data) - pos, self.owner.max_head + 3 - prior)
-        buf += data[pos : pos + take]
+        if prior:
+            buf += data[pos : pos + take]
+            head = buf
+        else:  # a head that starts in this chunk is read from it, and buffered only if it does not end here
+            head = data[pos : pos + take] if pos or take < len(data) else data
         if not self.checked:  # the start line, once complete (or its first bytes, to drop foreign bytes early)
-            nl = buf.find(b"\n", self.scan)
-            if nl >= 0 or prior < CHECK_PREFIX <= len(buf):
-                verdict = self.check(bytes(buf[: nl + 1] if nl >= 0 else buf[:CHECK_PREFIX]))
+            nl = head.find(b"\n", self.scan)
+            if nl >= 0 or prior < CHECK_PREFIX <= len(head):
+                verdict = self.check(bytes(head[: nl + 1] if nl >= 0 else head[:CHECK_PREFIX]))
                 if verdict == NOT or (nl >= 0 and verdict <= 0):
                     self.owner.wire_fault(self.side, "bad-start-line", "a message does not begin with a start line",
                                           frame, ts)
-                    held = bytes(buf)
+                    held = bytes(head)
                     self._resync(line_start=False)
                     self.feed(held, frame, ts)  # search the bytes held so far, then the rest of this chunk
                     return pos + take
                 self.checked = nl >= 0
-        end = block_end(buf, self.scan, empty_ok=False)
-        self.scan = len(buf)
+        end = block_end(head, self.scan, empty_ok=False)
+        self.scan = len(head)
         if end < 0:
-            if len(buf) > self.owner.max_head:
+            if len(head) > self.owner.max_head:
                 self.owner.wire_fault(self.side, "header-too-long", f"header block longer than {self.owner.max_head} "
                                       "bytes", frame, ts)
                 self.owner.wire_lost_head(self.side)
@@ -455,8 +462,10 @@ class Wire:
                 buf.clear()
                 self.owner.done = True  # not a stream worth following
                 return len(data)
+            if not prior:
+                buf += head
             return pos + take
-        raw = bytes(buf[:end])
+        raw = bytes(head[:end])
         buf.clear()
         pos += end - prior
         framing, length = self.owner.wire_head(self.side, raw, self.frame, self.ts, frame, ts)
@@ -750,12 +759,14 @@ class _Txn:
 
 
 class _Body:
-    """The body being read on one side: whose it is and its content decoder."""
+    """The body being read on one side: whose it is and its content decoder (made when the first body bytes
+    come: most messages have none)."""
 
-    __slots__ = ("txn", "key", "decoder", "broken")
+    __slots__ = ("txn", "key", "encoding", "decoder", "broken")
 
-    def __init__(self, txn: _Txn, key: str, decoder: BodyDecoder) -> None:
-        self.txn, self.key, self.decoder, self.broken = txn, key, decoder, False
+    def __init__(self, txn: _Txn, key: str, encoding: str | None) -> None:
+        self.txn, self.key, self.encoding, self.broken = txn, key, encoding, False
+        self.decoder: BodyDecoder | None = None
 
 
 REQUEST_FIELDS = ("method", "host", "uri", "version", "user_agent", "referrer", "xff", "request_content_type",
@@ -773,7 +784,7 @@ class HttpParser(TextParser):
 
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
-        self.pending: deque[_Txn] = deque()  # requests whose response has not begun
+        self.pending: list[_Txn] = []  # requests whose response has not begun (<= MAX_PENDING: a list is enough)
         self.dropped = 0  # requests let go from a full queue: the next responses are theirs
         self.open: dict[int, _Txn] = {}  # every transaction not yet reported, by serial
         self.serial = 0
@@ -785,7 +796,8 @@ class HttpParser(TextParser):
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.done:
             return
-        self._slowloris(frame, ts_ns)
+        if self.wires[CLIENT].state == W_HEAD or self.body_wait is not None:  # (what _slowloris looks at)
+            self._slowloris(frame, ts_ns)
         self.wires[side].feed(data, frame, ts_ns)
 
     def finish(self) -> None:
@@ -807,7 +819,7 @@ class HttpParser(TextParser):
 
     def _request(self, head: Head, frame: int, ts: int, end_frame: int, end_ts: int) -> tuple[int, int]:
         _, method, target, version, _, _ = start_line(head.line, self.text_protocol.proto)
-        decoded = unquote_to_bytes(target)
+        decoded = unquote_to_bytes(target) if b"%" in target else target
         self.out.content("url", CLIENT, decoded, frame, ts)
         if b"/wp-content/" in target[:64]:
             self._product("wordpress")
@@ -815,18 +827,20 @@ class HttpParser(TextParser):
         host = head.get("host")
         fields: dict[str, Any] = {
             "method": method, "host": host_name(host if host is not None else authority_host(target)), "uri": uri}
-        uri_decoded = text(decoded, MAX_URI)
-        if uri_decoded != uri:
-            fields["uri_decoded"] = uri_decoded
+        if decoded is not target:
+            uri_decoded = text(decoded, MAX_URI)
+            if uri_decoded != uri:
+                fields["uri_decoded"] = uri_decoded
+        # the response's fields (RESPONSE_FIELDS) are None until it comes
         fields.update(version=version, user_agent=head.text("user-agent"), referrer=head.text("referer"),
                       xff=head.text("x-forwarded-for"), request_content_type=head.text("content-type"),
-                      request_body_len=0)
-        fields.update(dict.fromkeys(RESPONSE_FIELDS))
+                      request_body_len=0, status=None, status_msg=None, server=None, response_content_type=None,
+                      response_body_len=None)
         self.head_fields(CLIENT, head, fields)
         txn = self._open(fields, frame, ts, method)
         self.pending.append(txn)
         if len(self.pending) > MAX_PENDING:
-            self._emit(self.pending.popleft())
+            self._emit(self.pending.pop(0))
             self.dropped += 1
         if end_ts - ts >= SLOWLORIS_HEAD_NS and self.slow_head_reported != ts:
             self._slow_head(ts, end_ts, end_frame)
@@ -837,7 +851,7 @@ class HttpParser(TextParser):
             ctype = (head.get("content-type") or b"").lstrip().lower()
             if ctype.startswith(b"application/xml"):
                 txn.struts = bytearray()
-        self.body[CLIENT] = _Body(txn, "request_body_len", BodyDecoder.for_header(self._encoding(head)))
+        self.body[CLIENT] = _Body(txn, "request_body_len", self._encoding(head))
         return framing, length
 
     def _response(self, head: Head, frame: int, ts: int) -> tuple[int, int]:
@@ -852,7 +866,7 @@ class HttpParser(TextParser):
         if product:
             self._product(product)
         if self.pending and not self.dropped:
-            txn = self.pending.popleft()
+            txn = self.pending.pop(0)
         else:  # the request was not seen (capture started late, or lost), or was let go from a full queue
             self.dropped = max(self.dropped - 1, 0)
             fields: dict[str, Any] = {name: None for name in REQUEST_FIELDS}
@@ -872,7 +886,7 @@ class HttpParser(TextParser):
             return STOP, 0
         if txn.method == "HEAD" or status in NO_BODY_STATUS:
             framing, length = NO_BODY, 0
-        self.body[SERVER] = _Body(txn, "response_body_len", BodyDecoder.for_header(self._encoding(head)))
+        self.body[SERVER] = _Body(txn, "response_body_len", self._encoding(head))
         return framing, length
 
     def head_fields(self, side: int, head: Head, fields: dict[str, Any]) -> None:
@@ -927,6 +941,8 @@ class HttpParser(TextParser):
         if body.broken:
             return
         dec = body.decoder
+        if dec is None:
+            dec = body.decoder = BodyDecoder.for_header(body.encoding)
         before = dec.status
         for piece in dec.feed(data):
             self.out.content("body", side, piece, frame, ts)
@@ -976,7 +992,7 @@ class HttpParser(TextParser):
 
     def _slowloris(self, frame: int, ts: int) -> None:
         w = self.wires[CLIENT]
-        if w.in_head and ts - w.ts >= SLOWLORIS_HEAD_NS and self.slow_head_reported != w.ts:
+        if w.state == W_HEAD and ts - w.ts >= SLOWLORIS_HEAD_NS and self.slow_head_reported != w.ts:
             self._slow_head(w.ts, ts, frame)
         if self.body_wait is not None and ts - self.body_wait >= SLOWLORIS_BODY_NS:
             self._slow_body(ts, frame)
@@ -1010,6 +1026,8 @@ class HttpParser(TextParser):
 
     def _emit(self, txn: _Txn) -> None:
         if self.open.pop(txn.serial, None) is not None:
+            if not self.open:
+                self.open = {}  # an emptied dict keeps its table; a new one has none (the connection may stay open)
             self.out.event(txn.fields, txn.frame, txn.ts)
 
 

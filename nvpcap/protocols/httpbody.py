@@ -123,6 +123,8 @@ def parse_codings(value: str | None) -> list[str] | None:
 class BodyDecoder:
     """Undoes the content codings of one body, fed piece by piece. `status` tells why it stopped."""
 
+    __slots__ = ("cap", "error", "produced", "stages", "status")
+
     def __init__(self, codings: list[str], cap: int = MAX_DECODED) -> None:
         # codings are applied in the order listed, so they are undone in reverse (RFC 9110 §8.4)
         self.stages = [_Brotli() if c == BR else _Zlib(c) for c in reversed(codings)]
@@ -143,7 +145,10 @@ class BodyDecoder:
         """Decoded pieces for this piece of the body (empty once stopped)."""
         if self.status != OK or not data:
             return []
-        if not self.stages:
+        if not self.stages:  # identity: the bytes as they are, up to the cap
+            if self.produced + len(data) <= self.cap:
+                self.produced += len(data)
+                return [data]
             return self._keep([data])
         pieces = [data]
         try:

@@ -14,20 +14,19 @@ from ..session.stream import Chunk
 from .base import PROBE_BYTES, PROBE_PACKETS, FlowContext, ProtocolSpec, Verdict
 
 MAX_HELD_BYTES = 64 << 20  # all undecided flows' bytes together; beyond it the oldest are decided at once
+YES, MAYBE, NO = Verdict.YES, Verdict.MAYBE, Verdict.NO
 
 
 class _Direction:
-    """The first bytes one side sent, in order (what the probes see)."""
+    """The first bytes one side sent, in order (what the probes see). `data` is immutable bytes: the first
+    chunk itself in the common case (no copy), a new concatenation when a later one adds to it (<= PROBE_BYTES)."""
 
     __slots__ = ("data", "packets", "broken")
 
     def __init__(self) -> None:
-        self.data = bytearray()
+        self.data = b""
         self.packets = 0
         self.broken = False  # a gap was given up: later bytes do not continue `data`
-
-    def full(self) -> bool:
-        return self.packets >= PROBE_PACKETS or len(self.data) >= PROBE_BYTES
 
 
 class _Flow:
@@ -36,9 +35,9 @@ class _Flow:
 
     __slots__ = ("ctx", "candidates", "preferred", "sides", "chunks", "chunk_bytes")
 
-    def __init__(self, ctx: FlowContext, candidates: list[ProtocolSpec], preferred: ProtocolSpec | None) -> None:
+    def __init__(self, ctx: FlowContext, candidates: tuple[ProtocolSpec, ...], preferred: ProtocolSpec | None) -> None:
         self.ctx = ctx
-        self.candidates = candidates
+        self.candidates = candidates  # shared by the flows of a transport until narrowed (never changed in place)
         self.preferred = preferred  # the protocol registered for the server port: asked alone while it says MAYBE
         self.sides = (_Direction(), _Direction())
         self.chunks: list[tuple[int, Chunk]] = []
@@ -49,7 +48,7 @@ class Identifier:
     """Identification state for the flows of one capture file."""
 
     def __init__(self, protocols: tuple[ProtocolSpec, ...]):
-        self.by_transport = {t: [p for p in protocols if t in p.transports] for t in ("tcp", "udp")}
+        self.by_transport = {t: tuple(p for p in protocols if t in p.transports) for t in ("tcp", "udp")}
         self.port_table: dict[tuple[str, int], ProtocolSpec] = {}
         for p in protocols:
             for t in p.transports:
@@ -70,27 +69,29 @@ class Identifier:
         flow = self.flows.get(serial)
         if flow is None:
             ctx = FlowContext(transport, client_port, server_port, midstream)
-            flow = self.flows[serial] = _Flow(ctx, list(self.by_transport.get(transport, ())),
+            flow = self.flows[serial] = _Flow(ctx, self.by_transport.get(transport, ()),
                                               self.port_table.get((transport, server_port)))
+        data = chunk.data
         flow.chunks.append((side, chunk))
-        flow.chunk_bytes += len(chunk.data)
-        self.held_bytes += len(chunk.data)
+        flow.chunk_bytes += len(data)
+        self.held_bytes += len(data)
         d = flow.sides[side]
         d.packets += 1
         before = len(d.data)
         if chunk.missing:
             d.broken = True
         elif transport == "tcp":
-            if not d.broken:
-                d.data += chunk.data[: PROBE_BYTES - before]
-        elif not d.data:
-            d.data += chunk.data[:PROBE_BYTES]  # UDP: probes see the first datagram of each side
-        if transport == "tcp":
-            budget_spent = flow.sides[0].full() and flow.sides[1].full()
+            if not d.broken and before < PROBE_BYTES:
+                d.data += data[: PROBE_BYTES - before]
+        elif not before:
+            d.data = bytes(data[:PROBE_BYTES])  # UDP: probes see the first datagram of each side
+        c, s = flow.sides
+        if transport == "tcp":  # each side full: PROBE_PACKETS packets or PROBE_BYTES bytes
+            budget_spent = (c.packets >= PROBE_PACKETS or len(c.data) >= PROBE_BYTES) and \
+                (s.packets >= PROBE_PACKETS or len(s.data) >= PROBE_BYTES)
         else:
             # both first datagrams seen: nothing more will change what the probes see
-            budget_spent = bool(flow.sides[0].data and flow.sides[1].data) or \
-                flow.sides[0].packets + flow.sides[1].packets >= PROBE_PACKETS
+            budget_spent = bool(c.data and s.data) or c.packets + s.packets >= PROBE_PACKETS
         if len(d.data) == before and not budget_spent:
             settled = False  # nothing new to judge (a gap, a second datagram)
         else:
@@ -107,7 +108,7 @@ class Identifier:
             self._ask(serial, flow, final=True)
 
     def _ask(self, serial: int, flow: _Flow, final: bool) -> bool:
-        client, server = bytes(flow.sides[0].data), bytes(flow.sides[1].data)
+        client, server = flow.sides[0].data, flow.sides[1].data
         ctx = flow.ctx
         if final:  # (the constructor: namedtuple._replace is several times slower)
             ctx = FlowContext(ctx.transport, ctx.client_port, ctx.server_port, ctx.midstream, True)
@@ -115,20 +116,20 @@ class Identifier:
             # Most flows speak the protocol of their port: ask it alone first, which keeps the common case to
             # one probe call per packet. The others are asked once it says NO, or on the final call.
             verdict = _safe(flow.preferred, client, server, ctx)
-            if verdict == Verdict.YES:
+            if verdict == YES:
                 return self._settle(serial, flow.preferred.name)
-            if verdict == Verdict.MAYBE and not final:
+            if verdict == MAYBE and not final:
                 return False
-            flow.candidates = [c for c in flow.candidates if c is not flow.preferred]
+            flow.candidates = tuple(c for c in flow.candidates if c is not flow.preferred)
             flow.preferred = None
         still: list[ProtocolSpec] = []
         for spec in flow.candidates:
             verdict = _safe(spec, client, server, ctx)
-            if verdict == Verdict.YES:
+            if verdict == YES:
                 return self._settle(serial, spec.name)
-            if verdict == Verdict.MAYBE:
+            if verdict == MAYBE:
                 still.append(spec)
-        flow.candidates = still
+        flow.candidates = tuple(still)
         if not still or final:
             return self._settle(serial, None)
         return False

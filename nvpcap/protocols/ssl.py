@@ -275,21 +275,32 @@ def _text(raw: bytes) -> str:
 
 def _alpn(data: bytes) -> list[str]:
     """RFC 7301 §3.1: ProtocolNameList<2..2^16-1> of ProtocolName<1..2^8-1>."""
-    r = _Reader(_vector2(data))
+    names_list = _vector2(data)
+    n, p = len(names_list), 0
     names = []
-    while r.left() and len(names) < MAX_LIST:
-        names.append(_text(r.vector(1)))
+    while p < n and len(names) < MAX_LIST:
+        end = p + 1 + names_list[p]
+        if end > n:
+            raise Short
+        names.append(_text(names_list[p + 1 : end]))
+        p = end
     return names
 
 
 def _sni(data: bytes) -> str | None:
     """RFC 6066 §3: ServerNameList of (NameType, HostName); the first host_name (type 0)."""
-    r = _Reader(_vector2(data))
-    while r.left():
-        kind = r.uint(1)
-        name = r.vector(2)
+    server_names = _vector2(data)
+    n, p = len(server_names), 0
+    while p < n:
+        if p + 3 > n:
+            raise Short
+        kind = server_names[p]
+        end = p + 3 + ((server_names[p + 1] << 8) | server_names[p + 2])
+        if end > n:
+            raise Short
         if kind == 0:
-            return _text(name)
+            return _text(server_names[p + 3 : end])
+        p = end
     return None
 
 
@@ -425,10 +436,11 @@ class _Side:
     )
 
     def __init__(self) -> None:
-        self.buf = bytearray()  # the header, then the payload, of the record being read (<= MAX_RECORD + 5)
+        # buf and hs are b"" until bytes must be held, then a bytearray (most records and messages come whole)
+        self.buf: bytes | bytearray = b""  # the header, then the payload, of the record being read (<= MAX_RECORD+5)
         self.head: tuple[int, int] | None = None  # (content type or -2 for SSLv2, payload length) being collected
         self.skip = 0  # payload bytes still to pass over unread (application data, encrypted records)
-        self.hs = bytearray()  # handshake bytes not yet forming a whole message (<= MAX_HANDSHAKE + a record)
+        self.hs: bytes | bytearray = b""  # handshake bytes not yet forming a whole message (<= MAX_HANDSHAKE+record)
         self.hs_skip = 0  # handshake bytes to drop: the tail of a message longer than MAX_HANDSHAKE
         self.encrypted = False  # records from this side are ciphertext from here on
         self.ccs = False
@@ -439,6 +451,7 @@ class _Side:
 
 
 V2 = -2  # head kind of an SSLv2 record
+_NO_THREATS: frozenset[int] = frozenset()
 
 
 class TlsParser(Parser):
@@ -460,7 +473,7 @@ class TlsParser(Parser):
         self.last_alert: str | None = None
         self.established = False
         self.headers_only = False  # past the handshake, watching heartbeats: record payloads are not read
-        self.threats: set[int] = set()
+        self.threats: set[int] | frozenset[int] = _NO_THREATS  # a set of its own once one is raised
         self.emitted = False
 
     # -- record layer --
@@ -487,6 +500,8 @@ class TlsParser(Parser):
                         self._header(side, data[pos - hlen : pos], frame, ts_ns)
                         continue
                 hlen = V2_HEAD if (buf[0] if buf else data[pos]) & 0x80 else RECORD.size
+                if type(buf) is not bytearray:
+                    buf = st.buf = bytearray()
                 k = min(hlen - len(buf), n - pos)
                 buf += data[pos : pos + k]
                 pos += k
@@ -502,6 +517,8 @@ class TlsParser(Parser):
                 st.head = None
                 self._record(side, kind, data[pos - length : pos], frame, ts_ns)
                 continue
+            if type(buf) is not bytearray:
+                buf = st.buf = bytearray()
             k = min(length - len(buf), n - pos)
             buf += data[pos : pos + k]
             pos += k
@@ -590,7 +607,10 @@ class TlsParser(Parser):
                 self._message(side, mtype, body, True, frame, ts_ns)
             if off:
                 payload = payload[off:]
-        hs += payload
+        if payload:
+            if type(hs) is not bytearray:
+                hs = st.hs = bytearray()
+            hs += payload
         while len(hs) >= HS_HEAD and not self.done:
             mtype = hs[0]
             mlen = int.from_bytes(hs[1:4], "big")
@@ -636,7 +656,10 @@ class TlsParser(Parser):
             return  # a second ClientHello (after a HelloRetryRequest): the first one defines the connection
         st.hello_seen = True
         self.where = (frame, ts_ns)
-        self.client_hello = parse_client_hello(body)
+        hello = parse_client_hello(body)
+        # what the event needs, JA3 hashed now: the offered lists are not kept while the handshake goes on
+        self.client_hello = {"version": hello["version"], "sni": hello["sni"], "alpn": hello["alpn"],
+                             "session_id": hello["session_id"], "ja3": _md5(ja3_string(hello))}
         if self.client_hello["sni"]:  # Suricata's tls.sni buffer, for the rules
             self.out.content("tls.sni", CLIENT, self.client_hello["sni"].encode("utf-8", "replace"), frame, ts_ns)
         if self.client_hello["version"] == 0x0300:
@@ -645,7 +668,9 @@ class TlsParser(Parser):
     def _server_hello(self, body: bytes, frame: int, ts_ns: int) -> None:
         hello = parse_server_hello(body)
         self.sides[SERVER].hello_seen = True
-        self.server_hello = hello
+        self.server_hello = {"version": hello["version"], "selected": hello["selected"], "suite": hello["suite"],
+                             "session_id": hello["session_id"], "alpn": hello["alpn"], "heartbeat": hello["heartbeat"],
+                             "psk": hello["psk"], "ja3s": _md5(ja3s_string(hello))}  # (as for the ClientHello)
         if hello["random"] == HRR_RANDOM:
             return  # HelloRetryRequest: the real ServerHello follows
         selected = hello["selected"]
@@ -730,7 +755,8 @@ class TlsParser(Parser):
     def _progress(self) -> None:
         """After a CCS or application data record: established? done?"""
         c, s = self.sides
-        if self._tls13():
+        tls13 = self._tls13()
+        if tls13:
             established = c.appdata and s.appdata
         else:
             established = (c.ccs or c.appdata) and (s.ccs or s.appdata)
@@ -739,7 +765,7 @@ class TlsParser(Parser):
             self._emit()
         if c.appdata and s.appdata and not self.headers_only:
             sh = self.server_hello
-            if sh is not None and sh["heartbeat"] and not self._tls13():
+            if sh is not None and sh["heartbeat"] and not tls13:
                 self.headers_only = True
             else:
                 self._emit()
@@ -747,7 +773,9 @@ class TlsParser(Parser):
 
     def _threat(self, threat_id: int, message: str, side: int, frame: int, ts_ns: int) -> None:
         if threat_id not in self.threats:
-            self.threats.add(threat_id)
+            if self.threats is _NO_THREATS:
+                self.threats = set()
+            self.threats.add(threat_id)  # type: ignore[union-attr]
             self.out.threat(threat_id, message, side, frame, ts_ns)
 
     def _stop(self, reason: str, message: str, frame: int, ts_ns: int) -> None:
@@ -764,7 +792,7 @@ class TlsParser(Parser):
                                       "ja3", "ja3s", "subject", "issuer", "serial", "not_before", "not_after"))
         if ch is not None:
             fields.update(client_version=version_name(ch["version"]), sni=ch["sni"], client_alpns=ch["alpn"],
-                          ja3=_md5(ja3_string(ch)))
+                          ja3=ch["ja3"])
         elif self.v2_client_version is not None:
             fields["client_version"] = version_name(self.v2_client_version)
         if sh is not None:
@@ -774,7 +802,7 @@ class TlsParser(Parser):
                 fields["cipher"] = self.v2_cipher
             else:
                 fields["cipher"] = cipher_name(sh["suite"])
-                fields["ja3s"] = _md5(ja3s_string(sh))
+                fields["ja3s"] = sh["ja3s"]
         if self.cert is not None:
             fields.update(self.cert)
         fields["established"] = self.established
