@@ -3,6 +3,8 @@
 a ~500-rule set, on the payloads of a capture.
 
     python3 bench/rules_scan.py [CAPTURE] [--packets 200000] [--sets bundled,500] [--repeat 3]
+    python3 bench/rules_scan.py CAPTURE --dump-alerts /tmp/before   # /tmp/before.bundled, /tmp/before.500: diff
+                                                                    # them with a dump after an engine change
     python3 bench/rules_scan.py --write-rules bench/data/et-generated.rules   # the generated part of the 500
 
 The capture's payloads are read first (dpkt, no reassembly: each TCP segment in capture order, as a flow
@@ -215,8 +217,9 @@ def plan(payloads: list[tuple[int, int, bytes]]) -> tuple[list[tuple[int, str, i
 
 
 def scan_all(engine: RuleEngine, calls: list[tuple[int, str, int, bytes]], apps: dict[int, str | None],
-             keys: dict[int, tuple]) -> tuple[float, int]:
-    """Seconds to scan every call (flows closed at the end), alerts raised."""
+             keys: dict[int, tuple], dump: list[str] | None = None) -> tuple[float, int]:
+    """Seconds to scan every call (flows closed at the end), alerts raised; with `dump`, one line per alert
+    appended to it (outside the timed part)."""
     scanners = {}
     t0 = time.perf_counter()
     for i, (fid, ctx, side, data) in enumerate(calls):
@@ -228,7 +231,18 @@ def scan_all(engine: RuleEngine, calls: list[tuple[int, str, int, bytes]], apps:
     for fs in scanners.values():
         fs.close()
         alerts += len(fs.alerts)
-    return time.perf_counter() - t0, alerts
+    seconds = time.perf_counter() - t0
+    if dump is not None:
+        for fid, fs in scanners.items():
+            dump.extend(alert_line(fid, m) for m in fs.alerts)
+    return seconds, alerts
+
+
+def alert_line(fid: int, m: object) -> str:
+    """One alert as a line to diff between two versions of the engine: rule, flow, side, context, frame,
+    count, snippet."""
+    return (f"{m.rule.rule_id}\t{fid}\t{m.side}\t{m.context}\t{m.frame}\t{m.count}\t"  # type: ignore[attr-defined]
+            f"{m.snippet!r}")  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", choices=("auto", "hyperscan", "python"))
     p.add_argument("--write-rules", type=Path, metavar="OUT", help="write the generated ET-style rules and exit")
     p.add_argument("--profile", action="store_true", help="cProfile one scan of each set")
+    p.add_argument("--dump-alerts", type=Path, metavar="PATH",
+                   help="write every alert of the last scan of each set (one line each, sorted) to PATH.<set>")
     args = p.parse_args(argv)
     if args.write_rules:
         print(f"{args.write_rules}: {write_et(args.write_rules)} rules", file=sys.stderr)
@@ -268,9 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         times, alerts = [], 0
-        for _ in range(args.repeat):
-            s, alerts = scan_all(engine, calls, apps, keys)
+        for i in range(args.repeat):
+            dump: list[str] | None = [] if args.dump_alerts and i == args.repeat - 1 else None
+            s, alerts = scan_all(engine, calls, apps, keys, dump)
             times.append(s)
+            if dump is not None:
+                Path(f"{args.dump_alerts}.{name}").write_text("".join(f"{line}\n" for line in sorted(dump)))
         med = statistics.median(times)
         print(f"{name:>8}: {len(engine.rules)} rules ({desc}; {len(problems)} not imported, "
               f"{len(engine.problems)} not compiled), compile {compile_s:.1f} s, backend "

@@ -263,6 +263,65 @@ def test_transformations_are_bounded_and_chained():
     assert tf.effective(("removeNulls", "htmlEntityDecode"), "body") == ()  # not chunk-safe: none applied
 
 
+# the ModSecurity reference manual's definitions, on the cases the faster forms take apart
+@pytest.mark.parametrize("name, given, expected", [
+    ("cmdLine", b"A \t/b  ,(c ; d", b"a/b(c d"),  # runs of whitespace and , ; are one space, then none before / (
+    ("cmdLine", b"x\n\n  \\y", b"x y"),
+    ("compressWhitespace", b" \xa0a\r\n", b" a "),  # leading and trailing runs stay, as one space
+    ("normalisePath", b"/", b"/"),
+    ("normalisePath", b"a/b/", b"a/b/"),
+    ("normalisePath", b"./a", b"a"),
+    ("normalisePath", b"a/.b", b"a/.b"),
+    ("base64Decode", b"VG Vz\ndA==", b"Test"),
+    ("urlDecode", b"a+b", b"a b"),
+    ("urlDecodeUni", b"a+%41", b"a A"),
+])
+def test_transformation_edge_cases(name, given, expected):
+    assert tf.apply((name,), given) == expected
+
+
+@pytest.mark.parametrize("name", ["urlDecode", "urlDecodeUni", "htmlEntityDecode", "jsDecode", "cssDecode",
+                                  "escapeSeqDecode", "replaceComments", "removeComments", "normalisePath",
+                                  "removeNulls", "utf8toUnicode", "sqlHexDecode", "trim", "compressWhitespace"])
+def test_transformations_with_nothing_to_do_return_their_input(name):
+    data = b"GET /index.html HTTP/1.1 Host: example"
+    assert tf.apply((name,), data) is data  # the engine groups chains by their output: no copy, no comparison
+
+
+def test_chain_set_gives_what_apply_gives():
+    chains = (("urldecodeuni", "cmdline"), ("urldecodeuni",), ("urldecodeuni", "cmdline", "normalizepath"),
+              ("utf8tounicode", "urldecodeuni", "cmdline"), ("htmlentitydecode", "jsdecode"), ("base64decode",))
+    cs = tf.ChainSet(chains)
+    assert len(cs.steps) == 9  # shared prefixes computed once
+    for data in (b"", b"plain", b"/a/../b?x=%3Cscript%3E;cat%20/etc/passwd", "caf\u00e9 &lt;".encode(),
+                 b"\\x41 VGVzdA==", b"A" * (tf.MAX_INPUT + 10)):
+        assert cs.apply(data) == [tf.apply(c, data) for c in chains]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chains_with_the_same_output_alert_in_chain_order(backend):
+    """Chains whose outputs are equal are scanned once, but their hits are processed as separate scans would
+    be: the plain patterns first, then each chain in the order of their databases' names (alert order and
+    the anomaly score's rule list depend on it)."""
+    res = load('SecRule ARGS "@rx <script" "id:3,msg:\'js\',t:none,t:jsDecode,severity:\'CRITICAL\'"\n'
+               'SecRule ARGS "@rx <script" "id:2,msg:\'entities\',t:none,t:htmlEntityDecode,severity:\'CRITICAL\'"\n'
+               'SecRule ARGS "@rx <script" "id:4,msg:\'comments\',t:none,t:replaceComments,severity:\'CRITICAL\'"\n'
+               'SecRule ARGS "@rx <script" "id:1,msg:\'plain\',t:none,severity:\'CRITICAL\'"\n')
+    engine = RuleEngine(res.rules, backend=backend)
+    for url, fired in ((b"/q?x=<script>", [1, 949110, 2, 3, 4]),  # every chain gives the url back
+                       (b"/q?x=&lt;script&gt;", [2, 949110]),
+                       (b"/q?x=<scr/**/ipt>", [])):
+        fs = engine.flow_scanner(app="http")
+        fs.scan("url", 0, url, 1, 1)
+        fs.close()
+        assert [m.rule.rule_id for m in fs.alerts] == fired, url
+    fs = engine.flow_scanner(app="http")
+    fs.scan("url", 0, b"/q?x=<script>", 1, 1)
+    fs.scan("url", 0, b"/q?y=<script>", 2, 2)
+    fs.close()
+    assert [m.count for m in fs.alerts if m.rule.rule_id < 5] == [2, 2, 2, 2]
+
+
 # ---- the engine applies the chains ----
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -636,3 +636,61 @@ def test_scanner_lifecycle() -> None:
     other.scan("body", CLIENT, b"nothing here", 1, 0)
     other.close()
     assert other.alerts == []
+
+
+# ---- memory per stream and per-side databases ----
+
+def test_tail_keeps_what_the_patterns_need() -> None:
+    """A stream keeps as many bytes as its patterns can need (the longest match Python confirms or takes the
+    snippet of, plus a margin), WINDOW only for a pattern of unbounded width."""
+    bounded = one_rule(pat(r"\b(?:\d[ -]?){12,18}\d\b"), validator="luhn")
+    unbounded = one_rule(pat(r"secret=\w+"), category="waf")
+    for rules, keep in ((bounded, 37 + engine_mod.LOOKAHEAD_MARGIN), (unbounded, WINDOW)):
+        eng = engine_for(tuple(rules), "hyperscan" if "hyperscan" in BACKENDS else "python")
+        assert eng.sides[CLIENT].streams["body"].keep == keep
+        fs = eng.flow_scanner("flow")
+        fs.scan("body", CLIENT, b"x" * 10_000, 1, 1)
+        assert fs.buffered_bytes() == keep
+        fs.close()
+    # a card split across calls is still found with the short tail
+    calls = [("body", CLIENT, b"y" * 5000 + b" " + VISA[:7]), ("body", CLIENT, VISA[7:] + b" z")]
+    for backend in BACKENDS:
+        assert [m.frame for m in run(bounded, calls, backend)] == [2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chunk_history_keeps_the_calls_the_window_holds(backend: str) -> None:
+    fs = engine_for(tuple(CARD_RULES), backend).flow_scanner("flow")
+    for i in range(100):
+        fs.scan("body", CLIENT, b"ab", i, i)
+    assert fs.history_len() <= engine_mod.CHUNK_HISTORY
+    fs.scan("body", CLIENT, b"x" * 5000, 200, 200)  # the window now lies in this call alone
+    assert fs.history_len() == 1
+    fs.scan("body", CLIENT, b"1234 " + VISA + b" ", 201, 201)
+    fs.close()
+    assert [(m.frame, m.ts_ns) for m in fs.alerts] == [(201, 201)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_request_patterns_are_left_out_of_response_databases(backend: str) -> None:
+    """Each side scans with the patterns whose rule may hold there; the alerts are the same as if it did not."""
+    waf = [r for r in rules_from(crd("NvWafSecurityRule", "w", [
+        {"name": f"req{i}", "patterns": [pat(f"attack{i}")], "direction": "request"} for i in range(4)]))]
+    rules = waf + CARD_RULES
+    eng = engine_for(tuple(rules), backend)
+    assert eng.sides[CLIENT].keys["body"] != eng.sides[SERVER].keys["body"]
+    calls = [("body", SERVER, b"attack1 " + VISA + b" "), ("body", CLIENT, b"attack2")]
+    alerts = run(rules, calls, backend)
+    assert sorted((m.rule.name, m.side) for m in alerts) == [("req2", CLIENT), ("rule.t", SERVER)]
+
+
+def test_no_scan_fills_the_shared_empty_hits(bundled_engine: RuleEngine) -> None:
+    from nvpcap.rules.backends import NO_HITS
+    fs = bundled_engine.flow_scanner()
+    fs.scan("body", CLIENT, b"plain text", 1, 0)
+    fs.scan("body", CLIENT, b" x id-42 4532015112830366", 2, 0)
+    fs.scan("body", CLIENT, b"more text", 3, 0)
+    fs.close()
+    assert dict(NO_HITS) == {}
+    with pytest.raises(TypeError):  # read-only: a caller that tried to fill it fails at once
+        NO_HITS[1] = [0, 0, None]  # type: ignore[index]

@@ -12,16 +12,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .regex import hyperscan, looks_ahead
 
 Hits = dict[int, list]  # pid -> [first end, last end, list of ends | None]
+# what a scan without matches returns (most do): shared and read-only, so a caller that tried to fill it would
+# fail loudly instead of leaking hits into every later scan
+NO_HITS: Hits = MappingProxyType({})  # type: ignore[assignment]
 MAX_ENDS = 512
 
 BLOCK_DBS = ("url", "header", "tls.sni", "dns.query")  # one call = one unit (a request line, a header block, a name)
 STREAM_DBS = ("body", "sql")  # consecutive calls are one stream; "raw" scans with the body database
 WINDOW = 4096  # bytes of history the Python side keeps per stream: the longest match found across calls
+SIDE_KEY = "#"  # "body#1": a database of one side only (the engine's), after the logical key
+
+
+def block_mode(key: str) -> bool:
+    """Whether a database key names a block database: url/header units ("url", "url|chain", "url|+"), names,
+    and the windowed prefilters of stream contexts ("body@window"), of either side ("...#1")."""
+    key = key.split(SIDE_KEY, 1)[0]
+    return key.split("|", 1)[0] in BLOCK_DBS or key.endswith("@window")
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ def _accumulator() -> tuple[Callable[..., None], Callable[[], Hits]]:
     def take() -> Hits:
         hits = box[0]
         if not hits:
-            return {}  # never hand out the dict the callback fills: the caller may add to what it gets
+            return NO_HITS  # nothing matched (most scans): no dict made; callers never fill this one
         box[0] = {}
         return hits
 
@@ -117,10 +129,7 @@ class HyperscanBackend:
         for key, pats in dbs.items():
             if not pats:
                 continue
-            # "url|chain" keys: the url database of patterns with transformations (engine.py)
-            # ("...@window": the windowed prefilters of a stream context, scanned per call in block mode)
-            block = key.split("|", 1)[0] in BLOCK_DBS or key.endswith("@window")
-            mode = hyperscan.HS_MODE_BLOCK if block else hyperscan.HS_MODE_STREAM
+            mode = hyperscan.HS_MODE_BLOCK if block_mode(key) else hyperscan.HS_MODE_STREAM
             db = hyperscan.Database(mode=mode)
             db.compile(expressions=[p.regex.encode("utf-8", "surrogateescape") for p in pats],
                        ids=[p.pid for p in pats], flags=[p.hs_flags for p in pats])

@@ -5,15 +5,22 @@ patterns of their context plus every "packet" pattern; "raw" (the whole payload 
 url/header/body) has the body database's patterns but those of rules restricted to apps that never have a raw
 stream (NO_RAW_APPS: CRS rules, Suricata `alert http` rules). Patterns compile caseless and dot-all (dp's /is). A pattern Hyperscan
 cannot take exactly (back-references, look-around) is compiled as a prefilter and confirmed with Python `re`.
+Each database exists per side (RuleEngine.sides): a side whose rules leave out at least a quarter of its
+patterns (request rules in response bodies: most of CRS) gets a database of its own ("body#1"), else both sides
+share it and _process drops the other side's hits.
 
 Scanning differs from dp on purpose: url and header calls are single units (block mode), but body, sql and raw
 calls of one flow direction form one stream, so a card number split across two segments is still found (dp
 scans each packet alone and misses it).
 
 Transformations (ModSecurity's t:, OWASP CRS rules: rules/crs.py, rules/transforms.py). A pattern with a
-transformation chain goes, in the url and header contexts, to a database of that chain; each url/header unit is
-scanned as it is by the plain database, then once per distinct chain, transformed, by that chain's database
-(lowercase is free, patterns are caseless; urlDecode/urlDecodeUni are free in url, decoded already). In stream
+transformation chain goes, in the url and header contexts, to the database of all the context's chains
+("url|+"); each url/header unit is scanned as it is by the plain database, then each chain's output is
+computed (common prefixes once, transforms.ChainSet), and each distinct output is scanned once by the chained
+database, a hit counting only for a pattern whose chain gave that output (_BlockPlan); hits are processed per
+chain in the order of their names, as separate scans would be. Most chains give a header block or url back
+unchanged or equal to another chain's (lowercase is free, patterns are caseless; urlDecode/urlDecodeUni are
+free in url, decoded already; decoders with nothing to decode): 2 to 6 scans instead of 16. In stream
 contexts (body, sql, raw) a chain of chunk-safe transformations (removeNulls, replaceNulls, removeWhitespace,
 compressWhitespace) is applied to each call, one more stream per chain; a pattern with any other
 transformation scans the content as it is there.
@@ -32,24 +39,29 @@ around the reported ends (a few bytes per hit for patterns of bounded width) and
 validator accepts, trying overlapping and shorter candidates too. A candidate that ends on the last byte seen
 and looks ahead (\\b, $, a look-ahead) is decided by the next call or by close().
 
-Bounds. Per stream: the last WINDOW bytes (for confirmation, validators and snippets) and the (end offset,
-frame, ts) of the last CHUNK_HISTORY calls; per flow: sets bounded by the number of patterns. A match that
-starts more than WINDOW bytes before the call it ends in is still reported for exact patterns (Hyperscan keeps
-stream state) but cannot be confirmed or validated; per call and pattern at most MAX_CANDIDATES candidate texts
-are validated and MAX_STEPS searches made. Python `re` can still backtrack badly on a pathological pattern
-that needs confirmation (Hyperscan alone cannot): keep validated patterns simple and bounded.
+Bounds. Per stream: a tail of the bytes scanned, as long as its database's patterns need (the longest match
+Python confirms or takes the snippet of, plus LOOKAHEAD_MARGIN; WINDOW bytes if one is unbounded or anchored),
+and the (end offset, frame, ts) of the calls that tail overlaps, at most CHUNK_HISTORY, in one array; per flow:
+sets bounded by the number of patterns. A match that starts more than WINDOW bytes before the call it ends in
+is still reported for exact patterns (Hyperscan keeps stream state) but cannot be confirmed or validated; per
+call and pattern at most MAX_CANDIDATES candidate texts are validated and MAX_STEPS searches made. Python `re`
+can still backtrack badly on a pathological pattern that needs confirmation (Hyperscan alone cannot): keep
+validated patterns simple and bounded.
 """
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from . import redact, transforms
 from .backends import (
     BLOCK_DBS,
+    SIDE_KEY,
     WINDOW,
     DbPattern,
     Hits,
@@ -80,6 +92,10 @@ CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "r
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
 PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
 WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
+CHAINED_KEY = "|+"  # suffix of a block context's database of all its chains' patterns (_BlockPlan)
+STREAM_CONTEXTS = ("body", "sql", "raw")
+_STREAMED = frozenset(STREAM_CONTEXTS)
+_ANCHORED = re.compile(r"(?<![\\\[])\^|\\A")  # a ^ or \A that may anchor at the start (conservative)
 CRS_SENSOR = "crs"  # Rule.sensor of the rules crs.py imports
 # OWASP CRS 3.x blocking evaluation with its default thresholds (crs-setup.conf: inbound 5, outbound 4)
 CRS_ANOMALY_RULES = (
@@ -89,6 +105,7 @@ CRS_ANOMALY_RULES = (
           "responses reached the outbound threshold (4)", sensor="crs-anomaly", direction="response"), 4),
 )
 _EMPTY: frozenset[int] = frozenset()  # shared until a flow needs a set of its own (memory per active flow)
+_NO_ENTRIES: Mapping[Any, Any] = MappingProxyType({})  # the same for dicts (read-only: a write fails loudly)
 CHUNK_HISTORY = 64  # (end offset, frame, ts) of the last calls per stream, to name the frame a match ends in
 MAX_CANDIDATES = 256  # texts validated per pattern per call: hostile input cannot make a call unbounded
 MAX_STEPS = 4096  # regex searches per pattern per call (candidates, and old matches skipped)
@@ -256,9 +273,69 @@ class RuleEngine:
                     else:  # a block context: one unit per call, so SINGLEMATCH and "to the end" serve as well
                         dbs.setdefault(dbkey, []).append(wdbp if windowed else dbp)
         self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
-        self.windowed = {key[: -len(WINDOWED)] for key, pats in dbs.items() if key.endswith(WINDOWED) and pats}
         self.windowed_pids = frozenset(cp.pid for cp in self.patterns if use_hs and cp.prefilter and cp.width is None)
-        return dbs
+        out: dict[str, list[DbPattern]] = {}
+        self.sides = (self._side(CLIENT, dbs, out), self._side(SERVER, dbs, out))
+        return out
+
+    def _side(self, side: int, dbs: dict[str, list[DbPattern]], out: dict[str, list[DbPattern]]) -> _Side:
+        """The databases of one side, added to `out`: each logical database without the patterns whose rules
+        cannot hold on that side (request rules in responses: CRS's were half of the time of response
+        bodies), or the logical database itself when that leaves out little (_shared_key)."""
+        mine = {key: [p for p in pats if side in self.patterns[p.pid].sides] for key, pats in dbs.items()}
+        plans = {ctx: self._block_plan(ctx, mine) for ctx in BLOCK_DBS if self._live_chains(ctx, mine)}
+        keys = {key: _shared_key(out, key, side, pats, self._everything(dbs, key)) for key, pats in mine.items()
+                if pats}
+        for plan in plans.values():
+            plan.chained_key = keys.get(plan.chained_key)
+        streams = {key: _StreamPlan(key.split("|", 1)[0], side, keys.get(key), keys.get(key + WINDOWED),
+                                    self._keep(mine, key))
+                   for key in sorted({k.removesuffix(WINDOWED) for k in keys})
+                   if key.split("|", 1)[0] not in BLOCK_DBS}
+        chains = {db: live for db in STREAM_CONTEXTS if (live := self._live_chains(db, mine))}
+        return _Side(keys, plans, chains, streams)
+
+    def _everything(self, dbs: dict[str, list[DbPattern]], key: str) -> list[DbPattern]:
+        """The patterns of a logical database on both sides ("ctx|+": the merged chains of both)."""
+        if not key.endswith(CHAINED_KEY):
+            return dbs[key]
+        ctx = key[: -len(CHAINED_KEY)]
+        return [p for k, _chain in self.chains[ctx] for p in dbs.get(k, [])]
+
+    def _live_chains(self, ctx: str, mine: dict[str, list[DbPattern]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The chains of a context that have patterns on a side, in the order of self.chains."""
+        return tuple((k, c) for k, c in self.chains.get(ctx, ()) if mine.get(k) or mine.get(k + WINDOWED))
+
+    def _block_plan(self, ctx: str, mine: dict[str, list[DbPattern]]) -> _BlockPlan:
+        """Merge a block context's chain databases into one: most chains give back the unit unchanged or the
+        same bytes as another chain (decoders with nothing to decode), so each distinct result is scanned
+        once by the patterns of every chain that gave it, instead of once per chain. (The plain database
+        stays apart: merged with the chains' it saved one scan per unit but took 2 s more to compile for
+        CRS.)"""
+        live = self._live_chains(ctx, mine)
+        slot = [-1] * len(self.patterns)
+        chained: list[DbPattern] = []
+        for i, (dbkey, _chain) in enumerate(live, 1):
+            for p in mine.pop(dbkey, []):
+                slot[p.pid] = i
+                chained.append(p)
+        mine[ctx + CHAINED_KEY] = chained
+        chainset = transforms.ChainSet(tuple(chain for _key, chain in live))
+        return _BlockPlan(chainset, ctx + CHAINED_KEY, tuple(slot))
+
+    def _keep(self, mine: dict[str, list[DbPattern]], key: str) -> int:
+        """Bytes of a stream's tail to keep: Python reads back from a hit at most the longest match of a
+        pattern it confirms or takes the snippet of, plus LOOKAHEAD_MARGIN for what the regex looks at
+        around it; WINDOW if one is of unbounded width or anchored at the stream's start (the window must
+        then start where the stream does, as long as it can)."""
+        need = 0
+        for p in mine.get(key, []) + mine.get(key + WINDOWED, []):
+            cp = self.patterns[p.pid]
+            if cp.confirm or cp.snippet:
+                if cp.width is None or _ANCHORED.search(cp.pattern.regex):
+                    return WINDOW
+                need = max(need, cp.width + LOOKAHEAD_MARGIN)
+        return min(need, WINDOW)
 
     # -- use --
 
@@ -274,6 +351,54 @@ class RuleEngine:
         return self._rule_pids[rule_idx]
 
 
+def _shared_key(out: dict[str, list[DbPattern]], key: str, side: int, pats: list[DbPattern],
+                everything: list[DbPattern]) -> str:
+    """The backend key of a side's database: a database of its own (key#side) if it leaves out at least a
+    quarter of the logical database's patterns, else the logical database (hits of the other side's
+    patterns are dropped by _process): a database that saves little scanning is not worth compiling
+    (it doubled the bundled packs' compile time)."""
+    if len(pats) * 4 > len(everything) * 3:
+        out[key] = everything
+        return key
+    skey = f"{key}{SIDE_KEY}{side}"
+    out[skey] = pats
+    return skey
+
+
+@dataclass(slots=True)
+class _BlockPlan:
+    """How a block context with transformation chains is scanned: the unit by the plain database (slot 0),
+    and each distinct result among the chains' outputs once by the database of all chained patterns (with
+    the unit, if some chains gave it back unchanged); a hit counts only for a pattern whose chain gave it."""
+
+    chains: transforms.ChainSet  # the side's chains, in the order of RuleEngine.chains[context]
+    chained_key: str | None  # the database of the chained patterns (its backend key once built)
+    slot: tuple[int, ...]  # pid -> i + 1 for a pattern of the i-th chain, -1 for others
+
+
+@dataclass(eq=False, slots=True)
+class _StreamPlan:
+    """A logical stream database on one side: its backend keys and the tail its streams keep. Also the key
+    of a flow's stream of it (hashed by identity: no tuple built per call or kept per stream)."""
+
+    context: str  # the context alerts name ("body", "sql", "raw")
+    side: int
+    key: str | None  # the stream database (None: only windowed prefilters)
+    wkey: str | None  # the block database of its windowed prefilters, scanned over each call's window
+    keep: int  # bytes of tail kept per stream (RuleEngine._keep)
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """What one side of a flow (client, server) is scanned with, by logical database ("url", "body",
+    "body|removewhitespace", ...)."""
+
+    keys: dict[str, str]  # logical database -> backend key (absent: no pattern on this side)
+    block_plans: dict[str, _BlockPlan]  # url/header contexts with transformation chains
+    chains: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]  # stream context -> its chains on this side
+    streams: dict[str, _StreamPlan]  # stream databases (plain and chained)
+
+
 @dataclass(slots=True)
 class _Evidence:
     context: str
@@ -285,14 +410,18 @@ class _Evidence:
 
 
 class _Stream:
-    __slots__ = ("checked", "chunks", "handle", "pending", "pos", "tail")
+    """One (context, side, database) stream of a flow. Kept small: tens of thousands are open at once."""
 
-    def __init__(self, handle: Any) -> None:
+    __slots__ = ("checked", "chunks", "handle", "pending", "plan", "pos", "tail")
+
+    def __init__(self, handle: Any, plan: _StreamPlan) -> None:
         self.handle = handle
+        self.plan = plan
         self.pos = 0  # bytes scanned so far: the absolute offset of the next call's first byte
-        self.tail = b""  # the last WINDOW bytes scanned
-        self.chunks: list[tuple[int, int, int]] = []  # (end offset, frame, ts), at most CHUNK_HISTORY
-        self.checked: dict[int, int] = {}  # pid -> offset up to which Python has confirmed candidates
+        self.tail = b""  # the last plan.keep bytes scanned
+        # (end offset, frame, ts) of the calls whose bytes may still be reported, flat, at most CHUNK_HISTORY
+        self.chunks = array("q")
+        self.checked: dict[int, int] | None = None  # pid -> offset up to which Python has confirmed candidates
         self.pending: set[int] | frozenset[int] = _EMPTY  # pids with a candidate held back at the end of the last call
 
 
@@ -339,12 +468,13 @@ class FlowScanner:
         # (proto, client, server, cport, sport) for the Suricata headers; their verdicts per header id, made on
         # the first hit of a rule with that header: (holds on the client side, on the server side)
         self._endpoints = endpoint_ints(endpoints) if endpoints is not None and engine.headers else None
-        self._header_ok: dict[int, tuple[bool, bool]] = {}
+        # dicts filled on a flow's first hits only (most flows have none): the shared empty one until then
+        self._header_ok: Mapping[int, tuple[bool, bool]] = _NO_ENTRIES
         self.alerts: list[Match] = []
-        self._streams: dict[tuple[str, int, str], _Stream | None] = {}  # (context, side, database)
-        self._pos_hit: dict[int, _Evidence] = {}
+        self._streams: dict[_StreamPlan, _Stream] = {}  # by (context, side, database)
+        self._pos_hit: Mapping[int, _Evidence] = _NO_ENTRIES
         self._neg_hit: set[int] | frozenset[int] = _EMPTY
-        self._fired: dict[int, Match] = {}
+        self._fired: Mapping[int, Match] = _NO_ENTRIES
         self._seq = 0
         self._anomaly: list[int] | None = None  # OWASP CRS anomaly scores of this flow: [inbound, outbound]
         self.closed = False
@@ -360,67 +490,126 @@ class FlowScanner:
         that (context, side)."""
         if context == "packet":
             context = "raw"
-        if context not in CONTEXT_DB:
+        db = CONTEXT_DB.get(context)
+        if db is None:
             raise ValueError(f"context {context!r}: expected one of {SCAN_CONTEXTS}")
         if not data or self.closed:
             return
-        backend = self.engine.backend
-        if context in BLOCK_DBS:
-            windowed = self.engine.windowed_pids
-            hits = backend.block(context, data)
-            if hits:
-                if windowed:
-                    _to_the_end(hits, windowed, len(data))
-                self._process(hits, context, side, data, 0, ((len(data), frame, ts_ns),), None, True)
-            for dbkey, chain in self.engine.chains.get(context, ()):  # patterns with transformations
+        view = self.engine.sides[side]
+        if db in _STREAMED:
+            stream = view.streams.get(db)
+            if stream is not None:
+                self._scan_stream(stream, data, frame, ts_ns)
+            for dbkey, chain in view.chains.get(db, ()):  # patterns with chunk-safe transformations
                 tdata = transforms.apply(chain, data)
-                hits = backend.block(dbkey, tdata) if tdata else None
-                if hits and windowed:
-                    _to_the_end(hits, windowed, len(tdata))
-                if hits:
-                    self._process(hits, context, side, tdata, 0, ((len(tdata), frame, ts_ns),), None, True)
+                if tdata:
+                    self._scan_stream(view.streams[dbkey], tdata, frame, ts_ns)
             return
-        db = CONTEXT_DB[context]
-        self._scan_stream(context, side, db, data, frame, ts_ns)
-        for dbkey, chain in self.engine.chains.get(db, ()):  # patterns with chunk-safe transformations
-            tdata = transforms.apply(chain, data)
-            if tdata:
-                self._scan_stream(context, side, dbkey, tdata, frame, ts_ns)
+        plan = view.block_plans.get(context)
+        if plan is not None:
+            self._scan_chained(plan, view, context, side, data, frame, ts_ns)
+            return
+        key = view.keys.get(context)
+        hits = self.engine.backend.block(key, data) if key is not None else None
+        if hits:
+            windowed = self.engine.windowed_pids
+            if windowed:
+                _to_the_end(hits, windowed, len(data))
+            self._process(hits, context, side, data, 0, (len(data), frame, ts_ns), None, True)
 
-    def _scan_stream(self, context: str, side: int, dbkey: str, data: bytes, frame: int, ts_ns: int) -> None:
-        key = (context, side, dbkey)
-        st = self._streams.get(key, False)
-        if st is False:
-            handle = self.engine.backend.stream(dbkey)
-            if handle is None and dbkey in self.engine.windowed:
-                handle = _NO_STREAM  # only windowed prefilters here: the window still has to be kept
-            st = self._streams[key] = _Stream(handle) if handle is not None else None
+    def _scan_chained(self, plan: _BlockPlan, view: _Side, context: str, side: int, data: bytes, frame: int,
+                      ts_ns: int) -> None:
+        """A url/header unit with transformation chains: the unit (slot 0) and each chain's output, equal
+        outputs scanned once (_BlockPlan). Hits are processed per slot in the order of separate scans (plain,
+        then each chain), as counts and CRS anomaly scores depend on that order."""
+        outs = [data, *plan.chains.apply(data)]
+        first: dict[bytes, int] = {data: 0}  # distinct output -> its first slot
+        group = [0] * len(outs)  # slot -> first slot with the same output (-1: empty, not scanned)
+        for i in range(1, len(outs)):
+            out = outs[i]
+            group[i] = first.setdefault(out, i) if out else -1
+        backend, windowed, slot = self.engine.backend, self.engine.windowed_pids, plan.slot
+        found: list[Hits | None] = [None] * len(outs)
+        key = view.keys.get(context)
+        if key is not None:
+            found[0] = backend.block(key, data) or None
+            if found[0] and windowed:
+                _to_the_end(found[0], windowed, len(data))
+        for out, g in first.items():
+            if g == 0 and group.count(0) == 1:
+                continue  # no chain gave the unit back unchanged
+            hits = backend.block(plan.chained_key, out)  # type: ignore[arg-type]
+            if not hits:
+                continue
+            if windowed:
+                _to_the_end(hits, windowed, len(out))
+            for pid, r in hits.items():
+                i = slot[pid]
+                if i > 0 and group[i] == g:  # -1: a chain of the other side's (a database shared by both)
+                    f = found[i]
+                    if f is None:
+                        f = found[i] = {}
+                    f[pid] = r
+        for i, hits in enumerate(found):
+            if hits:
+                out = outs[i]
+                self._process(hits, context, side, out, 0, (len(out), frame, ts_ns), None, True)
+
+    def _scan_stream(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
+        """One call of a stream: Hyperscan's hits (and the windowed prefilters'), then the tail and the chunk
+        history for the next calls. Most calls hit nothing: the window (tail + data) is built only for a hit."""
+        st = self._streams.get(plan)
         if st is None:
-            return
+            st = self._streams[plan] = self._open(plan)
         hits = st.handle.scan(data)
-        windowed = dbkey in self.engine.windowed
         tail = st.tail
-        short = len(data) < WINDOW
-        window = tail + data if windowed or short else None  # built once: the window scan, the hits, the tail
-        wstart = st.pos - len(tail)
-        if windowed:
-            hits = self._scan_window(hits, dbkey, window, wstart)
+        pos = st.pos
+        wstart = pos - len(tail)
+        window = None  # tail + data, built only when needed (a hit, windowed prefilters)
+        if plan.wkey is not None:
+            window = tail + data
+            hits = self._scan_window(hits, plan.wkey, window, wstart)
         if st.pending:
             hits = _with_pending(hits, st)
+        end = pos + len(data)
         chunks = st.chunks
-        chunks.append((st.pos + len(data), frame, ts_ns))
-        if len(chunks) > CHUNK_HISTORY:
-            del chunks[0]
+        chunks.append(end)
+        chunks.append(frame)
+        chunks.append(ts_ns)
+        if len(chunks) > 3 * CHUNK_HISTORY:
+            del chunks[:3]
         if hits:
-            self._process(hits, context, side, window if window is not None else tail + data, wstart, chunks, st,
-                          False)
-        st.pos += len(data)
-        st.tail = window[-WINDOW:] if short else data[-WINDOW:]  # type: ignore[index]
+            if window is None:
+                window = tail + data
+            self._process(hits, plan.context, plan.side, window, wstart, chunks, st, False)
+        st.pos = end
+        keep = plan.keep
+        if len(data) >= keep:
+            st.tail = data[len(data) - keep :]
+        elif window is not None:
+            st.tail = window[len(window) - keep :]
+        elif len(tail) + len(data) > keep:
+            st.tail = tail[len(tail) + len(data) - keep :] + data
+        else:
+            st.tail = tail + data
+        start = end - len(st.tail)
+        if chunks[0] < start and len(chunks) > 3:
+            if chunks[3] >= start:
+                del chunks[:3]  # the usual case: the oldest call left the window
+            else:
+                _forget(chunks, start)
 
-    def _scan_window(self, hits: Hits, dbkey: str, window: bytes, wstart: int) -> Hits:
+    def _open(self, plan: _StreamPlan) -> _Stream:
+        """A flow's stream of a database (plans exist only for databases with patterns on their side)."""
+        handle = self.engine.backend.stream(plan.key) if plan.key is not None else None
+        if handle is None:
+            handle = _NO_STREAM  # only windowed prefilters here: the window still has to be kept
+        return _Stream(handle, plan)
+
+    def _scan_window(self, hits: Hits, wkey: str, window: bytes, wstart: int) -> Hits:
         """The windowed prefilters (see RuleEngine._databases): a candidate from their first end in the window
         to the window's end."""
-        found = self.engine.backend.block(dbkey + WINDOWED, window)
+        found = self.engine.backend.block(wkey, window)
         if found:
             wend = wstart + len(window)
             hits = dict(hits) if hits else {}
@@ -433,32 +622,34 @@ class FlowScanner:
         if self.closed:
             return
         self.closed = True
-        for (context, side, _db), st in self._streams.items():
-            if st is None:
-                continue
+        for plan, st in self._streams.items():
             hits = st.handle.close()
             if st.pending:
                 hits = _with_pending(hits, st)
             if hits and st.chunks:
-                self._process(hits, context, side, st.tail, st.pos - len(st.tail), st.chunks, st, True)
+                self._process(hits, plan.context, plan.side, st.tail, st.pos - len(st.tail), st.chunks, st, True)
         self._streams.clear()
 
     def buffered_bytes(self) -> int:
         """Bytes this flow holds for the rules (the windows), for memory accounting and tests."""
-        return sum(len(st.tail) for st in self._streams.values() if st is not None)
+        return sum(len(st.tail) for st in self._streams.values())
 
     def history_len(self) -> int:
-        return max((len(st.chunks) for st in self._streams.values() if st is not None), default=0)
+        return max((len(st.chunks) // 3 for st in self._streams.values()), default=0)
 
     # -- matching --
 
     def _process(self, hits: Hits, context: str, side: int, window: bytes, wstart: int,
-                 chunks: Iterable[tuple[int, int, int]], st: _Stream | None, final: bool) -> None:
+                 chunks: Sequence[int], st: _Stream | None, final: bool) -> None:
         """Hits of one call. For patterns Python must check, a hit only says "look": candidates are every
         match in the window ending after what was checked before (the same with either backend), except one
         ending on the last byte seen when the pattern looks ahead and more bytes may come."""
         engine = self.engine
-        checked = st.checked if st is not None else None
+        checked = None
+        if st is not None:
+            checked = st.checked
+            if checked is None:
+                checked = st.checked = {}
         wend = wstart + len(window)
         all_ends = engine.backend.reports_all_ends
         touched: set[int] = set()
@@ -470,7 +661,10 @@ class FlowScanner:
             if cp.header >= 0 and self._endpoints is not None:
                 ok = self._header_ok.get(cp.header)
                 if ok is None:
-                    ok = self._header_ok[cp.header] = engine.headers[cp.header].sides(*self._endpoints)
+                    ok = engine.headers[cp.header].sides(*self._endpoints)
+                    if self._header_ok is _NO_ENTRIES:
+                        self._header_ok = {}
+                    self._header_ok[cp.header] = ok  # type: ignore[index]
                 if not ok[side]:
                     continue
             negate = cp.pattern.negate
@@ -511,7 +705,9 @@ class FlowScanner:
                     text = self._extract(cp, window, wstart, end)
                 frame, ts = _where(chunks, end)
                 self._seq += 1
-                self._pos_hit[pid] = _Evidence(context, side, frame, ts, text, self._seq)
+                if self._pos_hit is _NO_ENTRIES:
+                    self._pos_hit = {}
+                self._pos_hit[pid] = _Evidence(context, side, frame, ts, text, self._seq)  # type: ignore[index]
                 touched.add(cp.rule_idx)
         for idx in again:
             self._fired[idx].count += 1
@@ -530,7 +726,9 @@ class FlowScanner:
         text = evidence[0].text or b""  # type: ignore[union-attr]
         m = Match(rule, last.context, last.side, last.frame, last.ts_ns,  # type: ignore[union-attr]
                   redact.snippet(rule.category, rule.validator, text))
-        self._fired[idx] = m
+        if self._fired is _NO_ENTRIES:
+            self._fired = {}
+        self._fired[idx] = m  # type: ignore[index]
         self.alerts.append(m)
         if rule.sensor == CRS_SENSOR:
             self._crs_score(m)
@@ -638,6 +836,8 @@ def _to_the_end(hits: Hits, windowed: frozenset[int], end: int) -> None:
 def _with_pending(hits: Hits, st: _Stream) -> Hits:
     """Add the ends held back at the end of the last call (offset st.pos) to this call's hits."""
     at = st.pos
+    if not hits:
+        hits = {}  # the backend's shared empty Hits is not ours to fill
     for pid in st.pending:
         r = hits.get(pid)
         if r is None:
@@ -683,11 +883,22 @@ def _boundaries(window: bytes, start: int, end: int, limit: int = SHRINK_TRIES) 
     return out
 
 
-def _where(chunks: Iterable[tuple[int, int, int]], end: int) -> tuple[int, int]:
-    """Frame and time of the call whose bytes hold offset end-1 (the oldest kept if it is older)."""
-    last = (0, 0)
-    for cend, frame, ts in chunks:
-        last = (frame, ts)
-        if end <= cend:
-            return last
-    return last
+def _where(chunks: Sequence[int], end: int) -> tuple[int, int]:
+    """Frame and time of the call whose bytes hold offset end-1 (the oldest kept if it is older); chunks is
+    flat: end offset, frame, ts of each call."""
+    n = len(chunks)
+    for i in range(0, n, 3):
+        if end <= chunks[i]:
+            return chunks[i + 1], chunks[i + 2]
+    return (chunks[n - 2], chunks[n - 1]) if n else (0, 0)
+
+
+def _forget(chunks: array, start: int) -> None:
+    """Drop the calls that ended before `start`, the next window's first byte: no later hit ends there, so
+    _where never picks them (a stream of large calls keeps one or two instead of CHUNK_HISTORY)."""
+    drop = 0
+    n = len(chunks)
+    while drop + 3 < n and chunks[drop] < start:
+        drop += 3
+    if drop:
+        del chunks[:drop]

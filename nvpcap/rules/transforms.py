@@ -6,6 +6,10 @@ Bounds: every function reads at most MAX_INPUT bytes and returns at most MAX_OUT
 cut), so a hostile request cannot make a transformation costly. All are linear (regex substitutions or one
 pass).
 
+Speed: a function with nothing to do returns its input object itself (an early exit when its trigger byte,
+`%`, `&`, `\\`, `/*`, is absent, or a C method that returns self), so the engine sees that chains gave the
+same bytes without comparing them, and ChainSet computes a repeated step on the same input once.
+
 In stream contexts (body) the engine applies only chains of CHUNK_SAFE transformations, call by call.
 
 Free transformations (never applied: the engine already gives their effect): `none` (it resets the chain while
@@ -14,7 +18,6 @@ target is percent-decoded once by the HTTP parser). `effective()` says what is l
 """
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Callable
@@ -45,38 +48,44 @@ _PCT = re.compile(rb"%([0-9a-fA-F]{2})")
 _PCT_U = re.compile(rb"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})")
 
 
+def _pct(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def _pct_u(m: re.Match[bytes]) -> bytes:
+    if m.group(1) is not None:
+        return bytes((_fullwidth(int(m.group(1), 16)),))
+    return bytes((int(m.group(2), 16),))
+
+
 def url_decode(data: bytes) -> bytes:
     """urlDecode: %HH and `+` (a space); invalid encodings are left as they are."""
-    if b"%" not in data and b"+" not in data:
-        return data
-    return _PCT.sub(lambda m: bytes((int(m.group(1), 16),)), data.replace(b"+", b" "))
+    data = data.replace(b"+", b" ")  # self when there is no `+`
+    return _PCT.sub(_pct, data) if b"%" in data else data
 
 
 def url_decode_uni(data: bytes) -> bytes:
     """urlDecodeUni: urlDecode plus the IIS %uHHHH form (one byte: the low byte, full-width ASCII mapped)."""
-    if b"%" not in data and b"+" not in data:
-        return data
-    def one(m: re.Match[bytes]) -> bytes:
-        if m.group(1) is not None:
-            return bytes((_fullwidth(int(m.group(1), 16)),))
-        return bytes((int(m.group(2), 16),))
-    return _PCT_U.sub(one, data.replace(b"+", b" "))
+    data = data.replace(b"+", b" ")
+    return _PCT_U.sub(_pct_u, data) if b"%" in data else data
 
 
 _ENTITY = re.compile(rb"&(?:#[xX]([0-9a-fA-F]+)|#([0-9]+)|(quot|nbsp|lt|gt|amp));?", re.IGNORECASE)
 _NAMED = {b"quot": b'"', b"nbsp": b"\xa0", b"lt": b"<", b"gt": b">", b"amp": b"&"}
 
 
+def _entity(m: re.Match[bytes]) -> bytes:
+    if m.group(1) is not None:
+        return bytes((_fullwidth(int(m.group(1)[-8:], 16)),))
+    if m.group(2) is not None:
+        return bytes((_fullwidth(int(m.group(2)[-9:])),))
+    return _NAMED[m.group(3).lower()]
+
+
 def html_entity_decode(data: bytes) -> bytes:
     """htmlEntityDecode: &#xHH; &#DDD; &quot; &nbsp; &lt; &gt; (and &amp;), the `;` optional; each entity
     becomes one byte (the low byte of larger code points, as the manual says: information may be lost)."""
-    def one(m: re.Match[bytes]) -> bytes:
-        if m.group(1) is not None:
-            return bytes((_fullwidth(int(m.group(1)[-8:], 16)),))
-        if m.group(2) is not None:
-            return bytes((_fullwidth(int(m.group(2)[-9:])),))
-        return _NAMED[m.group(3).lower()]
-    return _ENTITY.sub(one, data)
+    return _ENTITY.sub(_entity, data) if b"&" in data else data
 
 
 def remove_nulls(data: bytes) -> bytes:
@@ -87,12 +96,16 @@ def replace_nulls(data: bytes) -> bytes:
     return data.replace(b"\x00", b" ")
 
 
-_WS_RUN = re.compile(rb"[ \t\n\r\f\v\xa0]+")
+_TO_SPACE = bytes.maketrans(_WS, b" " * len(_WS))
+_SPACE_RUN = re.compile(rb"  +")
 
 
 def compress_whitespace(data: bytes) -> bytes:
-    """compressWhitespace: whitespace (0x20, \\f, \\t, \\n, \\r, \\v, 0xa0) to spaces, runs to one space."""
-    return _WS_RUN.sub(b" ", data)
+    """compressWhitespace: whitespace (0x20, \\f, \\t, \\n, \\r, \\v, 0xa0) to spaces, runs to one space.
+    (One translate, then only the runs replaced: a substitution of every whitespace byte measured 2.5x slower
+    on header blocks.)"""
+    data = data.translate(_TO_SPACE)
+    return _SPACE_RUN.sub(b" ", data) if b"  " in data else data
 
 
 def remove_whitespace(data: bytes) -> bytes:
@@ -112,19 +125,23 @@ def trim(data: bytes) -> bytes:
 
 
 _C_COMMENT = re.compile(rb"/\*.*?(?:\*/|\Z)", re.DOTALL)
+_COMMENT_START = re.compile(rb"/\*|<!--|--|#")
+_COMMENT_CHARS = re.compile(rb"/\*|\*/|--|#")
 
 
 def replace_comments(data: bytes) -> bytes:
     """replaceComments: each C comment /* ... */ (an unterminated one too) becomes one space; a lone */ stays."""
-    return _C_COMMENT.sub(b" ", data)
+    return _C_COMMENT.sub(b" ", data) if b"/*" in data else data
 
 
 def remove_comments(data: bytes) -> bytes:
     """removeComments: /* ... */ and <!-- ... --> removed; `--` or `#` starts a comment to the end of the
     input (ModSecurity replaces it with a space and stops there)."""
+    if _COMMENT_START.search(data) is None:
+        return data
     out = []
     pos = 0
-    for m in re.finditer(rb"/\*|<!--|--|#", data):
+    for m in _COMMENT_START.finditer(data):
         if m.start() < pos:
             continue
         out.append(data[pos:m.start()])
@@ -142,26 +159,29 @@ def remove_comments(data: bytes) -> bytes:
 
 def remove_comments_char(data: bytes) -> bytes:
     """removeCommentsChar: the comment characters /*, */, --, # are removed."""
-    return re.sub(rb"/\*|\*/|--|#", b"", data)
+    return _COMMENT_CHARS.sub(b"", data)
 
 
-_CMD_DROP = b"\\\"'^"  # deleted by cmdLine (bytes.translate: one C pass)
-_CMD_SPACE_BEFORE = re.compile(rb"[ \t\n\r\f\v]+(?=[/(])")
+_CMD_DROP = b"\\\"'^"  # deleted by cmdLine
+# cmdLine's other byte rewrites, in one table: `,` `;` and whitespace to a space, upper case ASCII to lower
+_CMD_TABLE = bytes.maketrans(b",;\t\n\r\f\v" + bytes(range(65, 91)), b" " * 7 + bytes(range(97, 123)))
 
 
 def cmd_line(data: bytes) -> bytes:
     """cmdLine: delete \\ \" ' ^; delete spaces before / and (; , and ; to spaces; whitespace runs to one
-    space; lowercase."""
-    data = data.translate(None, _CMD_DROP)
-    data = data.replace(b",", b" ").replace(b";", b" ")
-    data = re.sub(rb"[ \t\n\r\f\v]+", b" ", data)
-    data = _CMD_SPACE_BEFORE.sub(b"", data)
-    return data.lower()
+    space; lowercase. One translate does the deletions, the spaces and the lower case; once runs are single
+    spaces, a space before / or ( is one space (nor can removing one make another)."""
+    data = data.translate(_CMD_TABLE, _CMD_DROP)
+    if b"  " in data:
+        data = _SPACE_RUN.sub(b" ", data)
+    return data.replace(b" /", b"/").replace(b" (", b"(")
 
 
 def normalise_path(data: bytes) -> bytes:
     """normalisePath: remove multiple slashes, self-references (./) and back-references (dir/../) except
     those at the beginning of the input."""
+    if b"//" not in data and b"/." not in data and not data.startswith(b"."):
+        return data  # no empty, `.` or `..` segment but a leading or trailing one, which are kept as they are
     absolute = data.startswith(b"/")
     trailing = data.endswith((b"/", b"/.", b"/.."))
     parts: list[bytes] = []
@@ -212,6 +232,8 @@ _JS_SIMPLE = {b"a": 7, b"b": 8, b"f": 12, b"n": 10, b"r": 13, b"t": 9, b"v": 11}
 def js_decode(data: bytes) -> bytes:
     """jsDecode: \\uHHHH (one byte: the low byte, full-width ASCII mapped), \\xHH, \\OOO (octal), \\a \\b \\f
     \\n \\r \\t \\v, and \\c for any other c."""
+    if b"\\" not in data:
+        return data
     def one(m: re.Match[bytes]) -> bytes:
         if m.group(1) is not None:
             return bytes((_fullwidth(int(m.group(1), 16)),))
@@ -231,6 +253,8 @@ def css_decode(data: bytes) -> bytes:
     """cssDecode (CSS 2.x escapes): \\ and 1-6 hex digits (one optional whitespace after) is one byte (the low
     byte, full-width ASCII mapped); \\ newline is removed; \\ before any other character drops the \\
     (ja\\vascript is javascript)."""
+    if b"\\" not in data:
+        return data
     def one(m: re.Match[bytes]) -> bytes:
         if m.group(1) is not None:
             return bytes((_fullwidth(int(m.group(1), 16)),))
@@ -248,6 +272,8 @@ _ESC_SIMPLE = {b"a": b"\x07", b"b": b"\x08", b"f": b"\x0c", b"n": b"\n", b"r": b
 def escape_seq_decode(data: bytes) -> bytes:
     """escapeSeqDecode: ANSI C escapes \\a \\b \\f \\n \\r \\t \\v \\\\ \\? \\' \\" \\xHH \\OOO; invalid
     ones are left as they are."""
+    if b"\\" not in data:
+        return data
     def one(m: re.Match[bytes]) -> bytes:
         if m.group(1) is not None:
             return bytes((int(m.group(1), 16),))
@@ -257,17 +283,18 @@ def escape_seq_decode(data: bytes) -> bytes:
     return _ESC.sub(one, data)
 
 
-_B64_CHARS = re.compile(rb"[^A-Za-z0-9+/]")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_OTHERS = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 
 
 def base64_decode(data: bytes) -> bytes:
     """base64Decode (lenient, as base64DecodeExt): characters outside the alphabet (padding too) are ignored,
     a last group of 2 or 3 characters gives its 1 or 2 bytes."""
-    clean = _B64_CHARS.sub(b"", data)
+    clean = data.translate(None, _B64_OTHERS)
     rest = len(clean) % 4
     clean = clean[:-1] if rest == 1 else clean + b"=" * ((4 - rest) % 4)
     try:
-        return base64.b64decode(clean)
+        return binascii.a2b_base64(clean)
     except (binascii.Error, ValueError):
         return b""
 
@@ -289,6 +316,8 @@ _SQL_HEX = re.compile(rb"0x((?:[0-9a-fA-F]{2})+)")
 
 def sql_hex_decode(data: bytes) -> bytes:
     """sqlHexDecode: 0xHHHH... to the bytes it spells (0x414243 is ABC)."""
+    if b"0x" not in data:
+        return data
     return _SQL_HEX.sub(lambda m: bytes.fromhex(m.group(1).decode()), data)
 
 
@@ -352,8 +381,55 @@ def approximate_in_streams(chain: tuple[str, ...]) -> bool:
 def apply(chain: tuple[str, ...], data: bytes) -> bytes:
     """Apply the transformations in order, each on at most MAX_INPUT bytes, each result cut to MAX_OUTPUT."""
     for name in chain:
-        fn = FUNCTIONS.get(name) or FUNCTIONS[name.lower()]
-        data = fn(data[:MAX_INPUT] if len(data) > MAX_INPUT else data)
-        if len(data) > MAX_OUTPUT:
-            data = data[:MAX_OUTPUT]
+        data = _bounded(FUNCTIONS.get(name) or FUNCTIONS[name.lower()], data)
     return data
+
+
+def _bounded(fn: Callable[[bytes], bytes], data: bytes) -> bytes:
+    data = fn(data[:MAX_INPUT] if len(data) > MAX_INPUT else data)
+    return data[:MAX_OUTPUT] if len(data) > MAX_OUTPUT else data
+
+
+class ChainSet:
+    """Several chains applied to the same input, as `apply` would, each common prefix computed once (CRS's
+    header chains mostly start with urlDecodeUni). Built once per engine: the prefixes form a tree, and `apply`
+    runs its steps (parent result, function) in order."""
+
+    __slots__ = ("chains", "outputs", "steps")
+
+    def __init__(self, chains: tuple[tuple[str, ...], ...]) -> None:
+        self.chains = chains
+        node: dict[tuple[str, ...], int] = {(): 0}  # prefix -> index of its result in the values list
+        steps: list[tuple[int, Callable[[bytes], bytes]]] = []
+        for chain in chains:
+            for k in range(1, len(chain) + 1):
+                if chain[:k] not in node:
+                    name = chain[k - 1]
+                    steps.append((node[chain[:k - 1]], FUNCTIONS.get(name) or FUNCTIONS[name.lower()]))
+                    node[chain[:k]] = len(steps)
+        fns = [fn for _parent, fn in steps]
+        # (parent, function, whether another step has the same function): different prefixes often give the
+        # same object (decoders with nothing to do return their input), so such a step looks for that
+        # function's result on that object first ("urlDecodeUni,cmdLine" after "utf8toUnicode" on ASCII)
+        self.steps = [(parent, fn, fns.count(fn) > 1) for parent, fn in steps]
+        self.outputs = [node[chain] for chain in chains]  # index of each chain's result
+
+    def apply(self, data: bytes) -> list[bytes]:
+        """Each chain's result on `data`, in the order of `chains`."""
+        values = [data]
+        done: dict[tuple[Callable[[bytes], bytes], int], bytes] = {}  # (function, id of input): result
+        for parent, fn, shared in self.steps:  # _bounded inlined: ~25 steps per header block
+            src = values[parent]
+            if shared:
+                key = (fn, id(src))  # values keeps every input alive: ids are not reused meanwhile
+                out = done.get(key)
+                if out is not None:
+                    values.append(out)
+                    continue
+            out = fn(src) if len(src) <= MAX_INPUT else fn(src[:MAX_INPUT])
+            if len(out) > MAX_OUTPUT:
+                out = out[:MAX_OUTPUT]
+            if shared:
+                done[key] = out
+            values.append(out)
+        return [values[i] for i in self.outputs]
