@@ -694,3 +694,38 @@ def test_no_scan_fills_the_shared_empty_hits(bundled_engine: RuleEngine) -> None
     assert dict(NO_HITS) == {}
     with pytest.raises(TypeError):  # read-only: a caller that tried to fill it fails at once
         NO_HITS[1] = [0, 0, None]  # type: ignore[index]
+
+
+def _units(engine: RuleEngine, pieces: list[bytes], unit: bool) -> list:
+    fs = engine.flow_scanner("udp-flow", "dns")
+    for i, piece in enumerate(pieces, 1):
+        fs.scan("raw", CLIENT, piece, i, i * 1000, unit)
+    fs.close()
+    return [(m.rule.name, m.frame) for m in fs.alerts]
+
+
+def test_a_datagram_is_scanned_alone(bundled_engine: RuleEngine) -> None:
+    """UDP content comes as units (applayer: flows without a reassembler): a card split across two datagrams
+    is not one card (as Suricata and NeuVector, which scan each datagram), while the same two pieces of a TCP
+    stream are; a card inside one datagram is found, on that datagram's frame, with its snippet."""
+    halves = [b"card " + VISA[:8], VISA[8:] + b" end"]
+    assert _units(bundled_engine, halves, unit=False) == [("rule.visa", 2)]
+    assert _units(bundled_engine, halves, unit=True) == []
+    assert _units(bundled_engine, [b"hello", b"card " + VISA + b" end", b"bye"], unit=True) == [("rule.visa", 2)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_anchor_holds_at_each_datagram(backend: str) -> None:
+    """^ anchors at the start of each unit, as at the start of each packet in Suricata; in a stream only at
+    the stream's start. A match at the very end of a datagram (a $ or a look-ahead there) is decided by the
+    datagram alone."""
+    rules = [Rule(70001, "anchored", "ids", 3, (Pattern(r"^PING\b", False, "body"),)),
+             Rule(70002, "at.end", "ids", 3, (Pattern(r"token=[a-z]+$", False, "body"),))]
+    calls = [b"hello", b"PING now", b"x token=abc"]
+    eng = engine_for(tuple(rules), backend)
+    for unit, want in ((True, [("anchored", 2), ("at.end", 3)]), (False, [("at.end", 3)])):
+        fs = eng.flow_scanner("f")
+        for i, data in enumerate(calls, 1):
+            fs.scan("raw", CLIENT, data, i, i, unit)
+        fs.close()
+        assert sorted((m.rule.name, m.frame) for m in fs.alerts) == want, unit

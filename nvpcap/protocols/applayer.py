@@ -262,7 +262,8 @@ class AppLayer:
             return
         if flow.scanner is None:
             flow.scanner = self.rules.flow_scanner(flow.serial, flow.app, flow.keys)
-        flow.scanner.scan(context, side, data, frame, ts_ns)
+        # a UDP flow's content comes one datagram at a time: each is scanned alone (no stream state is kept)
+        flow.scanner.scan(context, side, data, frame, ts_ns, flow.streams is None)
 
     def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:
         self.parser_errors += 1

@@ -61,6 +61,7 @@ from typing import Any
 from . import redact, transforms
 from .backends import (
     BLOCK_DBS,
+    NO_HITS,
     SIDE_KEY,
     WINDOW,
     DbPattern,
@@ -485,9 +486,10 @@ class FlowScanner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def scan(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+    def scan(self, context: str, side: int, data: bytes, frame: int, ts_ns: int, unit: bool = False) -> None:
         """One piece of content: url/header calls are whole units; body/sql/raw calls continue the stream of
-        that (context, side)."""
+        that (context, side), unless `unit` says the piece is a whole message (a UDP datagram): then it is
+        scanned alone, as Suricata and NeuVector scan a datagram, and no stream state is kept for it."""
         if context == "packet":
             context = "raw"
         db = CONTEXT_DB.get(context)
@@ -497,13 +499,14 @@ class FlowScanner:
             return
         view = self.engine.sides[side]
         if db in _STREAMED:
+            scan = self._scan_unit if unit else self._scan_stream
             stream = view.streams.get(db)
             if stream is not None:
-                self._scan_stream(stream, data, frame, ts_ns)
+                scan(stream, data, frame, ts_ns)
             for dbkey, chain in view.chains.get(db, ()):  # patterns with chunk-safe transformations
                 tdata = transforms.apply(chain, data)
                 if tdata:
-                    self._scan_stream(view.streams[dbkey], tdata, frame, ts_ns)
+                    scan(view.streams[dbkey], tdata, frame, ts_ns)
             return
         plan = view.block_plans.get(context)
         if plan is not None:
@@ -598,6 +601,18 @@ class FlowScanner:
                 del chunks[:3]  # the usual case: the oldest call left the window
             else:
                 _forget(chunks, start)
+
+    def _scan_unit(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
+        """A whole message of a stream context (a UDP datagram): a stream of its own, opened, scanned and closed
+        at once (its end-of-data matches included), with the message as the window."""
+        handle = self.engine.backend.stream(plan.key) if plan.key is not None else None
+        hits: Hits = NO_HITS
+        if handle is not None:
+            hits = _merged(handle.scan(data), handle.close())
+        if plan.wkey is not None:
+            hits = self._scan_window(hits, plan.wkey, data, 0)
+        if hits:
+            self._process(hits, plan.context, plan.side, data, 0, (len(data), frame, ts_ns), None, True)
 
     def _open(self, plan: _StreamPlan) -> _Stream:
         """A flow's stream of a database (plans exist only for databases with patterns on their side)."""
@@ -831,6 +846,23 @@ def _to_the_end(hits: Hits, windowed: frozenset[int], end: int) -> None:
     """Windowed prefilters report their first end only (SINGLEMATCH): candidates run from there to `end`."""
     for pid in windowed.intersection(hits):
         hits[pid] = [hits[pid][0], end, None]
+
+
+def _merged(a: Hits, b: Hits) -> Hits:
+    """The hits of one scan and of the close that follows it, as one call's hits."""
+    if not b:
+        return a
+    if not a:
+        return b
+    out = dict(a)
+    for pid, (first, last, ends) in b.items():
+        r = out.get(pid)
+        if r is None:
+            out[pid] = [first, last, ends]
+        else:
+            both = r[2] + ends if r[2] is not None and ends is not None else None
+            out[pid] = [min(r[0], first), max(r[1], last), both]
+    return out
 
 
 def _with_pending(hits: Hits, st: _Stream) -> Hits:
