@@ -59,8 +59,8 @@ class _Flow:
     """One flow the application layer still reads: its keys, streams and parser. (A slotted class rather
     than a dataclass: one is made per flow.)"""
 
-    __slots__ = ("app", "ctx", "done", "events", "fed", "identified", "keys", "parser", "product", "raw", "scanner",
-                 "serial", "streams", "threats")
+    __slots__ = ("app", "ctx", "done", "events", "fed0", "fed1", "identified", "keys", "parser", "product", "raw",
+                 "scanner", "serial", "streams", "threats")
 
     def __init__(self, serial: int, keys: tuple, streams: tuple[TcpReassembler, TcpReassembler] | None,
                  ctx: FlowContext) -> None:
@@ -71,7 +71,7 @@ class _Flow:
         self.identified = False
         self.app: str | None = None
         self.parser: Parser | None = None
-        self.fed = [0, 0]  # bytes read per direction (stream depth)
+        self.fed0 = self.fed1 = 0  # bytes read from the client / the server (stream depth; not a list: memory)
         self.events = 0
         self.threats: set[int] | frozenset[int] = _NO_THREATS  # a set of its own once one is raised
         self.product: str | None = None
@@ -232,14 +232,16 @@ class AppLayer:
         if flow.done:
             return
         depth = self.config.stream_depth
-        fed = flow.fed
-        have = fed[side]
+        have = flow.fed1 if side else flow.fed0
         if have >= depth:
             return
         data, missing, frame, ts_ns = chunk
         if have + len(data) > depth:
             data = data[: depth - have]
-        fed[side] = have + len(data)
+        if side:
+            flow.fed1 = have + len(data)
+        else:
+            flow.fed0 = have + len(data)
         if flow.raw and data:
             self.scan(flow, "raw", side, data, frame, ts_ns)
         parser = flow.parser
@@ -253,7 +255,7 @@ class AppLayer:
                 self._parser_failed(flow, exc, frame, ts_ns)
             parser = flow.parser
         parsing = parser is not None and not parser.done
-        if not (parsing or flow.raw) or (fed[0] >= depth and fed[1] >= depth):
+        if not (parsing or flow.raw) or (flow.fed0 >= depth and flow.fed1 >= depth):
             flow.done = True
 
     def scan(self, flow: _Flow, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
