@@ -9,8 +9,13 @@ MASK = "*"
 _NUMERIC_VALIDATORS = ("luhn", "ssn", "iban")
 
 
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b != 0x5C)  # shown as they are
+
+
 def printable(data: bytes) -> str:
     """Bytes as printable ASCII: \\n \\r \\t and \\xNN for the rest, backslash doubled."""
+    if not data.translate(None, _PLAIN):  # the common case: nothing to escape
+        return data.decode("ascii")
     out: list[str] = []
     for b in data:
         if 0x20 <= b < 0x7F:
@@ -27,6 +32,7 @@ def printable(data: bytes) -> str:
 
 
 def cap(text: str, limit: int = SNIPPET_MAX) -> str:
+    """At most `limit` characters, "..." marking a cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -58,7 +64,8 @@ def mask_secret(data: bytes, keep_first: int = KEEP_FIRST_CHARS) -> bytes:
 def snippet(category: str, validator: str | None, text: bytes) -> str:
     """The alert's snippet for the matched text of a rule of this category."""
     if category in ("waf", "ids"):
-        return cap(printable(text))
+        # every byte shows as at least one character: bytes past SNIPPET_MAX + 1 can only be cut off
+        return cap(printable(text[: SNIPPET_MAX + 1]))
     if validator in _NUMERIC_VALIDATORS or (validator is None and _mostly_digits(text)):
         return cap(printable(mask_digits(text)))
     return cap(printable(mask_secret(text)))
