@@ -703,4 +703,6 @@ def order_inputs(names: list[str]) -> list[str]:
     """Standard input first (it cannot be peeked), then files by first packet time, then by name."""
     stdin = [n for n in names if n == STDIN_NAME]
     files = [n for n in names if n != STDIN_NAME]
+    if len(files) < 2:
+        return stdin + files  # nothing to order: no file is opened twice
     return stdin + sorted(files, key=lambda n: (first_packet_time(n), n))
