@@ -289,7 +289,7 @@ def _pool_task(task: Task, spec: RunSpec) -> TaskResult:
     if not _tuned:  # as the CLI does: long-lived objects frozen, young ones collected less often
         build_config(spec)
         gc.freeze()
-        gc.set_threshold(20_000, 20, 100)
+        gc.set_threshold(100_000, 20, 100)
         _tuned = True
     if _queue is None:
         return analyze_task(task, spec)
