@@ -364,10 +364,9 @@ class AppLayer:
         rows, self.rows = self.rows, []
         if not rows:
             return []
-        for f in self.flows.values():
-            self.row_keys.setdefault(f.serial, f.keys)
         serials = sorted({r.serial for r in rows})
-        keys = [self.row_keys[s] for s in serials]
+        flows, closed = self.flows, self.row_keys  # a row's flow is still read, or closed with its keys kept
+        keys = [closed[s] if s in closed else flows[s].keys for s in serials]
         proto, c_hi, c_lo, s_hi, s_lo, cport, sport, first_ts = (np.array(col) for col in zip(*keys))
         cids, words = community_ids(proto.astype(np.int64), c_hi.astype(np.uint64), c_lo.astype(np.uint64),
                                     s_hi.astype(np.uint64), s_lo.astype(np.uint64), cport.astype(np.int64),
@@ -392,6 +391,5 @@ class AppLayer:
                 rec["app_proto"] = app
                 rec[app] = fields
             append(rec)
-        live = self.flows
-        self.row_keys = {s: k for s, k in self.row_keys.items() if s in live}
+        self.row_keys = {}  # every row of a closed flow was in this block (a closed flow writes no more)
         return out
