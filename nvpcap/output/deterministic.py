@@ -16,6 +16,7 @@ import json
 import polars as pl
 
 from .base import Sink, open_text
+from .jsontext import record_json
 
 # Sort keys (the same ones docs/golden.md lists). Ties left by them keep the pipeline's own order, which is
 # itself deterministic (one thread, inputs ordered by first packet time then name).
@@ -51,7 +52,7 @@ def scrub_summary(summary: dict) -> dict:
 
 
 def _dump(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+    return record_json(record) + "\n"
 
 
 class DeterministicSink(Sink):

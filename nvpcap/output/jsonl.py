@@ -1,11 +1,10 @@
 """JSON lines, one record per line, EVE-like: flows, alerts, anomalies, then one `stats` record."""
 from __future__ import annotations
 
-import json
-
 import polars as pl
 
 from .base import Sink, open_text
+from .jsontext import record_json
 
 
 class JsonlSink(Sink):
@@ -18,12 +17,13 @@ class JsonlSink(Sink):
             self.stream.write(flows.write_ndjson())
 
     def write_events(self, events: list[dict]) -> None:
+        write = self.stream.write
         for e in events:
-            self.stream.write(json.dumps(e, separators=(",", ":"), ensure_ascii=False, default=str) + "\n")
+            write(record_json(e) + "\n")
 
     def close(self, run_summary: dict) -> None:
         stats = {"event_type": "stats", **run_summary}
-        self.stream.write(json.dumps(stats, separators=(",", ":"), default=str) + "\n")
+        self.stream.write(record_json(stats) + "\n")
         self.stream.flush()
         if self._close:
             self.stream.close()
