@@ -34,3 +34,24 @@ def test_flow_records_have_the_documented_fields_and_stable_ids():
     assert tcp["ts"] == 1700000000.015
     assert tcp["event_type"] == "flow"
     assert (tcp["app_proto"], tcp["app_confidence"]) == ("http", "dpi")
+
+
+def test_record_json_writes_what_json_writes():
+    """orjson writes the JSON-lines records (output/jsontext.py): the same values as json for what records hold,
+    json's text for what orjson refuses (an integer beyond 64 bits, a lone surrogate), numpy float64 a number."""
+    import json
+
+    import numpy as np
+
+    from nvpcap.output.jsontext import record_json
+
+    def as_json(v):
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+
+    record = {"event_type": "dns", "ts": 1700000000.001626, "precision": 1.1920928955078125e-07, "ok": True,
+              "none": None, "text": "é\u2028\x01\"\\", "nested": {"answers": [{"rdata": "1.2.3.4", "ttl": 60}]},
+              "raw": b"\x00ab", 7: "int key", "n64": np.int64(5), "f64": np.float64(1.25)}
+    assert json.loads(record_json(record)) == json.loads(as_json(record))
+    for refused in ({"big": 2**70}, {"lone": "\udcff"}):
+        assert record_json(refused) == as_json(refused)
+    assert record_json({"nan": float("nan")}) in ('{"nan":null}', as_json({"nan": float("nan")}))
