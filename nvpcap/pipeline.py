@@ -27,7 +27,7 @@ from .decode.reader import (
     CaptureReader,
     RawBatch,
 )
-from .decode.sources import STDIN_NAME, open_capture
+from .decode.sources import STDIN_NAME, open_capture, shown_name
 from .protocols.applayer import AppLayer, AppLayerConfig, other_label
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
@@ -100,7 +100,7 @@ class FileSummary:
 
     def as_dict(self) -> dict:
         return {
-            "file": self.name, "format": self.format, "compression": self.compression,
+            "file": shown_name(self.name), "format": self.format, "compression": self.compression,
             "linktypes": self.linktypes, "sections": self.sections, "packets": self.packets,
             "outcomes": dict(sorted(self.outcomes.items())), "accounted": self.check_accounting(),
             "flows": self.flows, "flows_by_proto": dict(sorted(self.flows_by_proto.items())),
@@ -157,7 +157,7 @@ class _FileRun:
 
     def __init__(self, name: str, config: AnalyzeConfig, sink: RecordSink):
         self.summary = FileSummary(name=name)
-        self.display = "<stdin>" if name == STDIN_NAME else os.path.basename(name)
+        self.display = "<stdin>" if name == STDIN_NAME else shown_name(os.path.basename(name))
         self.ctx = FileContext(pcap_filename=self.display)
         self.sink = sink
         self.table = FlowTable(config.table)
@@ -486,7 +486,7 @@ class _StreamRun(_FileRun):
     def begin(self, name: str) -> FileSummary:
         self.summary = FileSummary(name=name)
         self.summaries.append(self.summary)
-        self.displays.append("<stdin>" if name == STDIN_NAME else os.path.basename(name))
+        self.displays.append("<stdin>" if name == STDIN_NAME else shown_name(os.path.basename(name)))
         self.starts = np.append(self.starts, np.int64(self.frames + 1))
         self.events.pcap_filename = self.displays[-1]  # records with no frame belong to the file being read
         return self.summary

@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from .decode.sources import shown_name
 from .records.flows import FLOW_SCHEMA
 from .session.kernel import HIST_MAX
 from .session.table import Timeouts
@@ -41,7 +42,7 @@ _CLOSED_STATES = {"SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "
 
 def display_name(name: str) -> str:
     """A run's input name as records show it in pcap_filename."""
-    return "<stdin>" if name == "-" else os.path.basename(name)
+    return "<stdin>" if name == "-" else shown_name(os.path.basename(name))
 
 
 def frame_counts_from_summary(run_summary: Mapping[str, Any]) -> dict[str, int]:

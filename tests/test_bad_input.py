@@ -509,3 +509,25 @@ def test_decoding_depends_only_on_the_captured_bytes(sample):
     a, b = (decode(one_packet(data, wire, linktype, after=fill * 64)) for fill in (b"\x00", b"\x0d"))
     for name in ("status", "l3_off", "l4_off", "payload_off", "payload_cap", "sport", "dport", "proto"):
         assert getattr(a, name)[0] == getattr(b, name)[0], name
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "zeek", "parquet"])
+def test_a_file_name_that_is_not_utf8_is_analysed(tmp_path, fmt):
+    """Linux file names are bytes: one that is not UTF-8 (Python holds it with a lone surrogate) is analysed
+    like any other, and records and the summary show it with U+FFFD (they used to fail on writing it)."""
+    import os
+    import shutil
+
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "http_ethernet.pcap", os.fsdecode(bytes(folder) + b"/caf\xff.pcap"))
+    out = tmp_path / "out" / f"records.{fmt}"
+    r = subprocess.run([sys.executable, "-m", "nvpcap", "analyze", str(folder), "--format", fmt, "-o", str(out),
+                        "--summary-json", str(tmp_path / "summary.json"), "-q"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    (entry,) = summary["files"]
+    assert entry["file"].endswith("caf\ufffd.pcap") and entry["flows"] == 2
+    if fmt == "jsonl":
+        names = {json.loads(line).get("pcap_filename") for line in out.read_text(encoding="utf-8").splitlines()}
+        assert "caf\ufffd.pcap" in names

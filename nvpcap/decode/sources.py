@@ -197,6 +197,12 @@ def expand_inputs(paths: Iterable[str]) -> tuple[list[str], list[str], list[str]
     return inputs, problems, skipped
 
 
+def shown_name(name: str) -> str:
+    """A file name as records and summaries show it: valid UTF-8 text. A byte of the name that is not UTF-8
+    (Python carries it as a lone surrogate) becomes U+FFFD, so no writer fails on the name."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def file_size(name: str) -> int | None:
     """Size on disk of a plain file, for progress; None for stdin."""
     if name == STDIN_NAME:
