@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 def _import_numba_without_blas() -> Any:
     """Import numba with its array-math module, hiding scipy.linalg meanwhile. numba probes for SciPy's BLAS
-    when that module loads, which costs ~28 MB of resident memory and ~0.14 s per process; nvpcap's kernels
+    when that module loads, which costs ~16 MiB of resident memory and ~0.14 s per process; nvpcap's kernels
     use no linear algebra. The hiding is undone afterwards, so scipy.linalg imports normally later."""
     hide = "scipy.linalg" not in sys.modules
     if hide:
