@@ -71,8 +71,8 @@ def _show_progress(quiet: bool) -> bool:
               "(*.toml), Suricata (*.rules), OWASP CRS (*.conf, or a directory of them).")
 @click.option("--no-bundled-rules", is_flag=True, help="Do not load the bundled DLP/secrets/WAF packs.")
 @click.option("--flows-only", is_flag=True,
-              help="Flow records only, ~7x faster than the default: no payload inspection (no identification, parsing, DLP/WAF "
-              "or protocol threats); app_proto comes from the server port (app_confidence port).")
+              help="Flow records only, ~7x faster than the default: no payload inspection (no identification, "
+              "parsing, DLP/WAF or protocol threats); app_proto comes from the server port (app_confidence port).")
 @click.option("--crs-paranoia", type=click.IntRange(1, 4), default=1, show_default=True,
               help="OWASP CRS rules (*.conf given to --rules) above this paranoia level are not loaded.")
 @click.option("--meter", "meter_settings", multiple=True, metavar="NAME.FIELD=VALUE",

@@ -108,7 +108,8 @@ class FileSummary:
             "anomalies": self.anomalies, "evicted_flows": self.evicted_flows,
             "peak_active_flows": self.peak_active_flows,
             "identification_forced": self.identification_forced, "events": self.events,
-            "events_suppressed": self.events_suppressed, "rule_alerts": self.rule_alerts, "parser_errors": self.parser_errors,
+            "events_suppressed": self.events_suppressed, "rule_alerts": self.rule_alerts,
+            "parser_errors": self.parser_errors,
             "parsing_evicted": self.parsing_evicted, "first_ts": self.first_ts, "last_ts": self.last_ts,
             "bytes_read": self.bytes_read, "seconds": round(self.seconds, 3),
             "issues": [{"kind": i.kind, "offset": i.offset, "message": i.message} for i in self.issues],
@@ -480,7 +481,8 @@ class _StreamRun(_FileRun):
         self.carried: set[int] = set()  # stream frames of fragments held across a file boundary
         self.reasm_seen = 0  # defrag.outcomes["fragment-reassembled"] already attributed to files
         self.lost_pending: list = []  # lost fragments of the batch in progress, attributed once it succeeded
-        self.counters = (0, 0, 0, 0, 0)  # evicted, identification forced, events suppressed, parser errors, parsing evicted
+        # evicted, identification forced, events suppressed, parser errors, parsing evicted
+        self.counters = (0, 0, 0, 0, 0)
 
     # -- files ---------------------------------------------------------------------------------------------
     def begin(self, name: str) -> FileSummary:
