@@ -27,7 +27,7 @@ from .decode.reader import (
     CaptureReader,
     RawBatch,
 )
-from .decode.sources import STDIN_NAME, open_capture, shown_name
+from .decode.sources import STDIN_NAME, display_name, open_capture, shown_name
 from .protocols.applayer import AppLayer, AppLayerConfig, other_label
 from .records.addresses import text as addr_text
 from .records.events import EventCollector
@@ -158,7 +158,7 @@ class _FileRun:
 
     def __init__(self, name: str, config: AnalyzeConfig, sink: RecordSink):
         self.summary = FileSummary(name=name)
-        self.display = "<stdin>" if name == STDIN_NAME else shown_name(os.path.basename(name))
+        self.display = display_name(name)
         self.ctx = FileContext(pcap_filename=self.display)
         self.sink = sink
         self.table = FlowTable(config.table)
@@ -488,7 +488,7 @@ class _StreamRun(_FileRun):
     def begin(self, name: str) -> FileSummary:
         self.summary = FileSummary(name=name)
         self.summaries.append(self.summary)
-        self.displays.append("<stdin>" if name == STDIN_NAME else shown_name(os.path.basename(name)))
+        self.displays.append(display_name(name))
         self.starts = np.append(self.starts, np.int64(self.frames + 1))
         self.events.pcap_filename = self.displays[-1]  # records with no frame belong to the file being read
         return self.summary

@@ -20,13 +20,12 @@ Two ways to run it, with the same rules:
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
-from .decode.sources import shown_name
+from .decode.sources import display_name
 from .records.flows import FLOW_SCHEMA
 from .session.kernel import HIST_MAX
 from .session.table import Timeouts
@@ -38,11 +37,6 @@ _SUMMED = ("missed_bytes", "truncated_pkts")
 _ONCE = set("ADIQadiq")  # Zeek records these once per direction
 _FIRST_REPEATABLE = set("SHFRshfr")  # recorded again only for a new SYN/FIN/RST: taken as retransmissions
 _CLOSED_STATES = {"SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "S2", "S3"}
-
-
-def display_name(name: str) -> str:
-    """A run's input name as records show it in pcap_filename."""
-    return "<stdin>" if name == "-" else shown_name(os.path.basename(name))
 
 
 def frame_counts_from_summary(run_summary: Mapping[str, Any]) -> dict[str, int]:

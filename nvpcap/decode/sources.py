@@ -203,6 +203,11 @@ def shown_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def display_name(name: str) -> str:
+    """An input as records name it in pcap_filename: its base name as text, `<stdin>` for standard input."""
+    return "<stdin>" if name == STDIN_NAME else shown_name(os.path.basename(name))
+
+
 def file_size(name: str) -> int | None:
     """Size on disk of a plain file, for progress; None for stdin."""
     if name == STDIN_NAME:

@@ -342,15 +342,9 @@ class AppLayer:
     def port_labels(self, ended: np.ndarray) -> list[tuple[str, str]]:
         """(app_proto, app_confidence) of ended flows whose payload was not read (`inspect` off): the server
         port's protocol for TCP/UDP, as `end` gives a flow without payload."""
-        table = self.identifier.port_table
-        out: list[tuple[str, str]] = []
-        for proto, port in zip(ended["proto"].tolist(), ended["sport"].tolist()):
-            if proto == 6 or proto == 17:
-                spec = table.get(("tcp" if proto == 6 else "udp", port))
-                out.append((spec.name, "port") if spec is not None else ("unknown", "none"))
-            else:
-                out.append(other_label(proto))
-        return out
+        by_port = self.identifier.by_port
+        return [by_port("tcp" if proto == 6 else "udp", port) if proto in (6, 17) else other_label(proto)
+                for proto, port in zip(ended["proto"].tolist(), ended["sport"].tolist())]
 
     # ---- event records ----
 

@@ -163,10 +163,12 @@ class Identifier:
         if serial in self.verdicts:
             app = self.verdicts.pop(serial)
             return (app, "dpi") if app is not None else ("unknown", "none")
-        by_port = self.port_table.get((transport, server_port))  # no payload to judge: the port suggests
-        if by_port is not None:
-            return by_port.name, "port"
-        return "unknown", "none"
+        return self.by_port(transport, server_port)
+
+    def by_port(self, transport: str, server_port: int) -> tuple[str, str]:
+        """(app_proto, app_confidence) when there is no payload to judge: the server port suggests it."""
+        spec = self.port_table.get((transport, server_port))
+        return (spec.name, "port") if spec is not None else ("unknown", "none")
 
 
 def _safe(spec: ProtocolSpec, client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
