@@ -512,13 +512,20 @@ class FlowScanner:
         if plan is not None:
             self._scan_chained(plan, view, context, side, data, frame, ts_ns)
             return
-        key = view.keys.get(context)
-        hits = self.engine.backend.block(key, data) if key is not None else None
+        hits = self._block(view.keys.get(context), data)
         if hits:
-            windowed = self.engine.windowed_pids
-            if windowed:
-                _to_the_end(hits, windowed, len(data))
             self._process(hits, context, side, data, 0, (len(data), frame, ts_ns), None, True)
+
+    def _block(self, key: str | None, data: bytes) -> Hits:
+        """One unit scanned by a block database; a windowed prefilter's candidate runs from its first end to the
+        unit's end (SINGLEMATCH reports only the first)."""
+        if key is None:
+            return NO_HITS
+        hits = self.engine.backend.block(key, data)
+        windowed = self.engine.windowed_pids
+        if hits and windowed:
+            _to_the_end(hits, windowed, len(data))
+        return hits
 
     def _scan_chained(self, plan: _BlockPlan, view: _Side, context: str, side: int, data: bytes, frame: int,
                       ts_ns: int) -> None:
@@ -531,21 +538,14 @@ class FlowScanner:
         for i in range(1, len(outs)):
             out = outs[i]
             group[i] = first.setdefault(out, i) if out else -1
-        backend, windowed, slot = self.engine.backend, self.engine.windowed_pids, plan.slot
+        slot = plan.slot
         found: list[Hits | None] = [None] * len(outs)
-        key = view.keys.get(context)
-        if key is not None:
-            found[0] = backend.block(key, data) or None
-            if found[0] and windowed:
-                _to_the_end(found[0], windowed, len(data))
+        found[0] = self._block(view.keys.get(context), data) or None
+        unchanged = group.count(0) > 1  # some chain gave the unit back as it is
         for out, g in first.items():
-            if g == 0 and group.count(0) == 1:
-                continue  # no chain gave the unit back unchanged
-            hits = backend.block(plan.chained_key, out)  # type: ignore[arg-type]
-            if not hits:
+            if g == 0 and not unchanged:
                 continue
-            if windowed:
-                _to_the_end(hits, windowed, len(out))
+            hits = self._block(plan.chained_key, out)
             for pid, r in hits.items():
                 i = slot[pid]
                 if i > 0 and group[i] == g:  # -1: a chain of the other side's (a database shared by both)
