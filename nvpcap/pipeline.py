@@ -6,6 +6,7 @@ Every packet read ends in exactly one outcome counter; `FileSummary.check_accoun
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -30,10 +31,11 @@ from .decode.reader import (
 from .decode.sources import STDIN_NAME, display_name, open_capture, shown_name
 from .protocols.applayer import AppLayer, AppLayerConfig, other_label
 from .records.addresses import text as addr_text
-from .records.events import EventCollector
+from .records.events import EventCollector, MutedEvents
 from .records.flows import FileContext, build_flow_frame
 from .session.kernel import H_S
 from .session.meters import MeterConfig, Meters
+from .session.shard import pair_owner
 from .session.table import FlowTable, FlowTableConfig
 
 FLOW_BLOCK = 1024  # ended flows turned into records at a time
@@ -57,6 +59,7 @@ class AnalyzeConfig:
     app: AppLayerConfig = field(default_factory=AppLayerConfig)
     threat_overrides: dict[int, bool] = field(default_factory=dict)  # threat id -> on/off
     meters: MeterConfig = field(default_factory=MeterConfig)  # NeuVector's meter thresholds (session/meters.py)
+    shard: tuple[int, int] = (0, 1)  # (k, n): this run owns the flows of shard k of n (session/shard.py)
 
 
 @dataclass
@@ -116,6 +119,29 @@ class FileSummary:
         }
 
 
+SHARD_FAILURES = ("internal-error", "worker-crash")  # issues a shard has of its own (others: the file's)
+_PER_SHARD = ("flows", "events", "rule_alerts", "alerts", "anomalies", "events_suppressed", "parser_errors",
+              "identification_forced", "parsing_evicted")
+
+
+def merge_shards(parts: list[FileSummary]) -> FileSummary:
+    """One file's summary from its shards' (session/shard.py). Every shard read the whole file: the packets,
+    their outcomes, the format and the flow table's counters come from one shard (the first that read the most:
+    a failed shard read nothing); what each shard saw of its own flows is added up, and each shard's own
+    failures are kept."""
+    base = max(parts, key=lambda s: s.packets)
+    merged = dataclasses.replace(base, outcomes=Counter(base.outcomes), flows_by_proto=Counter(),
+                                 issues=list(base.issues))
+    for name in _PER_SHARD:
+        setattr(merged, name, sum(getattr(p, name) for p in parts))
+    for p in parts:
+        merged.flows_by_proto.update(p.flows_by_proto)
+        merged.seconds = max(merged.seconds, p.seconds)
+        if p is not base:  # a failure every shard met (a crash on the file) is reported once
+            merged.issues += [i for i in p.issues if i.kind in SHARD_FAILURES and i not in merged.issues]
+    return merged
+
+
 def _session_columns(pb: PacketBatch) -> dict[str, np.ndarray]:
     """The flow table's view of a batch: the decoder's columns themselves, no copies (plus two derived)."""
     raw = pb.raw
@@ -164,7 +190,10 @@ class _FileRun:
         self.table = FlowTable(config.table)
         self.defrag = Defragmenter(timeout_s=config.fragment_timeout_s)
         self.events = EventCollector(self.display, overrides=dict(config.threat_overrides))
-        self.meters = Meters(config.meters, self.events, self.table.cfg)
+        self.shard, self.shards = config.shard
+        # packet-level events (decode, fragments, meters): written by shard 0 only
+        self.packet_events = self.events if self.shard == 0 else MutedEvents(self.display)
+        self.meters = Meters(config.meters, self.packet_events, self.table.cfg)
         self.internal_errors: list[CaptureIssue] = []
         self.stopped = False  # set when an internal error ended the reading of the current file
         self.pending: list[np.ndarray] = []
@@ -206,7 +235,11 @@ class _FileRun:
         self.id_serial[slot[fresh]] = serial[fresh]
         self.id_done[slot[fresh]] = False
         proto = cols["proto"][rows]
-        offer = np.flatnonzero((cols["paycap"][rows] > 0) & ((proto == 6) | (proto == 17)) & ~self.id_done[slot])
+        wanted = (cols["paycap"][rows] > 0) & ((proto == 6) | (proto == 17)) & ~self.id_done[slot]
+        if self.shards > 1:
+            wanted &= pair_owner(cols["src_hi"][rows], cols["src_lo"][rows], cols["dst_hi"][rows],
+                                 cols["dst_lo"][rows], self.shards) == self.shard
+        offer = np.flatnonzero(wanted)
         if offer.shape[0] == 0:
             return
         # plain lists for the loop: element access on numpy arrays costs more than the work itself
@@ -254,7 +287,10 @@ class _FileRun:
 
     def emit_flows(self, ended: np.ndarray, final: bool = False) -> None:
         """Queue ended flows; records are built and written in blocks of FLOW_BLOCK flows (fewer, larger
-        frames cost less per flow), and at the end of the file."""
+        frames cost less per flow), and at the end of the file. A shard keeps only the flows it owns."""
+        if self.shards > 1 and ended.shape[0]:
+            ended = ended[pair_owner(ended["c_hi"], ended["c_lo"], ended["s_hi"], ended["s_lo"], self.shards)
+                          == self.shard]
         if ended.shape[0]:
             self.pending.append(ended)
             self.pending_n += ended.shape[0]
@@ -306,12 +342,14 @@ class _FileRun:
     def note_reader(self, summary: FileSummary, reader: CaptureReader) -> None:
         """What the reader found about the file: its format, and its problems (each an anomaly record; packets
         they made unreadable counted), with the internal errors of the analysis."""
-        for issue in reader.issues + self.internal_errors:
+        # a shard's own failures are its to report; the file's problems are shard 0's
+        owned = [(i, self.packet_events) for i in reader.issues] + [(i, self.events) for i in self.internal_errors]
+        for issue, events in owned:
             summary.packets += issue.packets
             if issue.packets:
                 summary.outcomes["unreadable-record"] += issue.packets
-            self.events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
-                                offset=issue.offset)
+            events.anomaly("capture", issue.kind, None, None, f"{issue.message} (offset {issue.offset})",
+                           offset=issue.offset)
         summary.issues = reader.issues + self.internal_errors
         summary.format = reader.format
         summary.linktypes = sorted(reader.linktypes)
@@ -332,24 +370,24 @@ class _FileRun:
             ts, frame = int(raw.ts_ns[i]), int(raw.frame_no[i])
             if code == st.UNSUPPORTED_LINKTYPE:
                 lt = int(raw.linktype[i])
-                self.events.anomaly("decode", name, ts, frame, f"link type {lt} is not decoded")
+                self.packet_events.anomaly("decode", name, ts, frame, f"link type {lt} is not decoded")
                 continue
             extra = {}
             if pb.ip_version[i]:
                 extra = {"src_ip": _addr(pb.src_hi[i], pb.src_lo[i]), "dest_ip": _addr(pb.dst_hi[i], pb.dst_lo[i]),
                          "proto": int(pb.proto[i])}
-            self.events.anomaly("decode", name, ts, frame, _ANOMALY_TEXT.get(code, name), **extra)
+            self.packet_events.anomaly("decode", name, ts, frame, _ANOMALY_TEXT.get(code, name), **extra)
             if st.is_malformed(code) and pb.ip_version[i]:
                 sport = int(pb.sport[i]) if pb.proto[i] in (6, 17) else None
                 dport = int(pb.dport[i]) if pb.proto[i] in (6, 17) else None
-                self.events.threat(2001, ts, frame, (int(pb.src_hi[i]), int(pb.src_lo[i])),
-                                   (int(pb.dst_hi[i]), int(pb.dst_lo[i])), int(pb.proto[i]), sport, dport,
-                                   f"Invalid.Packet.Format: {name}")
+                self.packet_events.threat(2001, ts, frame, (int(pb.src_hi[i]), int(pb.src_lo[i])),
+                                          (int(pb.dst_hi[i]), int(pb.dst_lo[i])), int(pb.proto[i]), sport, dport,
+                                          f"Invalid.Packet.Format: {name}")
         mss = np.flatnonzero((pb.status == st.OK) & ((pb.pkt_flags & st.F_SMALL_MSS) != 0))
         for i in mss.tolist():
-            self.events.threat(2025, int(raw.ts_ns[i]), int(raw.frame_no[i]), (int(pb.src_hi[i]), int(pb.src_lo[i])),
-                               (int(pb.dst_hi[i]), int(pb.dst_lo[i])), int(pb.proto[i]), int(pb.sport[i]),
-                               int(pb.dport[i]), "TCP MSS option below 256")
+            self.packet_events.threat(2025, int(raw.ts_ns[i]), int(raw.frame_no[i]),
+                                      (int(pb.src_hi[i]), int(pb.src_lo[i])), (int(pb.dst_hi[i]), int(pb.dst_lo[i])),
+                                      int(pb.proto[i]), int(pb.sport[i]), int(pb.dport[i]), "TCP MSS option below 256")
 
     def note_reassembled(self, reasm: Reassembled | None) -> None:
         if reasm is None:
@@ -358,16 +396,18 @@ class _FileRun:
         self.summary.reassembled_datagrams += len(rp)
         for i in np.flatnonzero(rp.status != st.OK).tolist():
             code = int(rp.status[i])
-            self.events.anomaly("decode", "reassembled-" + st.NAMES[code], int(rp.raw.ts_ns[i]),
-                                int(rp.raw.frame_no[i]), "reassembled datagram does not decode: " + st.NAMES[code])
+            self.packet_events.anomaly("decode", "reassembled-" + st.NAMES[code], int(rp.raw.ts_ns[i]),
+                                       int(rp.raw.frame_no[i]),
+                                       "reassembled datagram does not decode: " + st.NAMES[code])
 
     def note_fragment_threats(self) -> None:
         for lost in self.defrag.lost:
-            self.events.anomaly("defrag", lost.outcome, lost.ts_ns, lost.frame, _FRAGMENT_TEXT[lost.outcome])
+            self.packet_events.anomaly("defrag", lost.outcome, lost.ts_ns, lost.frame,
+                                       _FRAGMENT_TEXT[lost.outcome])
         self.defrag.lost.clear()
         for t in self.defrag.threats:
-            self.events.threat(t.threat_id, t.ts_ns, t.frame, (t.src_hi, t.src_lo), (t.dst_hi, t.dst_lo), t.proto,
-                               None, None, t.message)
+            self.packet_events.threat(t.threat_id, t.ts_ns, t.frame, (t.src_hi, t.src_lo), (t.dst_hi, t.dst_lo),
+                                      t.proto, None, None, t.message)
         self.defrag.threats.clear()
 
 

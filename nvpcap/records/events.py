@@ -93,3 +93,17 @@ class EventCollector:
             rec["count"] = agg.count
             out.append(rec)
         return out
+
+
+class MutedEvents(EventCollector):
+    """The packet-level events of a worker that owns only some of a file's flows (session/shard.py): worker 0
+    writes them, the others record nothing (and the meters, seeing every threat off, do no work)."""
+
+    def enabled(self, threat_id: int) -> bool:
+        return False
+
+    def threat(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def anomaly(self, *args: object, **kwargs: object) -> None:
+        return None
