@@ -84,8 +84,10 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report: protocol mix, top talkers, alerts, capture quality.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Files analysed at once, one per worker process (with --executor dask and no --scheduler: the "
-              "LocalCluster's workers); the records are those of a serial run, in the same order. docs/scale.md.")
+              help="Worker processes: files analysed at once, one per worker (with --executor dask and no "
+              "--scheduler: the LocalCluster's workers); the records are those of a serial run, in the same order. "
+              "With at least two jobs per file, each file of 64 MiB or more is split across jobs/files workers by "
+              "address pair: the same records, the file's in shard order. docs/scale.md.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where files are analysed: local processes, or a Dask cluster (pip install 'nvpcap[dask]').")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786); implies "

@@ -9,6 +9,10 @@ function and the records are those of a serial run, in the same order:
   (output/parts.py: the log of the sink calls, in a temporary directory) and the parent replays the parts into
   the user's sink in input order, one block at a time, deleting each as it goes: memory stays bounded by one
   block, and the sink sees the very calls a serial run would have made.
+- A large file with at least two jobs for it (at most jobs / 2 files, local executor, plain sink) is split:
+  jobs // files workers each read the whole file and keep the whole flow table, and each inspects and writes
+  the flows of the address pairs it owns (session/shard.py); its parts are replayed shard after shard and the
+  summaries merged (`merge_shards`). The records are a serial run's; only their order within the file differs.
 - `executor="dask"`: the same function as Dask tasks; the part comes back as bytes (workers need not share the
   parent's disk, but must read the inputs and rule files at the same paths).
 - Partitioned Parquet (`PartitionedParquetSink`, `-o DIR/`): each worker writes its input's two part files
@@ -43,7 +47,7 @@ from typing import Any
 from . import __version__
 from .decode.reader import CaptureIssue
 from .decode.sources import STDIN_NAME, file_size
-from .pipeline import AnalyzeConfig, FileSummary, analyze_file
+from .pipeline import AnalyzeConfig, FileSummary, analyze_file, merge_shards
 from .protocols.applayer import DEFAULT_MAX_PARSED_FLOWS, DEFAULT_STREAM_DEPTH, AppLayerConfig
 from .session.meters import parse_meter_settings
 from .session.table import FlowTableConfig
@@ -51,6 +55,7 @@ from .session.table import FlowTableConfig
 EXECUTORS = ("local", "dask")
 PROGRESS_STEP = 4 << 20  # bytes a worker reads between progress reports
 CRASH_HOOK = "NVPCAP_TEST_CRASH_INPUT"  # tests: a pool worker given the file of this base name dies (os._exit)
+SHARD_MIN_BYTES = 64 << 20  # with fewer files than jobs, files at least this large are split across workers
 
 
 # -- what a run is: picklable, hashable ------------------------------------------------------------------------
@@ -191,6 +196,8 @@ class Task:
     flows_path: str | None = None  # mode parquet: where the parts go; None: return bytes
     events_path: str | None = None
     tee: bool = False  # mode parquet: also write the part log (part_path, or bytes), for run_inputs' `tee`
+    shard: int = 0  # this task owns the flows of shard `shard` of `shards` (session/shard.py)
+    shards: int = 1
 
 
 @dataclass
@@ -203,6 +210,7 @@ class TaskResult:
     events: bytes | None = None
     flow_rows: int = 0
     event_rows: int = 0
+    shard: int = 0
 
 
 class _Both:
@@ -226,6 +234,8 @@ def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | No
     from .output.parts import PartWriter
 
     config = build_config(spec)
+    if task.shards > 1:
+        config = dataclasses.replace(config, shard=(task.shard, task.shards))
     stream: Any = None
     log = parquet = None
     if task.mode == "part" or task.tee:
@@ -238,7 +248,7 @@ def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | No
             parquet = ParquetPartWriter(task.flows_path, task.events_path)
         sink = parquet if log is None else log if parquet is None else _Both(parquet, log)
         summary = analyze_file(task.path, sink, config, progress)
-        result = TaskResult(task.index, summary)
+        result = TaskResult(task.index, summary, shard=task.shard)
         if log is not None:
             log.close()
             result.part = stream.getvalue() if isinstance(stream, io.BytesIO) else None
@@ -260,7 +270,7 @@ def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | No
 def failed_result(task: Task, kind: str, message: str) -> TaskResult:
     summary = FileSummary(name=task.name)
     summary.issues.append(CaptureIssue(kind, 0, message))
-    return TaskResult(task.index, summary, ok=False)
+    return TaskResult(task.index, summary, ok=False, shard=task.shard)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -291,7 +301,7 @@ def _pool_task(task: Task, spec: RunSpec) -> TaskResult:
         gc.freeze()
         gc.set_threshold(100_000, 20, 100)
         _tuned = True
-    if _queue is None:
+    if _queue is None or task.shard:  # the shards of a file read it all: shard 0 reports progress
         return analyze_task(task, spec)
     pending = [0]
 
@@ -460,7 +470,8 @@ def check_executor(executor: str) -> None:
 def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, executor: str = "local",
                scheduler: Any = None, progress: Callable[[int], None] | None = None, *,
                on_file: Callable[[FileSummary], None] | None = None, log: Callable[[str], None] | None = None,
-               tee: Any = None, mp_context: str | None = None, tmp_dir: str | None = None) -> list[FileSummary]:
+               tee: Any = None, mp_context: str | None = None, tmp_dir: str | None = None,
+               shard_min_bytes: int = SHARD_MIN_BYTES) -> list[FileSummary]:
     """Analyse `names` (in this order: give it `order_inputs`' order) into `sink`; one FileSummary per input, in
     the same order. The records reach the sink as a serial run writes them, whatever `jobs` and `executor`.
 
@@ -471,6 +482,9 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
     A `PartitionedParquetSink` gets one pair of part files per input, written by the workers, and resumes; `tee`
     (e.g. the `--report` collector) then also gets every record of the inputs analysed in this run, in input
     order, as a plain sink would (inputs skipped by resume are not analysed, so they are not in it).
+    With fewer files than jobs (local executor, plain sink), each file of at least `shard_min_bytes` is split
+    across jobs // files workers by address pair (session/shard.py): the same records as a serial run, the
+    file's in shard order, and one merged summary.
     """
     check_executor(executor)
     jobs = max(int(jobs), 1)
@@ -486,8 +500,9 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
         if on_file is not None:
             on_file(summary)
 
+    shards = _shards(names, spec, jobs, executor, partitioned, shard_min_bytes)
     # serial: today's loop
-    if executor == "local" and (jobs == 1 or len(names) <= 1) and not partitioned:
+    if executor == "local" and (jobs == 1 or len(names) <= 1) and not partitioned and not shards:
         config = build_config(spec)
         for i, name in enumerate(names):
             finish(i, analyze_file(name, sink, config, progress=progress))
@@ -513,6 +528,9 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
             remote = executor == "dask"
             task = Task(i, name, path, "parquet", flows_path=None if remote else plan.flows_path,
                         events_path=None if remote else plan.events_path, tee=tee is not None)
+        elif i in shards:
+            tasks += [Task(i, name, path, shard=k, shards=shards[i]) for k in range(shards[i])]
+            continue
         else:
             task = Task(i, name, path)
         (local if name == STDIN_NAME else tasks).append(task)
@@ -534,9 +552,24 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
 
     replaying = target is not None
     tmp = tempfile.mkdtemp(prefix="nvpcap-parts-", dir=tmp_dir) if replaying else None
-    ready: dict[int, TaskResult] = {}
-    order = sorted(t.index for t in tasks + (local if partitioned else []))
+    ready: dict[tuple[int, int], TaskResult] = {}
+    order = sorted((t.index, t.shard) for t in tasks + (local if partitioned else []))
     cursor = [0]
+    shard_summaries: dict[int, list[FileSummary]] = {}
+
+    def finish_shard(result: TaskResult) -> None:
+        """A file split across workers is finished when its last shard is: one merged summary."""
+        n = shards.get(result.index, 1)
+        if n == 1:
+            finish(result.index, result.summary)
+            return
+        parts = shard_summaries.setdefault(result.index, [])
+        parts.append(result.summary)
+        if len(parts) == n:
+            del shard_summaries[result.index]
+            merged = merge_shards(parts)
+            merged.name = names[result.index]
+            finish(result.index, merged)
 
     def feed() -> None:
         """Replay the parts that are next in input order into the user's sink (or the tee)."""
@@ -545,7 +578,7 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
         while cursor[0] < len(order) and order[cursor[0]] in ready:
             result = ready.pop(order[cursor[0]])
             cursor[0] += 1
-            path = os.path.join(tmp, f"{result.index}.part")  # type: ignore[arg-type]
+            path = os.path.join(tmp, _part_name(result.index, result.shard))  # type: ignore[arg-type]
             if result.ok:
                 if result.part is not None:
                     replay_bytes(result.part, target)
@@ -554,12 +587,12 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
                         replay(fh, target)
             if os.path.exists(path):
                 os.unlink(path)
-            finish(result.index, result.summary)
+            finish_shard(result)
 
     def done(result: TaskResult) -> None:
         size = result.summary.bytes_read or (file_size(names[result.index]) or 0)
         rest = size - reported.get(result.index, 0)
-        if rest > 0:
+        if rest > 0 and result.shard == 0:
             advanced(result.index, rest)
         if partitioned:
             plan = plans[result.index]
@@ -570,20 +603,21 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
             if not replaying:
                 finish(result.index, result.summary)
                 return
-        ready[result.index] = result
+        ready[(result.index, result.shard)] = result
         feed()
 
     try:
         for t in local:  # standard input, first in order: straight into the sink (or its parts), here
             if partitioned:
-                t.part_path = os.path.join(tmp, f"{t.index}.part") if replaying else None  # type: ignore[arg-type]
+                t.part_path = os.path.join(tmp, _part_name(t.index)) if replaying else None  # type: ignore[arg-type]
                 done(analyze_task(t, spec, progress))
             else:
                 config = config or build_config(spec)
                 finish(t.index, analyze_file(t.name, sink, config, progress=progress))
         if replaying:
             for t in tasks:
-                t.part_path = None if executor == "dask" else os.path.join(tmp, f"{t.index}.part")  # type: ignore[arg-type]
+                if executor != "dask":
+                    t.part_path = os.path.join(tmp, _part_name(t.index, t.shard))  # type: ignore[arg-type]
         if executor == "dask":
             _run_dask(tasks, spec.absolute(), jobs, scheduler, done, log)
         elif jobs == 1 or len(tasks) <= 1:
@@ -601,6 +635,22 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return summaries  # type: ignore[return-value]
+
+
+def _shards(names: list[str], spec: RunSpec, jobs: int, executor: str, partitioned: bool,
+            min_bytes: int) -> dict[int, int]:
+    """Input index -> workers sharing that file, for the files worth splitting: with fewer files than jobs,
+    on the local executor (every worker reads the whole file), into a plain sink (a partitioned Parquet folder
+    keeps one part per file), with payload inspection on (--flows-only has little to split)."""
+    files = [i for i, name in enumerate(names) if name != STDIN_NAME]
+    if executor != "local" or partitioned or spec.flows_only or not files or jobs < 2 * len(files):
+        return {}
+    per = jobs // len(files)
+    return {i: per for i in files if (file_size(names[i]) or 0) >= min_bytes}
+
+
+def _part_name(index: int, shard: int = 0) -> str:
+    return f"{index}.{shard}.part"
 
 
 def make_sink(fmt: str, output: str | None, deterministic: bool = False, resume: bool = True) -> Any:
