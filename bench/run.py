@@ -33,7 +33,7 @@ DEFAULT_NVPCAP_CMD = f"{shlex.quote(sys.executable)} -m nvpcap analyze {{file}} 
 # paranoia 1 from Debian's modsecurity-crs, and generated ET-style Suricata rules up to 500)
 RULES500_ET = BENCH_DIR / "data" / "et-generated.rules"
 CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
-ALL_TOOLS = ("nvpcap", "nvpcap-flows", "nvpcap-rules500", "tshark", "ndpiReader")
+ALL_TOOLS = ("nvpcap", "nvpcap-flows", "nvpcap-rules500", "nvpcap-j2", "tshark", "ndpiReader")
 BASELINES = ("tshark", "ndpiReader")
 
 
@@ -93,6 +93,8 @@ def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
         + ["--rules", str(CRS_RULES), "--rules", str(RULES500_ET)],
         # nvpcap-flows: flow records only (--flows-only: no payload inspection), the pipeline of tshark's conv
         "nvpcap-flows": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["--flows-only"],
+        # nvpcap-j2: the default run on two cores (one large file is split by address pair: docs/scale.md)
+        "nvpcap-j2": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["-j", "2"],
         "tshark": ["tshark", "-r", str(pcap), "-q", "-z", "conv,tcp"],
         # Without -q ndpiReader prints only its summary (per-flow output needs -v),
         # which we parse to check that it read every packet.
