@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import pcapgen as g
-from conftest import SAMPLES
+from conftest import SAMPLES, shared_files
 from nvpcap.executor import CRASH_HOOK, RunSpec, _shards, build_config, run_inputs
 from nvpcap.output.jsonl import JsonlSink
 from nvpcap.output.memory import MemorySink
@@ -106,6 +106,15 @@ def test_the_shards_of_every_sample_give_the_serial_records(name):
     for path in paths:
         serial, summary = records(str(path))
         lines, merged = sharded(str(path), 2)
+        assert sorted(lines) == sorted(serial), path.name
+        assert comparable(merged) == comparable(summary), path.name
+
+
+def test_the_shards_of_the_real_captures_give_the_serial_records(shared_pcaps):
+    """The public captures of ../shared (real traffic: many address pairs, tunnels, fragments, odd packets)."""
+    for path in shared_files():
+        serial, summary = records(str(path))
+        lines, merged = sharded(str(path), 3)
         assert sorted(lines) == sorted(serial), path.name
         assert comparable(merged) == comparable(summary), path.name
 
