@@ -86,8 +86,8 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes: files analysed at once, one per worker (with --executor dask and no "
               "--scheduler: the LocalCluster's workers); the records are those of a serial run, in the same order. "
-              "With at least two jobs per file, each file of 64 MiB or more is split across jobs/files workers by "
-              "address pair: the same records, the file's in shard order. docs/scale.md.")
+              "A file of 64 MiB or more whose share of the input bytes is worth two jobs or more is split across "
+              "that many workers by address pair: the same records, the file's in shard order. docs/scale.md.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where files are analysed: local processes, or a Dask cluster (pip install 'nvpcap[dask]').")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786); implies "

@@ -9,8 +9,8 @@ function and the records are those of a serial run, in the same order:
   (output/parts.py: the log of the sink calls, in a temporary directory) and the parent replays the parts into
   the user's sink in input order, one block at a time, deleting each as it goes: memory stays bounded by one
   block, and the sink sees the very calls a serial run would have made.
-- A large file with at least two jobs for it (at most jobs / 2 files, local executor, plain sink) is split:
-  jobs // files workers each read the whole file and keep the whole flow table, and each inspects and writes
+- A large file whose share of the input bytes is worth two jobs or more (local executor, plain sink) is split:
+  that many workers each read the whole file and keep the whole flow table, and each inspects and writes
   the flows of the address pairs it owns (session/shard.py); its parts are replayed shard after shard and the
   summaries merged (`merge_shards`). The records are a serial run's; only their order within the file differs.
 - `executor="dask"`: the same function as Dask tasks; the part comes back as bytes (workers need not share the
@@ -482,9 +482,9 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
     A `PartitionedParquetSink` gets one pair of part files per input, written by the workers, and resumes; `tee`
     (e.g. the `--report` collector) then also gets every record of the inputs analysed in this run, in input
     order, as a plain sink would (inputs skipped by resume are not analysed, so they are not in it).
-    With fewer files than jobs (local executor, plain sink), each file of at least `shard_min_bytes` is split
-    across jobs // files workers by address pair (session/shard.py): the same records as a serial run, the
-    file's in shard order, and one merged summary.
+    A file of at least `shard_min_bytes` whose share of the input bytes is worth two jobs or more (local
+    executor, plain sink) is split across that many workers by address pair (`_shards`, session/shard.py): the
+    same records as a serial run, the file's in shard order, and one merged summary.
     """
     check_executor(executor)
     jobs = max(int(jobs), 1)
@@ -639,14 +639,20 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
 
 def _shards(names: list[str], spec: RunSpec, jobs: int, executor: str, partitioned: bool,
             min_bytes: int) -> dict[int, int]:
-    """Input index -> workers sharing that file, for the files worth splitting: with fewer files than jobs,
-    on the local executor (every worker reads the whole file), into a plain sink (a partitioned Parquet folder
-    keeps one part per file), with payload inspection on (--flows-only has little to split)."""
-    files = [i for i, name in enumerate(names) if name != STDIN_NAME]
-    if executor != "local" or partitioned or spec.flows_only or not files or jobs < 2 * len(files):
+    """Input index -> workers sharing that file: a file of at least `min_bytes` gets the jobs its share of the
+    input bytes is worth (jobs * size / total, rounded down), when that is two or more. Only on the local
+    executor (every worker reads the whole file), into a plain sink (a partitioned Parquet folder keeps one part
+    per file), with payload inspection on (--flows-only has little to split)."""
+    if executor != "local" or partitioned or spec.flows_only or jobs < 2:
         return {}
-    per = jobs // len(files)
-    return {i: per for i in files if (file_size(names[i]) or 0) >= min_bytes}
+    sizes = {i: file_size(name) or 0 for i, name in enumerate(names) if name != STDIN_NAME}
+    total = sum(sizes.values())
+    out = {}
+    for i, size in sizes.items():
+        share = jobs * size // total if total else 0
+        if size >= min_bytes and share >= 2:
+            out[i] = min(share, jobs)
+    return out
 
 
 def _part_name(index: int, shard: int = 0) -> str:

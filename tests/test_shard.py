@@ -141,9 +141,13 @@ def test_which_files_are_split(tmp_path):
     small.write_bytes(b"\0" * 10)
     names = [str(big), str(small)]
     spec = RunSpec()
-    assert _shards(names, spec, 4, "local", False, 100) == {0: 2}
-    assert _shards(names, spec, 8, "local", False, 100) == {0: 4}
-    assert _shards(names, spec, 3, "local", False, 100) == {}  # fewer than two jobs per file
+    # the big file's share of the bytes (1000 of 1010) is worth jobs * 1000 // 1010 workers
+    assert _shards(names, spec, 4, "local", False, 100) == {0: 3}
+    assert _shards(names, spec, 8, "local", False, 100) == {0: 7}
+    assert _shards(names, spec, 2, "local", False, 100) == {}  # 1.98 jobs' worth: one worker
+    assert _shards([str(big), str(big)], spec, 3, "local", False, 100) == {}  # 1.5 jobs each: not worth it
+    assert _shards([str(big), str(big)], spec, 4, "local", False, 100) == {0: 2, 1: 2}
+    assert _shards(names, spec, 4, "local", False, 2000) == {}  # below the size worth splitting
     assert _shards(names, spec, 4, "dask", False, 100) == {}  # Dask workers get whole files
     assert _shards(names, spec, 4, "local", True, 100) == {}  # a partitioned folder keeps one part per file
     assert _shards(names, RunSpec(flows_only=True), 4, "local", False, 100) == {}
