@@ -9,7 +9,7 @@ function and the records are those of a serial run, in the same order:
   (output/parts.py: the log of the sink calls, in a temporary directory) and the parent replays the parts into
   the user's sink in input order, one block at a time, deleting each as it goes: memory stays bounded by one
   block, and the sink sees the very calls a serial run would have made.
-- A large file whose share of the input bytes is worth two jobs or more (local executor, plain sink) is split:
+- A large file whose share of the input bytes is worth two jobs or more (local executor) is split:
   that many workers each read the whole file and keep the whole flow table, and each inspects and writes
   the flows of the address pairs it owns (session/shard.py); its parts are replayed shard after shard and the
   summaries merged (`merge_shards`). The records are a serial run's; only their order within the file differs.
@@ -41,7 +41,7 @@ from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import __version__
@@ -483,8 +483,9 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
     (e.g. the `--report` collector) then also gets every record of the inputs analysed in this run, in input
     order, as a plain sink would (inputs skipped by resume are not analysed, so they are not in it).
     A file of at least `shard_min_bytes` whose share of the input bytes is worth two jobs or more (local
-    executor, plain sink) is split across that many workers by address pair (`_shards`, session/shard.py): the
-    same records as a serial run, the file's in shard order, and one merged summary.
+    executor) is split across that many workers by address pair (`_shards`, session/shard.py): the same
+    records as a serial run, the file's in shard order, and one merged summary (a partitioned folder still gets
+    one pair of parts for it: the shards' files concatenated).
     """
     check_executor(executor)
     jobs = max(int(jobs), 1)
@@ -500,7 +501,8 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
         if on_file is not None:
             on_file(summary)
 
-    shards = _shards(names, spec, jobs, executor, partitioned, shard_min_bytes)
+    # inputs split across workers (a partitioned folder's: among those not skipped by resume, below)
+    shards = {} if partitioned else _shards(names, spec, jobs, executor, shard_min_bytes)
     # serial: today's loop
     if executor == "local" and (jobs == 1 or len(names) <= 1) and not partitioned and not shards:
         config = build_config(spec)
@@ -525,15 +527,22 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
                 finish(i, summary_from_dict(plan.summary))
                 continue
             plans[i] = plan
-            remote = executor == "dask"
-            task = Task(i, name, path, "parquet", flows_path=None if remote else plan.flows_path,
-                        events_path=None if remote else plan.events_path, tee=tee is not None)
-        elif i in shards:
+            continue
+        if i in shards:
             tasks += [Task(i, name, path, shard=k, shards=shards[i]) for k in range(shards[i])]
             continue
         else:
             task = Task(i, name, path)
         (local if name == STDIN_NAME else tasks).append(task)
+    shard_dir = None  # a partitioned folder's: the shards' part files, until they are one part
+    if partitioned:
+        shards = _shards(names, spec, jobs, executor, shard_min_bytes, only=plans)
+        if shards:
+            shard_dir = tempfile.mkdtemp(prefix=".nvpcap-shards-", dir=sink.dir)
+        for i, plan in plans.items():
+            tasks_i = _parquet_tasks(i, names[i], plan, shards.get(i, 1), executor == "dask", tee is not None,
+                                     shard_dir)
+            (local if names[i] == STDIN_NAME else tasks).extend(tasks_i)
     if partitioned and tee is not None and log is not None and len(tasks) + len(local) < len(names):
         log(f"{len(names) - len(tasks) - len(local)} input(s) skipped by resume are not in the report "
             "(--no-resume analyses them again)")
@@ -556,6 +565,7 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
     order = sorted((t.index, t.shard) for t in tasks + (local if partitioned else []))
     cursor = [0]
     shard_summaries: dict[int, list[FileSummary]] = {}
+    shard_results: dict[int, list[TaskResult]] = {}  # partitioned: an input's results until all are in
 
     def finish_shard(result: TaskResult) -> None:
         """A file split across workers is finished when its last shard is: one merged summary."""
@@ -595,13 +605,14 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
         if rest > 0 and result.shard == 0:
             advanced(result.index, rest)
         if partitioned:
-            plan = plans[result.index]
-            if result.ok:
-                if result.flows is not None:
-                    sink.store(plan, result.flows, result.events)
-                sink.commit(plan, digest, summary_to_dict(result.summary), result.flow_rows, result.event_rows)
+            group = shard_results.setdefault(result.index, [])
+            group.append(result)
+            if len(group) == shards.get(result.index, 1):
+                del shard_results[result.index]
+                summary = _store_parts(sink, plans[result.index], group, digest, shard_dir)
+                if not replaying:
+                    finish(result.index, summary)
             if not replaying:
-                finish(result.index, result.summary)
                 return
         ready[(result.index, result.shard)] = result
         feed()
@@ -632,20 +643,65 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
             pool.run(tasks, spec, done, advanced)
         feed()
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for path in (tmp, shard_dir):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
     return summaries  # type: ignore[return-value]
 
 
-def _shards(names: list[str], spec: RunSpec, jobs: int, executor: str, partitioned: bool,
-            min_bytes: int) -> dict[int, int]:
+def _parquet_tasks(index: int, name: str, plan: Any, shards: int, remote: bool, tee: bool,
+                   shard_dir: str | None) -> list[Task]:
+    """The tasks writing one input's parts: the plan's two files (or bytes, for Dask), or one pair per shard
+    in `shard_dir`, made one part when all are in (`_store_parts`)."""
+    path = name if name == STDIN_NAME else os.path.abspath(name)
+    if shards == 1:
+        return [Task(index, name, path, "parquet", flows_path=None if remote else plan.flows_path,
+                     events_path=None if remote else plan.events_path, tee=tee)]
+    return [Task(index, name, path, "parquet", flows_path=_shard_part(shard_dir, index, k, "flows"),
+                 events_path=_shard_part(shard_dir, index, k, "events"), tee=tee, shard=k, shards=shards)
+            for k in range(shards)]
+
+
+def _shard_part(shard_dir: str | None, index: int, shard: int, kind: str) -> str:
+    return os.path.join(shard_dir or "", f"{index}.{shard}.{kind}.parquet")
+
+
+def _store_parts(sink: Any, plan: Any, group: list[TaskResult], digest: str, shard_dir: str | None) -> FileSummary:
+    """All results of one input are in: its part files completed (a split input's shards concatenated in shard
+    order, events first as a worker does: a flows part under its real name means the pair is complete) and
+    committed to the manifest, unless a task failed. Returns the input's summary."""
+    from .output.parquet import concat_parts, event_schema, flow_schema
+
+    group.sort(key=lambda r: r.shard)
+    summary = merge_shards([r.summary for r in group]) if len(group) > 1 else group[0].summary
+    summary.name = plan.name
+    if len(group) > 1:
+        shard_files = {kind: [_shard_part(shard_dir, plan.index, r.shard, kind) for r in group]
+                       for kind in ("events", "flows")}
+        if all(r.ok for r in group):
+            concat_parts(shard_files["events"], plan.events_path, event_schema())
+            concat_parts(shard_files["flows"], plan.flows_path, flow_schema())
+        for path in shard_files["events"] + shard_files["flows"]:
+            if os.path.exists(path):
+                os.unlink(path)
+    elif group[0].ok and group[0].flows is not None:
+        sink.store(plan, group[0].flows, group[0].events)
+    if all(r.ok for r in group):
+        sink.commit(plan, digest, summary_to_dict(summary), sum(r.flow_rows for r in group),
+                    sum(r.event_rows for r in group))
+    return summary
+
+
+def _shards(names: list[str], spec: RunSpec, jobs: int, executor: str, min_bytes: int,
+            only: Iterable[int] | None = None) -> dict[int, int]:
     """Input index -> workers sharing that file: a file of at least `min_bytes` gets the jobs its share of the
-    input bytes is worth (jobs * size / total, rounded down), when that is two or more. Only on the local
-    executor (every worker reads the whole file), into a plain sink (a partitioned Parquet folder keeps one part
-    per file), with payload inspection on (--flows-only has little to split)."""
-    if executor != "local" or partitioned or spec.flows_only or jobs < 2:
+    input bytes is worth (jobs * size / total, rounded down), when that is two or more. `only`: the inputs to be
+    analysed (a partitioned folder's, those resume does not skip). Only on the local executor (every worker
+    reads the whole file), with payload inspection on (--flows-only has little to split)."""
+    if executor != "local" or spec.flows_only or jobs < 2:
         return {}
-    sizes = {i: file_size(name) or 0 for i, name in enumerate(names) if name != STDIN_NAME}
+    keep = set(range(len(names)) if only is None else only)
+    sizes = {i: file_size(name) or 0 for i, name in enumerate(names) if name != STDIN_NAME and i in keep}
     total = sum(sizes.values())
     out = {}
     for i, size in sizes.items():

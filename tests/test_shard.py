@@ -13,6 +13,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import pcapgen as g
@@ -20,6 +21,7 @@ from conftest import SAMPLES, shared_files
 from nvpcap.executor import CRASH_HOOK, RunSpec, _shards, build_config, run_inputs
 from nvpcap.output.jsonl import JsonlSink
 from nvpcap.output.memory import MemorySink
+from nvpcap.output.parquet import PartitionedParquetSink
 from nvpcap.pipeline import FileSummary, analyze_file, merge_shards
 from nvpcap.session.shard import pair_owner
 from sitegen import HTTP_OK, dns_exchange, tcp_exchange
@@ -142,16 +144,16 @@ def test_which_files_are_split(tmp_path):
     names = [str(big), str(small)]
     spec = RunSpec()
     # the big file's share of the bytes (1000 of 1010) is worth jobs * 1000 // 1010 workers
-    assert _shards(names, spec, 4, "local", False, 100) == {0: 3}
-    assert _shards(names, spec, 8, "local", False, 100) == {0: 7}
-    assert _shards(names, spec, 2, "local", False, 100) == {}  # 1.98 jobs' worth: one worker
-    assert _shards([str(big), str(big)], spec, 3, "local", False, 100) == {}  # 1.5 jobs each: not worth it
-    assert _shards([str(big), str(big)], spec, 4, "local", False, 100) == {0: 2, 1: 2}
-    assert _shards(names, spec, 4, "local", False, 2000) == {}  # below the size worth splitting
-    assert _shards(names, spec, 4, "dask", False, 100) == {}  # Dask workers get whole files
-    assert _shards(names, spec, 4, "local", True, 100) == {}  # a partitioned folder keeps one part per file
-    assert _shards(names, RunSpec(flows_only=True), 4, "local", False, 100) == {}
-    assert _shards(["-"], spec, 4, "local", False, 0) == {}  # standard input is read once, here
+    assert _shards(names, spec, 4, "local", 100) == {0: 3}
+    assert _shards(names, spec, 8, "local", 100) == {0: 7}
+    assert _shards(names, spec, 2, "local", 100) == {}  # 1.98 jobs' worth: one worker
+    assert _shards([str(big), str(big)], spec, 3, "local", 100) == {}  # 1.5 jobs each: not worth it
+    assert _shards([str(big), str(big)], spec, 4, "local", 100) == {0: 2, 1: 2}
+    assert _shards(names, spec, 4, "local", 2000) == {}  # below the size worth splitting
+    assert _shards(names, spec, 4, "dask", 100) == {}  # Dask workers get whole files
+    assert _shards(names, spec, 4, "local", 100, only=[1]) == {}  # the big one is skipped by resume
+    assert _shards(names, RunSpec(flows_only=True), 4, "local", 100) == {}
+    assert _shards(["-"], spec, 4, "local", 0) == {}  # standard input is read once, here
 
 
 def test_a_split_file_that_kills_its_workers_is_reported_once(tmp_path, monkeypatch):
@@ -161,3 +163,23 @@ def test_a_split_file_that_kills_its_workers_is_reported_once(tmp_path, monkeypa
     summaries = run_inputs([name], RunSpec(), sink, jobs=2, shard_min_bytes=0)
     assert [i.kind for i in summaries[0].issues] == ["worker-crash"]
     assert summaries[0].has_input_errors and not sink.events and not len(sink.flows_polars)
+
+
+def test_a_partitioned_folder_gets_one_part_per_split_file_and_resumes(tmp_path):
+    name = site(tmp_path / "site.pcap")
+    serial, summary = records(name)
+    out = tmp_path / "out"
+    summaries = run_inputs([name], RunSpec(), PartitionedParquetSink(str(out)), jobs=2, shard_min_bytes=0)
+    assert [comparable(s) for s in summaries] == [comparable(summary)]
+    flows = pd.read_parquet(out / "flows")
+    events = pd.read_parquet(out / "events")
+    serial_flows = [json.loads(line) for line in serial if '"event_type":"flow"' in line]
+    assert sorted(flows["flow_id"]) == sorted(r["flow_id"] for r in serial_flows)
+    assert list(flows["flow_id"]) != [r["flow_id"] for r in serial_flows]  # split: the part holds shard after shard
+    assert len(events) == len(serial) - len(serial_flows)
+    assert sorted(p.name for p in (out / "flows").iterdir()) == ["part-000000-site.parquet"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the shards' files are gone
+    logs: list[str] = []
+    again = run_inputs([name], RunSpec(), PartitionedParquetSink(str(out)), jobs=2, shard_min_bytes=0, log=logs.append)
+    assert any("skipped" in line for line in logs)
+    assert [comparable(s) for s in again] == [comparable(summary)]

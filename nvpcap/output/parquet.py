@@ -173,6 +173,23 @@ class ParquetPartWriter(Sink):
         self.events.abort()
 
 
+def concat_parts(paths: list[str], out: str, schema: pa.Schema) -> int:
+    """One part file from several (the shards of one input: session/shard.py), row group by row group so that
+    memory stays at one row group; written under a temporary name and renamed. Returns the rows written."""
+    part = _TableOut(out, schema)
+    try:
+        for path in paths:
+            source = pq.ParquetFile(path)
+            for i in range(source.num_row_groups):
+                part.add(source.read_row_group(i))
+                part._flush()
+        part.finish()
+    except BaseException:
+        part.abort()
+        raise
+    return part.rows
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """`data` to `path` via a hidden temporary name and a rename."""
     tmp = _hidden_tmp(path)
