@@ -295,6 +295,8 @@ class _FileRun:
             self.pending.append(ended)
             self.pending_n += ended.shape[0]
         if self.pending_n == 0 or (self.pending_n < FLOW_BLOCK and not final):
+            if final:  # no flows left to write, but events may be: the end of input writes them all
+                self.emit_events(final)
             return
         block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_n = [], 0

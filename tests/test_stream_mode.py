@@ -147,6 +147,18 @@ def test_stream_events_point_at_their_file(tmp_path):
     assert summaries[1].events == 1 and summaries[0].events == 0
 
 
+def test_stream_writes_the_last_events_when_no_flow_is_left_to_write(tmp_path, monkeypatch):
+    """Found by the split-stream test: the end of the stream wrote the buffered events only together with a
+    block of flows, so when the last flows had just been written (no block pending) the HTTP event was lost."""
+    import nvpcap.pipeline
+
+    files, _ = rotated(tmp_path)
+    monkeypatch.setattr(nvpcap.pipeline, "FLOW_BLOCK", 1)  # every ended flow written at once: none pending
+    sink, summaries = _stream(files)
+    assert [e["event_type"] for e in sink.events].count("http") == 1
+    assert sum(s.events for s in summaries) == 1
+
+
 def test_stream_accounting_holds_per_file(tmp_path):
     files, _ = rotated(tmp_path)
     sink, summaries = _stream(files)
