@@ -93,7 +93,8 @@ def _show_progress(quiet: bool) -> bool:
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786); implies "
               "--executor dask. Without it, --executor dask starts a LocalCluster of -j workers.")
 @click.option("--stream", is_flag=True, help="The inputs are files rotated from one capture (tcpdump -G/-C): read "
-              "them in time order as one capture, flow state carried across files (docs/stream.md).")
+              "them in time order as one capture, flow state carried across files; with -j N, N workers each "
+              "read the whole stream and own part of the address pairs (docs/stream.md).")
 @click.option("--stitch", is_flag=True, help="Join flows split at file boundaries (same community_id, next file, "
               "within the idle timeout) into one record with a stitched_parts count (docs/stream.md).")
 @click.option("--no-resume", is_flag=True, help="With --format parquet -o DIR/: analyse every input again, even "
@@ -126,8 +127,7 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
         sys.exit(EXIT_USAGE)
     if scheduler:
         executor = "dask"
-    conflict = ("--stream reads one capture in order: not with -j or --executor dask" if stream and
-                (jobs > 1 or executor == "dask") else "--stream and --stitch exclude each other" if stream and stitch
+    conflict = ("--stream runs on local workers: not with --executor dask" if stream and executor == "dask" else "--stream and --stitch exclude each other" if stream and stitch
                 else "--flows-only reads no payload: not with --rules" if flows_only and rule_files else None)
     if conflict:
         err.print(f"nvpcap: {conflict}", style="red", markup=False, highlight=False)
@@ -194,10 +194,9 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
 
         try:
             if stream:
-                from .pipeline import analyze_stream
+                from .executor import run_stream
 
-                summaries = analyze_stream(ordered, sink, build_config(spec),
-                                           progress=lambda n: progress.advance(task, n))
+                summaries = run_stream(ordered, spec, sink, jobs=jobs, progress=lambda n: progress.advance(task, n))
             else:
                 summaries = run_inputs(ordered, spec, sink.sink if tee is not None else sink, jobs=jobs,
                                        executor=executor, scheduler=scheduler, tee=tee,

@@ -47,7 +47,7 @@ from typing import Any
 from . import __version__
 from .decode.reader import CaptureIssue
 from .decode.sources import STDIN_NAME, file_size
-from .pipeline import AnalyzeConfig, FileSummary, analyze_file, merge_shards
+from .pipeline import AnalyzeConfig, FileSummary, analyze_file, analyze_stream, merge_shards
 from .protocols.applayer import DEFAULT_MAX_PARSED_FLOWS, DEFAULT_STREAM_DEPTH, AppLayerConfig
 from .session.meters import parse_meter_settings
 from .session.table import FlowTableConfig
@@ -198,6 +198,7 @@ class Task:
     tee: bool = False  # mode parquet: also write the part log (part_path, or bytes), for run_inputs' `tee`
     shard: int = 0  # this task owns the flows of shard `shard` of `shards` (session/shard.py)
     shards: int = 1
+    stream: tuple[str, ...] = ()  # `--stream`: these files read as one capture (`path` unused), as given
 
 
 @dataclass
@@ -211,6 +212,7 @@ class TaskResult:
     flow_rows: int = 0
     event_rows: int = 0
     shard: int = 0
+    summaries: list[FileSummary] | None = None  # a `--stream` task's: one per file
 
 
 class _Both:
@@ -247,8 +249,15 @@ def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | No
 
             parquet = ParquetPartWriter(task.flows_path, task.events_path)
         sink = parquet if log is None else log if parquet is None else _Both(parquet, log)
-        summary = analyze_file(task.path, sink, config, progress)
-        result = TaskResult(task.index, summary, shard=task.shard)
+        summaries = None
+        if task.stream:
+            summaries = analyze_stream([os.path.abspath(n) for n in task.stream], sink, config, progress)
+            for summary, name in zip(summaries, task.stream):
+                summary.name = name
+            summary = summaries[0]
+        else:
+            summary = analyze_file(task.path, sink, config, progress)
+        result = TaskResult(task.index, summary, shard=task.shard, summaries=summaries)
         if log is not None:
             log.close()
             result.part = stream.getvalue() if isinstance(stream, io.BytesIO) else None
@@ -263,7 +272,8 @@ def analyze_task(task: Task, spec: RunSpec, progress: Callable[[int], None] | No
     finally:
         if stream is not None:
             stream.close()
-    summary.name = task.name
+    if not task.stream:
+        summary.name = task.name
     return result
 
 
@@ -649,6 +659,55 @@ def run_inputs(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1, execut
     return summaries  # type: ignore[return-value]
 
 
+def run_stream(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1,
+               progress: Callable[[int], None] | None = None, *, mp_context: str | None = None,
+               tmp_dir: str | None = None, shard_min_bytes: int = SHARD_MIN_BYTES) -> list[FileSummary]:
+    """`--stream`: `names` (in time order) read as one capture (pipeline.analyze_stream). With jobs > 1 and at
+    least `shard_min_bytes` in all, the stream is split by address pair (session/shard.py): each of `jobs`
+    workers reads every file and owns its pairs' flows; their parts are replayed shard after shard and each
+    file's summaries merged. The records are those of the serial stream run, in another order."""
+    total = sum(file_size(n) or 0 for n in names)
+    if jobs < 2 or STDIN_NAME in names or spec.flows_only or total < shard_min_bytes:
+        return analyze_stream(names, sink, build_config(spec), progress=progress)
+    from .output.parts import replay
+
+    tmp = tempfile.mkdtemp(prefix="nvpcap-parts-", dir=tmp_dir)
+    tasks = [Task(0, names[0], "", part_path=os.path.join(tmp, _part_name(0, k)), shard=k, shards=jobs,
+                  stream=tuple(names)) for k in range(jobs)]
+    results: dict[int, TaskResult] = {}
+    reported = [0]
+
+    def advanced(_index: int, n: int) -> None:
+        reported[0] += n
+        if progress is not None:
+            progress(n)
+
+    try:
+        pool = _LocalPool(jobs, mp_context or default_mp_context(), progress is not None)
+        pool.run(tasks, spec, lambda r: results.__setitem__(r.shard, r), advanced)
+        if progress is not None and total > reported[0]:
+            progress(total - reported[0])
+        for task in tasks:
+            if results[task.shard].ok:
+                with open(task.part_path, "rb") as fh:  # type: ignore[arg-type]
+                    replay(fh, sink)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ordered = [results[k] for k in range(jobs)]
+    return [_stream_summary(j, name, ordered) for j, name in enumerate(names)]
+
+
+def _stream_summary(j: int, name: str, results: list[TaskResult]) -> FileSummary:
+    """File j's summary from every shard of a split stream run; a failed shard's issue is the file's too."""
+    parts = [r.summaries[j] for r in results if r.ok and r.summaries]
+    merged = merge_shards(parts) if parts else FileSummary(name=name)
+    merged.name = name
+    for r in results:
+        if not r.ok:
+            merged.issues += [i for i in r.summary.issues if i not in merged.issues]
+    return merged
+
+
 def _parquet_tasks(index: int, name: str, plan: Any, shards: int, remote: bool, tee: bool,
                    shard_dir: str | None) -> list[Task]:
     """The tasks writing one input's parts: the plan's two files (or bytes, for Dask), or one pair per shard
@@ -733,4 +792,4 @@ def make_sink(fmt: str, output: str | None, deterministic: bool = False, resume:
 
 
 __all__ = ["EXECUTORS", "RunSpec", "Task", "TaskResult", "analyze_task", "build_config", "check_executor", "make_sink",
-           "rule_problems", "run_inputs", "summary_from_dict", "summary_to_dict"]
+           "rule_problems", "run_inputs", "run_stream", "summary_from_dict", "summary_to_dict"]

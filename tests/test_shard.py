@@ -18,7 +18,7 @@ import pytest
 
 import pcapgen as g
 from conftest import SAMPLES, shared_files
-from nvpcap.executor import CRASH_HOOK, RunSpec, _shards, build_config, run_inputs
+from nvpcap.executor import CRASH_HOOK, RunSpec, _shards, build_config, run_inputs, run_stream
 from nvpcap.output.jsonl import JsonlSink
 from nvpcap.output.memory import MemorySink
 from nvpcap.output.parquet import PartitionedParquetSink
@@ -30,7 +30,7 @@ T0 = 1_700_000_000.0
 CORRUPT = SAMPLES / "corrupt"
 
 
-def site(path) -> str:
+def site_packets() -> list:
     """60 client/server pairs with three HTTP flows and a DNS lookup each (every fifth pair's URLs carry a SQL
     injection, every fourth pair's requests a negative Content-Length), a SYN flood, one SYN+FIN packet."""
     pkts = []
@@ -48,7 +48,11 @@ def site(path) -> str:
     pkts += [(t + k * 0.0004, g.tcp("10.4.0.1", 1024 + k, "10.2.0.1", 443, "S")) for k in range(1500)]
     pkts.append((t + 1, g.tcp("10.5.0.1", 5555, "10.2.0.2", 80, "SF")))
     pkts.sort(key=lambda p: p[0])
-    return str(g.write(path, pkts))
+    return pkts
+
+
+def site(path) -> str:
+    return str(g.write(path, site_packets()))
 
 
 def records(name: str, shard: tuple[int, int] = (0, 1)) -> tuple[list[str], FileSummary]:
@@ -183,3 +187,46 @@ def test_a_partitioned_folder_gets_one_part_per_split_file_and_resumes(tmp_path)
     again = run_inputs([name], RunSpec(), PartitionedParquetSink(str(out)), jobs=2, shard_min_bytes=0, log=logs.append)
     assert any("skipped" in line for line in logs)
     assert [comparable(s) for s in again] == [comparable(summary)]
+
+
+def test_a_split_stream_gives_the_serial_stream_records(tmp_path):
+    """--stream -j 2: the site rotated into three files (flows cross the cuts), read as one capture by two
+    workers that each own half of the address pairs."""
+    pkts = site_packets()
+    cuts = [0, len(pkts) // 3, 2 * len(pkts) // 3, len(pkts)]
+    names = [str(g.write(tmp_path / f"rot.{i}.pcap", pkts[a:b])) for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+
+    def stream_run(jobs: int) -> tuple[list[str], list[FileSummary]]:
+        out = io.StringIO()
+        sink = JsonlSink(None)
+        sink.stream, sink._close = out, False
+        summaries = run_stream(names, RunSpec(), sink, jobs=jobs, shard_min_bytes=0)
+        sink.close({"files": []})
+        return [line for line in out.getvalue().splitlines() if '"event_type":"stats"' not in line], summaries
+
+    serial, serial_summaries = stream_run(1)
+    split, split_summaries = stream_run(2)
+    assert sorted(split) == sorted(serial) and split != serial
+    assert [comparable(s) for s in split_summaries] == [comparable(s) for s in serial_summaries]
+    assert [s.name for s in split_summaries] == names
+
+
+def test_the_cli_takes_stream_with_jobs(tmp_path):
+    """`--stream -j 2` is accepted (files this small are read by one worker: under SHARD_MIN_BYTES) and gives
+    the records of `--stream`; `--stream --executor dask` stays a usage error."""
+    import subprocess
+    import sys
+
+    pkts = site_packets()
+    names = [str(g.write(tmp_path / f"rot.{i}.pcap", pkts[i::2])) for i in range(2)]
+    outputs = []
+    for extra in ([], ["-j", "2"]):
+        out = tmp_path / f"out{len(extra)}.jsonl"
+        done = subprocess.run([sys.executable, "-m", "nvpcap", "analyze", "--stream", *extra, *names, "-q", "-o",
+                               str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(sorted(line for line in out.read_text().splitlines() if '"event_type":"stats"' not in line))
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 100
+    done = subprocess.run([sys.executable, "-m", "nvpcap", "analyze", "--stream", "--executor", "dask", *names],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--stream runs on local workers" in done.stderr
