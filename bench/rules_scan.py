@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import sys
 import time
@@ -245,6 +244,14 @@ def alert_line(fid: int, m: object) -> str:
             f"{m.snippet!r}")  # type: ignore[attr-defined]
 
 
+def cache_stats(cache: object) -> str:
+    """The url/header unit cache of the last scan: hit rate, entries, estimated bytes."""
+    looked = cache.hits + cache.misses  # type: ignore[attr-defined]
+    rate = cache.hits / looked if looked else 0.0  # type: ignore[attr-defined]
+    return (f"unit cache {rate:.0%} hits of {looked:,} units, {len(cache):,} entries, "  # type: ignore[arg-type]
+            f"~{cache.bytes / 1e6:.1f} MB, {cache.evictions:,} evicted")  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_FILE)
@@ -286,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         times, alerts = [], 0
         for i in range(args.repeat):
             dump: list[str] | None = [] if args.dump_alerts and i == args.repeat - 1 else None
+            engine.unit_cache.clear()  # each scan starts cold, as a run does
             s, alerts = scan_all(engine, calls, apps, keys, dump)
             times.append(s)
             if dump is not None:
@@ -294,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>8}: {len(engine.rules)} rules ({desc}; {len(problems)} not imported, "
               f"{len(engine.problems)} not compiled), compile {compile_s:.1f} s, backend "
               f"{type(engine.backend).__name__}: scan {med:.2f} s (median of {args.repeat}) = "
-              f"{total / 1e6 / med:,.0f} MB/s of payload, {len(calls) / med:,.0f} calls/s, {alerts} alerts",
-              flush=True)
+              f"{total / 1e6 / med:,.0f} MB/s of payload, {len(calls) / med:,.0f} calls/s, {alerts} alerts; "
+              f"{cache_stats(engine.unit_cache)}", flush=True)
     return 0
 
 

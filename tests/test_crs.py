@@ -525,8 +525,9 @@ def test_pm_from_file_reads_phrases_next_to_the_rule_file(tmp_path):
 
 
 def test_fast_paths_give_the_manuals_results():
-    """remove_whitespace and cmd_line use bytes.translate and url/utf8 decoders return early when there is
-    nothing to decode: on random input they equal the regex forms of the manual's definitions."""
+    """remove_whitespace and cmd_line use bytes.translate, compress_whitespace and cmd_line collapse runs with
+    bytes.replace, replace_comments uses bytes.find, and url/utf8 decoders return early when there is nothing
+    to decode: on random input they equal the regex forms of the manual's definitions."""
     import random
 
     from nvpcap.rules import transforms as tf
@@ -539,6 +540,9 @@ def test_fast_paths_give_the_manuals_results():
         assert tf.cmd_line(d) == re.sub(rb"[ \t\n\r\f\v]+(?=[/(])", b"", want).lower()
         assert tf.url_decode(d) == re.sub(rb"%([0-9a-fA-F]{2})", lambda m: bytes((int(m.group(1), 16),)),
                                           d.replace(b"+", b" "))
+        c = bytes(rng.choice(b"/* a\t\r\n\xa0") for _ in range(rng.randint(0, 40)))
+        assert tf.replace_comments(c) == re.sub(rb"/\*.*?(?:\*/|\Z)", b" ", c, flags=re.DOTALL), c
+        assert tf.compress_whitespace(c) == re.sub(rb"[ \t\n\r\f\v\xa0]+", b" ", c), c
 
 
 SCORED = """
@@ -572,3 +576,129 @@ def test_the_outbound_threshold_is_four(backend):
     fs.scan("body", 1, b"<p>leak_word</p>", 3, 3)  # ERROR = 4 on the response side
     fs.close()
     assert [(m.rule.rule_id, m.side, m.frame) for m in fs.alerts] == [(64, 1, 3), (959100, 1, 3)]
+
+
+# ---- the url/header unit cache (engine._UnitCache) ----
+
+CACHE_URLS = [b"/q?x=&lt;script&gt;alert(1)", b"/q?id=1 UNION/**/SELECT password", b"/a?q=notice_word",
+              b"/b?q=warning_word", b"/a?q=critical_word", b"/admin/x", b"/index.html", b"/item?id=1;select sleep(5)",
+              b"/q?x=<script>", b"/p?f=..%2f..%2fetc/passwd;cat /etc/passwd", b"/sleep/well?page=2"]
+CACHE_HEADERS = [b"Host: a\r\nUser-Agent: nikto\r\n", b"Host: a\r\nUser-Agent: Mozilla/5.0\r\n",
+                 b"Cookie: q=benchmark/**/(1000000,md5(1))\r\n", b"User-Agent: sql map\r\nX: <script>\r\n",
+                 b"Host: b\r\nAccept: */*\r\n", b"Content-Type: text/xml; a=application/json\r\nX: y\r\n"]
+
+
+def cache_flows(seed: int, n: int) -> list[tuple[str, list[tuple[str, int, bytes]]]]:
+    """Flows (app, calls) drawing url and header units from small pools, so units repeat across and within
+    flows, with some body calls between them."""
+    import random
+
+    rng = random.Random(seed)
+    flows = []
+    for _ in range(n):
+        calls = []
+        for _ in range(rng.randint(1, 5)):
+            calls.append(("url", 0, rng.choice(CACHE_URLS)))
+            calls.append(("header", rng.choice((0, 0, 1)), rng.choice(CACHE_HEADERS)))
+            if rng.random() < 0.3:
+                calls.append(("body", rng.choice((0, 1)), b"x=1 union  select leak_word ORA-12345"))
+        flows.append((rng.choice(("http", "http", "http", "mysql")), calls))
+    return flows
+
+
+def scan_flows(engine: RuleEngine, flows: list) -> list[list[tuple]]:
+    out = []
+    for app, calls in flows:
+        fs = engine.flow_scanner(app=app)
+        for frame, (ctx, side, data) in enumerate(calls, 1):
+            fs.scan(ctx, side, data, frame, frame * 10)
+        fs.close()
+        out.append([(m.rule.rule_id, m.context, m.side, m.frame, m.ts_ns, m.count, m.snippet) for m in fs.alerts])
+    return out
+
+
+def cached_and_not(rules: list, backend: str, flows: list) -> tuple[RuleEngine, list, list]:
+    """The alerts of the flows with the engine's unit cache and without it (the same compiled engine)."""
+    from nvpcap.rules import engine as engine_mod
+
+    engine = RuleEngine(rules, backend=backend)
+    cache = engine.unit_cache
+    with_cache = scan_flows(engine, flows)
+    engine.unit_cache = engine_mod._UnitCache(0, 0)
+    without = scan_flows(engine, flows)
+    engine.unit_cache = cache
+    return engine, with_cache, without
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_unit_cache_gives_the_alerts_of_no_cache(backend):
+    """Cached units still go through each flow's rule state: the same alerts, frames, counts, snippets, CRS
+    anomaly scores and negations as scanning every unit afresh."""
+    rules = load(CONF + SCORED).rules + load(REAL).rules
+    flows = cache_flows(5, 120)
+    engine, with_cache, without = cached_and_not(rules, backend, flows)
+    assert with_cache == without
+    assert sum(map(len, with_cache)) > 200  # the inputs do exercise the rules
+    assert engine.unit_cache.hits > engine.unit_cache.misses > 0
+
+
+def test_the_unit_cache_gives_the_alerts_of_no_cache_with_real_crs():
+    if not CRS_RULES.is_dir() or "hyperscan" not in BACKENDS:
+        pytest.skip("Debian's modsecurity-crs or hyperscan is not installed")
+    flows = cache_flows(6, 150)
+    engine, with_cache, without = cached_and_not(crs_load_dir(CRS_RULES, 1).rules, "hyperscan", flows)
+    assert with_cache == without
+    assert sum(map(len, with_cache)) > 100
+    assert engine.unit_cache.hits > 0
+
+
+def test_the_unit_cache_stays_within_its_bounds():
+    import gc
+    import tracemalloc
+
+    from nvpcap.rules import engine as engine_mod
+
+    engine = RuleEngine(load(CONF + SCORED).rules, unit_cache=8)
+    cache = engine.unit_cache
+
+    def scan_urls(urls: list[bytes]) -> None:
+        fs = engine.flow_scanner(app="http")
+        for n, url in enumerate(urls):
+            fs.scan("url", 0, url, n, n)
+        fs.close()
+
+    scan_urls([b"/q?x=<script>%d" % i for i in range(50)])
+    assert len(cache) == 8 and cache.evictions == 42 and cache.misses == 50
+    scan_urls([b"/q?x=<script>49", b"/q?x=<script>0"])  # the last one is kept, the first evicted long ago
+    assert cache.hits == 1 and cache.misses == 51
+    cache.clear()
+    scan_urls([b"/" + b"a" * engine_mod.UNIT_CACHE_MAX_UNIT])  # too long to be kept
+    assert len(cache) == 0 and cache.bytes == 0
+    # the byte bound: entries go once their estimated bytes pass it
+    cache.entries, cache.max_bytes = 10_000, 20_000
+    scan_urls([b"/q?x=<script>&lt;script&gt;%d" % i for i in range(500)])
+    assert 0 < cache.bytes <= 20_000 and 10 < len(cache) < 500
+    # the estimate covers what the entries really hold (units made here: the cache keeps them alive)
+    cache.clear()
+    cache.max_bytes = 1 << 30
+    urls = [b"/q?x=<script>&lt;script&gt;UNION/**/SELECT%d" % i for i in range(300)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        scan_urls([bytes(bytearray(u)) for u in urls])
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == 300
+    assert 0.5 * cache.bytes < held < 1.3 * cache.bytes, (held, cache.bytes)
+
+
+def test_the_unit_cache_keeps_hyperscan_and_the_fallback_in_agreement():
+    if "hyperscan" not in BACKENDS:
+        pytest.skip("hyperscan is not installed")
+    rules = load(CONF + SCORED).rules + load(REAL).rules
+    flows = cache_flows(8, 80)
+    hs = cached_and_not(rules, "hyperscan", flows)[1]
+    assert hs == cached_and_not(rules, "python", flows)[1]
