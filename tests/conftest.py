@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from nvpcap.pipeline import AnalyzeConfig, FileSummary, analyze_file
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "pcaps"
 SHARED = Path(os.environ.get("NVPCAP_SHARED", ROOT.parent / "shared")) / "pcaps"
+# compiled Hyperscan databases (rules/dbcache.py) go to a folder of the tests' own, not the user's cache; every
+# process of the run (xdist workers, CLI subprocesses) shares it
+os.environ.setdefault("NVPCAP_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"nvpcap-tests-hyperscan-{os.getuid()}"))
 
 
 @dataclass

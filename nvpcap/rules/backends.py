@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from . import dbcache
 from .regex import hyperscan, looks_ahead
 
 Hits = dict[int, list]  # pid -> [first end, last end, list of ends | None]
@@ -130,10 +131,9 @@ class HyperscanBackend:
             if not pats:
                 continue
             mode = hyperscan.HS_MODE_BLOCK if block_mode(key) else hyperscan.HS_MODE_STREAM
-            db = hyperscan.Database(mode=mode)
-            db.compile(expressions=[p.regex.encode("utf-8", "surrogateescape") for p in pats],
-                       ids=[p.pid for p in pats], flags=[p.hs_flags for p in pats])
-            self.dbs[key] = db
+            # compiled, or loaded from the previous runs' cache (dbcache.py)
+            self.dbs[key] = dbcache.compiled(mode, [p.regex.encode("utf-8", "surrogateescape") for p in pats],
+                                             [p.pid for p in pats], [p.hs_flags for p in pats])
         self._cb, self._take = _accumulator()  # shared by every scan: calls never overlap (one thread)
         self.streams_opened = 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from . import dbcache
+
 try:  # the parser behind `re` (private, stable since 3.11 as re._parser): only to bound match widths
     from re import _parser as _sre_parse
 except ImportError:  # pragma: no cover - older Pythons
@@ -86,12 +88,17 @@ def hyperscan_error(pattern: str, prefilter: bool = False) -> str | None:
     if hyperscan is None:
         return None
     flags = HS_BASE_FLAGS | (hyperscan.HS_FLAG_PREFILTER if prefilter else 0)
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_STREAM)
-    try:
-        db.compile(expressions=[pattern.encode("utf-8", "surrogateescape")], ids=[0], flags=[flags])
-    except hyperscan.error as e:
-        return str(e) or "rejected by Hyperscan"
-    return None
+    expression = pattern.encode("utf-8", "surrogateescape")
+
+    def complaint() -> str | None:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_STREAM)
+        try:
+            db.compile(expressions=[expression], ids=[0], flags=[flags])
+        except hyperscan.error as e:
+            return str(e) or "rejected by Hyperscan"
+        return None
+
+    return dbcache.verdict(expression, flags, complaint)  # ~3 ms a pattern, remembered across runs
 
 
 def regex_problem(pattern: str) -> str | None:
