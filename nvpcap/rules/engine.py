@@ -73,7 +73,7 @@ from .backends import (
     PythonBackend,
 )
 from .header import FlowHeader, endpoint_ints
-from .model import Match, Pattern, Rule, rule_problem
+from .model import Match, Pattern, Rule, rule_problem, shown_pattern
 from .regex import (
     HS_BASE_FLAGS,
     HS_ERRORS,
@@ -209,7 +209,7 @@ class RuleEngine:
         for i, p in enumerate(rule.patterns):
             cp = self._compile(p, idx, len(self.patterns) + len(compiled), rule, i == first_positive, use_hs, hid)
             if isinstance(cp, str):
-                self.problems.append(f"{where} pattern /{p.regex}/: {cp}: rule dropped")
+                self.problems.append(f"{where} pattern /{shown_pattern(p.regex)}/: {cp}: rule dropped")
                 return
             compiled.append(cp)
         if rule.header is not None and hid == len(self.headers):

@@ -97,6 +97,11 @@ class Match:
     count: int = 1
 
 
+def shown_pattern(regex: str, limit: int = 160) -> str:
+    """A pattern as a problem message shows it: a long one (CRS 930120's is 18 KB) cut, with its length."""
+    return regex if len(regex) <= limit else f"{regex[:limit]}... ({len(regex)} characters)"
+
+
 def rule_problem(rule: Rule) -> str | None:
     """Why a rule cannot be used as it stands (shared by the loaders and the engine), or None."""
     if rule.category not in CATEGORIES:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .header import HeaderError, compile_header
-from .model import LoadResult, Pattern, Rule, rule_problem
+from .model import LoadResult, Pattern, Rule, rule_problem, shown_pattern
 from .regex import regex_problem
 
 CATEGORY = "ids"
@@ -532,7 +532,7 @@ def _patterns(pieces: list[Piece]) -> tuple[Pattern, ...]:
         regex = "".join(c.parts)
         problem = regex_problem(regex)
         if problem:
-            raise Unsupported(f"/{regex}/: {problem}")
+            raise Unsupported(f"/{shown_pattern(regex)}/: {problem}")
         out.append(Pattern(regex, c.negate, c.context))
     return tuple(out)
 
