@@ -18,9 +18,11 @@ What is imported:
   arguments with macros (%{...}) keep the rule out, with a problem naming it.
 - variables -> contexts (VARIABLE_CONTEXTS below): request-line/argument variables -> "url", request headers and
   cookies -> "header", request body variables -> "body" (direction request), RESPONSE_BODY -> "body" and
-  RESPONSE_HEADERS -> "header" (direction response). A selector (`:User-Agent`, `:/regex/`) is ignored: the
-  whole header block or url is scanned. An exclusion (`!REQUEST_COOKIES:/__utm/`) is ignored too (nvpcap
-  cannot leave one cookie out of the header block: a possible false positive). A count (`&ARGS`) keeps the rule
+  RESPONSE_HEADERS -> "header" (direction response). In header content a link scans each header value, name
+  or cookie its variables name alone, as ModSecurity does (rules/fields.py: a selection step before the
+  transformations; a link of url and body variables selects nothing there); a selector `:User-Agent` picks
+  that header (or cookie), a regex selector `:/.../` takes them all. A url selector is ignored (the whole url
+  is scanned), and so is an exclusion (`!REQUEST_COOKIES:/__utm/`: a possible false positive). A count (`&ARGS`) keeps the rule
   out; a variable nvpcap has no content for (TX, MATCHED_VARS, REQUEST_METHOD, ...) is dropped from the list,
   and a link left with none keeps the rule out.
 - One context per link: the variables' context when they all map to one, else "packet" (every decoded context
@@ -51,6 +53,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import fields
 from . import transforms as tf
 from .model import LoadResult, Pattern, Rule, rule_problem
 from .regex import regex_problem
@@ -353,6 +356,28 @@ def link_context(variables: str) -> tuple[str, str]:
             directions.pop() if len(directions) == 1 else "any")
 
 
+# header collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...)
+_COLLECTIONS = {"REQUEST_HEADERS": "h", "RESPONSE_HEADERS": "h", "REQUEST_HEADERS_NAMES": "n",
+                "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn"}
+
+
+def link_selection(variables: str) -> str:
+    """The selection step of a header link (rules/fields.py): ModSecurity evaluates each header value (name,
+    cookie) alone, and `:Name` picks one header or cookie; a regex selector (`:/.../`) takes them all."""
+    parts = []
+    for var in split_variables(variables):
+        if var.startswith(("!", "&")):
+            continue
+        name, _, chosen = var.partition(":")
+        kind = _COLLECTIONS.get(name.upper())
+        if kind is None:
+            continue
+        chosen = chosen.strip().strip("'\"")
+        named = kind in ("h", "c") and chosen and chosen[0] != "/" and not set(chosen) & set(",: ")
+        parts.append(f"{kind}:{chosen.lower()}" if named else kind)
+    return fields.selection(parts)
+
+
 def link_transforms(link: SecRule) -> tuple[str, ...]:
     chain: list[str] = []
     for k, v in link.actions:
@@ -361,7 +386,7 @@ def link_transforms(link: SecRule) -> tuple[str, ...]:
         if v.lower() == "none":
             chain = []
             continue
-        if not tf.known(v):
+        if v.lower() not in tf.FUNCTIONS:
             raise Unsupported(f"transformation t:{v} is not supported")
         if v.lower() not in tf.FREE:
             chain.append(tf.NAMES[v.lower()])
@@ -391,6 +416,8 @@ def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None 
             raise Unsupported(f"{e} (chained rule, line {link.line})" if n else str(e)) from None
         if context in ("body", "packet") and tf.approximate_in_streams(chain_t):
             approximate = True
+        if context in ("header", "packet"):  # in header content: each value (name, cookie) alone, as
+            chain_t = (link_selection(link.variables), *chain_t)  # ModSecurity evaluates them (fields.py)
         patterns.append(Pattern(regex, negate, context, chain_t))
         directions.add(direction)
     tags = tuple(v for k, v in head.actions if k == "tag" and v)

@@ -334,7 +334,7 @@ class RuleEngine:
                 slot[p.pid] = i
                 chained.append(p)
         mine[ctx + CHAINED_KEY] = chained
-        chainset = transforms.ChainSet(tuple(chain for _key, chain in live))
+        chainset = transforms.SelectingChainSet(tuple(chain for _key, chain in live))
         return _BlockPlan(chainset, ctx + CHAINED_KEY, tuple(slot))
 
     def _keep(self, mine: dict[str, list[DbPattern]], key: str) -> int:
@@ -385,7 +385,7 @@ class _BlockPlan:
     and each distinct result among the chains' outputs once by the database of all chained patterns (with
     the unit, if some chains gave it back unchanged); a hit counts only for a pattern whose chain gave it."""
 
-    chains: transforms.ChainSet  # the side's chains, in the order of RuleEngine.chains[context]
+    chains: transforms.SelectingChainSet  # the side's chains, in the order of RuleEngine.chains[context]
     chained_key: str | None  # the database of the chained patterns (its backend key once built)
     slot: tuple[int, ...]  # pid -> i + 1 for a pattern of the i-th chain, -1 for others
 
@@ -636,31 +636,30 @@ class FlowScanner:
 
     def _chained_hits(self, plan: _BlockPlan, view: _Side, context: str,
                       data: bytes) -> list[tuple[bytes, Hits]]:
-        """The unit (slot 0) and each chain's output scanned, equal outputs once (_BlockPlan): (bytes, hits)
-        per slot with hits, in the order of separate scans (plain, then each chain), as counts and CRS anomaly
-        scores depend on that order. Independent of the flow."""
-        outs = [data, *plan.chains.apply(data)]
-        first: dict[bytes, int] = {data: 0}  # distinct output -> its first slot
-        group = [0] * len(outs)  # slot -> first slot with the same output (-1: empty, not scanned)
-        for i in range(1, len(outs)):
-            out = outs[i]
-            group[i] = first.setdefault(out, i) if out else -1
+        """The unit scanned by the plain database, and each chain's result by the database of all chained
+        patterns: one result per chain, or one per selected item for a chain that starts with a selection (a
+        CRS header collection: rules/fields.py); equal results scanned once, a hit counting for a pattern of
+        the chain that gave it (_BlockPlan.slot). (bytes, hits) per result with hits, in the order of separate
+        scans (plain, then each chain, item by item), as counts and CRS anomaly scores depend on that order.
+        Independent of the flow."""
+        found: list[tuple[bytes, Hits]] = []
+        plain = self._block(view.keys.get(context), data)
+        if plain:
+            found.append((data, plain))
         slot = plan.slot
-        found: list[Hits | None] = [None] * len(outs)
-        found[0] = self._block(view.keys.get(context), data) or None
-        unchanged = group.count(0) > 1  # some chain gave the unit back as it is
-        for out, g in first.items():
-            if g == 0 and not unchanged:
-                continue
-            hits = self._block(plan.chained_key, out)
-            for pid, r in hits.items():
-                i = slot[pid]
-                if i > 0 and group[i] == g:  # -1: a chain of the other side's (a database shared by both)
-                    f = found[i]
-                    if f is None:
-                        f = found[i] = {}
-                    f[pid] = r
-        return [(outs[i], hits) for i, hits in enumerate(found) if hits]
+        scans: dict[bytes, Hits] = {}  # distinct result -> the chained database's hits in it
+        for i, results in enumerate(plan.chains.apply_each(data), 1):
+            for out in results:
+                if not out:
+                    continue
+                hits = scans.get(out)
+                if hits is None:
+                    hits = scans[out] = self._block(plan.chained_key, out)
+                if hits:  # -1 in slot: a chain of the other side's (a database shared by both)
+                    mine = {pid: r for pid, r in hits.items() if slot[pid] == i}
+                    if mine:
+                        found.append((out, mine))
+        return found
 
     def _scan_stream(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
         """One call of a stream: Hyperscan's hits (and the windowed prefilters'), then the tail and the chunk

@@ -22,6 +22,8 @@ import binascii
 import re
 from collections.abc import Callable
 
+from . import fields
+
 MAX_INPUT = 1 << 16
 MAX_OUTPUT = 1 << 16
 
@@ -378,7 +380,7 @@ CHUNK_SAFE = frozenset({"removenulls", "replacenulls", "removewhitespace", "comp
 
 
 def known(name: str) -> bool:
-    return name.lower() in FUNCTIONS
+    return name.lower() in FUNCTIONS or (fields.is_selection(name) and fields.valid(name))
 
 
 def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
@@ -386,7 +388,9 @@ def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
     case names, in order), the free ones dropped. In stream contexts only a chain of CHUNK_SAFE ones is
     applied; any other gives () (the content is scanned as it is: crs.py tags such rules approximate)."""
     drop = FREE | FREE_IN_URL if context == "url" else FREE
-    out = tuple(t.lower() for t in chain if t.lower() not in drop)
+    # a selection (rules/fields.py) picks header values: it applies to header content only
+    out = tuple(t if fields.is_selection(t) else t.lower() for t in chain
+                if t.lower() not in drop and (context == "header" or not fields.is_selection(t)))
     if context in STREAM_CONTEXTS and not all(t in CHUNK_SAFE for t in out):
         return ()
     return out
@@ -394,6 +398,7 @@ def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
 
 def approximate_in_streams(chain: tuple[str, ...]) -> bool:
     """Whether a pattern with this chain is scanned in stream contexts without (some of) its transformations."""
+    chain = tuple(t for t in chain if not fields.is_selection(t))
     return bool(chain) and effective(chain, "body") == () and any(t.lower() not in FREE for t in chain)
 
 
@@ -435,6 +440,9 @@ class ChainSet:
 
     def apply(self, data: bytes) -> list[bytes]:
         """Each chain's result on `data`, in the order of `chains`."""
+        return self._run(data)
+
+    def _run(self, data: bytes) -> list[bytes]:
         values = [data]
         done: dict[tuple[Callable[[bytes], bytes], int], bytes] = {}  # (function, id of input): result
         for parent, fn, shared in self.steps:  # _bounded inlined: ~25 steps per header block
@@ -452,3 +460,33 @@ class ChainSet:
                 done[key] = out
             values.append(out)
         return [values[i] for i in self.outputs]
+
+
+class SelectingChainSet:
+    """Chains of which some start with a selection (rules/fields.py: CRS header collections): those give one
+    result per selected item, the others one result. `apply_each` returns a tuple of results per chain; the
+    chains after each distinct selection share one ChainSet, run on each item."""
+
+    __slots__ = ("chains", "plain", "plain_idx", "selected")
+
+    def __init__(self, chains: tuple[tuple[str, ...], ...]) -> None:
+        self.chains = chains
+        self.plain_idx = tuple(i for i, c in enumerate(chains) if not (c and fields.is_selection(c[0])))
+        self.plain = ChainSet(tuple(chains[i] for i in self.plain_idx))
+        grouped: dict[str, list[int]] = {}
+        for i, chain in enumerate(chains):
+            if chain and fields.is_selection(chain[0]):
+                grouped.setdefault(chain[0], []).append(i)
+        self.selected = {step: (ChainSet(tuple(chains[i][1:] for i in idx)), tuple(idx))
+                         for step, idx in grouped.items()}
+
+    def apply_each(self, data: bytes) -> list[tuple[bytes, ...]]:
+        out: list[tuple[bytes, ...]] = [()] * len(self.chains)
+        if self.plain_idx:
+            for i, result in zip(self.plain_idx, self.plain.apply(data)):
+                out[i] = (result,)
+        for step, (rest, idx) in self.selected.items():
+            per_item = [rest.apply(item) for item in fields.select(step, data)]
+            for k, i in enumerate(idx):
+                out[i] = tuple(results[k] for results in per_item)
+        return out

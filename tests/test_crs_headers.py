@@ -1,0 +1,90 @@
+"""CRS header collections (rules/fields.py): ModSecurity evaluates each header value, name or cookie alone, and
+`REQUEST_HEADERS:User-Agent` is the User-Agent value only. Scanning the header block as sent instead made CRS
+921140 (`[\\n\\r]` in REQUEST_HEADERS: header injection) fire on every request, and 913100 (scanner user agents)
+on a scanner's name anywhere in the headers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run
+from test_rules_pipeline import OK, conversation
+
+from nvpcap.pipeline import AnalyzeConfig
+from nvpcap.protocols.applayer import AppLayerConfig
+from nvpcap.rules import RuleEngine, build_engine, crs, fields
+from nvpcap.rules.regex import hyperscan
+
+BACKENDS = ["python"] + (["hyperscan"] if hyperscan is not None else [])
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
+BLOCK = (b"Host: shop.example\r\nUser-Agent: Mozilla/5.0 (X11)\r\nReferer: http://a.example/sqlmap\r\n"
+         b"Cookie: role=admin; theme=dark\r\nX-Long: first\r\n  folded\r\nno colon here\r\n\r\n")
+RULES = r"""
+SecRule REQUEST_HEADERS|REQUEST_HEADERS_NAMES "@rx [\n\r]" "id:921140,phase:1,block,msg:'header injection'"
+SecRule REQUEST_HEADERS:User-Agent "@pm sqlmap nikto" "id:913100,phase:1,block,t:none,t:lowercase,msg:'scanner'"
+SecRule REQUEST_COOKIES "@rx ^admin$" "id:900001,phase:1,block,msg:'admin cookie value'"
+SecRule REQUEST_COOKIES_NAMES "@rx ^theme$" "id:900002,phase:1,block,msg:'theme cookie name'"
+SecRule REQUEST_HEADERS:Host "@rx ^[\d.:]+$" "id:920350,phase:1,block,msg:'numeric host'"
+"""
+
+
+def test_header_fields_values_names_cookies_and_folding():
+    assert fields.header_fields(BLOCK) == [
+        (b"Host", b"shop.example"), (b"User-Agent", b"Mozilla/5.0 (X11)"), (b"Referer", b"http://a.example/sqlmap"),
+        (b"Cookie", b"role=admin; theme=dark"), (b"X-Long", b"first folded")]
+    assert fields.select(fields.selection(["h:user-agent"]), BLOCK) == [b"Mozilla/5.0 (X11)"]
+    assert fields.select(fields.selection(["c"]), BLOCK) == [b"admin", b"dark"]
+    assert fields.select(fields.selection(["cn"]), BLOCK) == [b"role", b"theme"]
+    assert fields.select(fields.selection(["c:theme"]), BLOCK) == [b"dark"]
+    assert fields.select(fields.selection(["n"]), BLOCK)[:2] == [b"Host", b"User-Agent"]
+    assert len(fields.select(fields.selection(["h"]), b"A: b\r\n" * 1000)) == fields.MAX_ITEMS
+
+
+def test_crs_header_links_select_what_modsecurity_evaluates():
+    res = crs.load_text(RULES, "t.conf")
+    assert not res.problems
+    chains = {r.rule_id: r.patterns[0].transforms for r in res.rules}
+    assert chains[921140] == ("select:h,n",)
+    assert chains[913100] == ("select:h:user-agent",)
+    assert chains[900001] == ("select:c",)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_value_alone(backend):
+    engine = RuleEngine(crs.load_text(RULES, "t.conf").rules, backend=backend)
+
+    def fired(block: bytes) -> list[int]:
+        fs = engine.flow_scanner(app="http")
+        fs.scan("header", 0, block, 1, 1)
+        fs.close()
+        return sorted(m.rule.rule_id for m in fs.alerts if m.rule.rule_id < 949000)
+
+    # CRLFs between lines are not in any value; sqlmap in the Referer is not the User-Agent; the cookie
+    # value "admin" and name "theme" are anchored matches of their own
+    assert fired(BLOCK) == [900001, 900002]
+    assert fired(b"Host: 10.0.0.1\r\nUser-Agent: sqlmap/1.5\r\nX-A: a\rb\r\n\r\n") == [913100, 920350, 921140]
+    assert fired(b"Host: shop.example\r\nAccept: */*\r\n\r\n") == []
+
+
+@pytest.fixture(scope="module")
+def real_crs():
+    if not CRS_RULES.is_dir():
+        pytest.skip("Debian's modsecurity-crs is not installed")
+    engine, _ = build_engine([str(CRS_RULES)], bundled=False)
+    return AnalyzeConfig(app=AppLayerConfig(rules=engine))
+
+
+def test_real_crs_is_quiet_on_an_ordinary_request(tmp_path, real_crs):
+    request = (b"GET /products?page=2 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\n"
+               b"Accept: */*\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: session=3f9a1c; theme=dark\r\n"
+               b"Referer: https://shop.example/\r\n\r\n")
+    res = run(conversation(tmp_path / "ok.pcap", [(0, request), (1, OK)]), real_crs)
+    assert [a["rule_id"] for a in res.alerts() if a.get("category") == "waf"] == []
+
+
+def test_real_crs_still_finds_a_scanner_and_header_injection(tmp_path, real_crs):
+    request = (b"GET / HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: sqlmap/1.7.2#stable (https://sqlmap.org)\r\n"
+               b"X-Injected: a\rSet-Cookie: x=1\r\n\r\n")
+    res = run(conversation(tmp_path / "bad.pcap", [(0, request), (1, OK)]), real_crs)
+    ids = {a["rule_id"] for a in res.alerts() if a.get("category") == "waf"}
+    assert {913100, 921140} <= ids
