@@ -359,7 +359,14 @@ class _LocalPool:
             while pending or inflight:
                 while pending and len(inflight) < window:
                     t = pending.popleft()
-                    inflight[self.pool.submit(_pool_task, t, spec)] = t
+                    try:
+                        inflight[self.pool.submit(_pool_task, t, spec)] = t
+                    except BrokenProcessPool:  # a worker died since the last wait: its files are found below
+                        pending.appendleft(t)
+                        if not inflight:  # (none in flight to find it by: a fresh pool)
+                            self.pool.shutdown(wait=True)
+                            self.pool = self._new(self.jobs)
+                        break
                 finished, _ = wait(inflight, timeout=0.2 if self.queue is not None else None,
                                    return_when=FIRST_COMPLETED)
                 for index, n in self.drain():
