@@ -138,7 +138,8 @@ def test_the_subset_at_paranoia_1():
         "waf", 5, "request", "SQL Injection Attack: UNION query, with comments replaced")
     assert r.app_proto == crs.HTTP_APPS and "attack-sqli" in r.tags
     (p,) = r.patterns
-    assert (p.context, p.negate, p.transforms) == ("url", False, ("urlDecodeUni", "replaceComments"))
+    # each of ARGS_NAMES|ARGS|REQUEST_FILENAME alone (rules/fields.py), then the transformations
+    assert (p.context, p.negate, p.transforms) == ("url", False, ("select:a,an,f", "urlDecodeUni", "replaceComments"))
     assert rules[942902].severity == 3 and rules[913901].severity == 2
 
 
@@ -157,7 +158,7 @@ def test_pm_is_an_alternation_of_escaped_literals():
     (p,) = by_id(load())[942902].patterns
     rx = compile_python(p.regex)
     assert rx.search(b"x=PG_SLEEP(5)") and rx.search(b"sleep(1)") and not rx.search(b"sleep 1")
-    assert p.context == "packet" and p.transforms == ("select:c",)  # cookies + args; lowercase is free
+    assert p.context == "packet" and p.transforms == ("select:a,c",)  # cookies + args; lowercase is free
 
 
 def test_negation_and_chain_patterns():
@@ -207,7 +208,7 @@ def test_unsupported_rules_are_reported(line, reason):
 def test_transformations_per_link_and_none_resets():
     (r,) = load('SecRule ARGS "@rx a" "id:40,t:htmlEntityDecode,t:none,t:lowercase,t:cmdLine,chain"\n'
                 '  SecRule REQUEST_BODY "@rx b" "t:removeNulls"\n').rules
-    assert [p.transforms for p in r.patterns] == [("cmdLine",), ("removeNulls",)]
+    assert [p.transforms for p in r.patterns] == [("select:a", "cmdLine"), ("removeNulls",)]
     assert crs.APPROXIMATE_TAG not in r.tags  # removeNulls is applied to body streams, call by call
     (r,) = load('SecRule REQUEST_BODY "@rx b" "id:41,t:removeNulls,t:htmlEntityDecode"\n').rules
     assert crs.APPROXIMATE_TAG in r.tags  # a body link with a transformation the stream does not get

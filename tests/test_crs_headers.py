@@ -75,7 +75,7 @@ def real_crs():
 
 
 def test_real_crs_is_quiet_on_an_ordinary_request(tmp_path, real_crs):
-    request = (b"GET /products?page=2 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\n"
+    request = (b"GET /products?page=2&sort=price&type=new HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\n"
                b"Accept: */*\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: session=3f9a1c; theme=dark\r\n"
                b"Referer: https://shop.example/\r\n\r\n")
     res = run(conversation(tmp_path / "ok.pcap", [(0, request), (1, OK)]), real_crs)
@@ -88,3 +88,32 @@ def test_real_crs_still_finds_a_scanner_and_header_injection(tmp_path, real_crs)
     res = run(conversation(tmp_path / "bad.pcap", [(0, request), (1, OK)]), real_crs)
     ids = {a["rule_id"] for a in res.alerts() if a.get("category") == "waf"}
     assert {913100, 921140} <= ids
+
+
+def test_url_arguments_each_alone():
+    assert fields.url_args(b"page=2&sort=price&q=&lt;script&gt;x&flag&s=a+b") == [
+        (b"page", b"2"), (b"sort", b"price"), (b"q", b"&lt;script&gt;x&flag"), (b"s", b"a b")]
+    url = b"/shop/item.php?page=2&sort=price"
+    assert fields.select("select:a", url, "url") == [b"2", b"price"]
+    assert fields.select("select:an", url, "url") == [b"page", b"sort"]
+    assert fields.select("select:a:sort", url, "url") == [b"price"]
+    assert fields.select("select:f,fb,q", url, "url") == [b"/shop/item.php", b"item.php", b"page=2&sort=price"]
+    assert fields.select("select:h", url, "url") == []  # header parts do not apply to a url
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_argument_named_like_a_command_is_not_a_command(backend):
+    """CRS 932115 (Windows commands after `;`, `&`, `|`, ...) on ARGS: `&sort=` joins two arguments in the url,
+    but no argument value holds `& sort`."""
+    rule = (r'SecRule ARGS_NAMES|ARGS "@rx (?:;|&|\|)\s*(?:sort|type|find)\b" '
+            "\"id:932115,phase:2,block,t:none,msg:'windows command'\"")
+    engine = RuleEngine(crs.load_text(rule, "t.conf").rules, backend=backend)
+
+    def fired(url: bytes) -> bool:
+        fs = engine.flow_scanner(app="http")
+        fs.scan("url", 0, url, 1, 1)
+        fs.close()
+        return any(m.rule.rule_id == 932115 for m in fs.alerts)
+
+    assert not fired(b"/products?page=2&sort=price&type=new")
+    assert fired(b"/run?cmd=x%26 type c:\\boot.ini".replace(b"%26", b"&"))  # a value holding "& type"

@@ -18,11 +18,12 @@ What is imported:
   arguments with macros (%{...}) keep the rule out, with a problem naming it.
 - variables -> contexts (VARIABLE_CONTEXTS below): request-line/argument variables -> "url", request headers and
   cookies -> "header", request body variables -> "body" (direction request), RESPONSE_BODY -> "body" and
-  RESPONSE_HEADERS -> "header" (direction response). In header content a link scans each header value, name
-  or cookie its variables name alone, as ModSecurity does (rules/fields.py: a selection step before the
-  transformations; a link of url and body variables selects nothing there); a selector `:User-Agent` picks
-  that header (or cookie), a regex selector `:/.../` takes them all. A url selector is ignored (the whole url
-  is scanned), and so is an exclusion (`!REQUEST_COOKIES:/__utm/`: a possible false positive). A count (`&ARGS`) keeps the rule
+  RESPONSE_HEADERS -> "header" (direction response). In url and header content a link scans each item its
+  variables name alone, as ModSecurity evaluates them (rules/fields.py: a selection step before the
+  transformations): each argument value (ARGS) or name, the path, the query string, the whole url, each header
+  value or name, each cookie (a link of body variables only selects nothing there); a selector `:User-Agent`
+  picks that header (cookie, argument), a regex selector `:/.../` takes them all. An exclusion
+  (`!REQUEST_COOKIES:/__utm/`) is ignored (a possible false positive). A count (`&ARGS`) keeps the rule
   out; a variable nvpcap has no content for (TX, MATCHED_VARS, REQUEST_METHOD, ...) is dropped from the list,
   and a link left with none keeps the rule out.
 - One context per link: the variables' context when they all map to one, else "packet" (every decoded context
@@ -356,14 +357,17 @@ def link_context(variables: str) -> tuple[str, str]:
             directions.pop() if len(directions) == 1 else "any")
 
 
-# header collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...)
+# collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...) or a url
 _COLLECTIONS = {"REQUEST_HEADERS": "h", "RESPONSE_HEADERS": "h", "REQUEST_HEADERS_NAMES": "n",
-                "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn"}
+                "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn",
+                "REQUEST_URI": "u", "REQUEST_URI_RAW": "u", "REQUEST_LINE": "u", "REQUEST_FILENAME": "f",
+                "REQUEST_BASENAME": "fb", "QUERY_STRING": "q", "ARGS": "a", "ARGS_GET": "a", "ARGS_NAMES": "an",
+                "ARGS_GET_NAMES": "an"}
 
 
 def link_selection(variables: str) -> str:
-    """The selection step of a header link (rules/fields.py): ModSecurity evaluates each header value (name,
-    cookie) alone, and `:Name` picks one header or cookie; a regex selector (`:/.../`) takes them all."""
+    """The selection step of a link (rules/fields.py): ModSecurity evaluates each header value (name, cookie,
+    argument) alone, and `:Name` picks one header, cookie or argument; a regex selector (`:/.../`) takes all."""
     parts = []
     for var in split_variables(variables):
         if var.startswith(("!", "&")):
@@ -373,7 +377,7 @@ def link_selection(variables: str) -> str:
         if kind is None:
             continue
         chosen = chosen.strip().strip("'\"")
-        named = kind in ("h", "c") and chosen and chosen[0] != "/" and not set(chosen) & set(",: ")
+        named = kind in fields.NAMED and chosen and chosen[0] != "/" and not set(chosen) & set(",: ")
         parts.append(f"{kind}:{chosen.lower()}" if named else kind)
     return fields.selection(parts)
 
@@ -416,7 +420,7 @@ def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None 
             raise Unsupported(f"{e} (chained rule, line {link.line})" if n else str(e)) from None
         if context in ("body", "packet") and tf.approximate_in_streams(chain_t):
             approximate = True
-        if context in ("header", "packet"):  # in header content: each value (name, cookie) alone, as
+        if context in ("url", "header", "packet"):  # each value (name, cookie, argument) alone, as
             chain_t = (link_selection(link.variables), *chain_t)  # ModSecurity evaluates them (fields.py)
         patterns.append(Pattern(regex, negate, context, chain_t))
         directions.add(direction)

@@ -334,7 +334,7 @@ class RuleEngine:
                 slot[p.pid] = i
                 chained.append(p)
         mine[ctx + CHAINED_KEY] = chained
-        chainset = transforms.SelectingChainSet(tuple(chain for _key, chain in live))
+        chainset = transforms.SelectingChainSet(tuple(chain for _key, chain in live), ctx)
         return _BlockPlan(chainset, ctx + CHAINED_KEY, tuple(slot))
 
     def _keep(self, mine: dict[str, list[DbPattern]], key: str) -> int:

@@ -388,9 +388,9 @@ def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
     case names, in order), the free ones dropped. In stream contexts only a chain of CHUNK_SAFE ones is
     applied; any other gives () (the content is scanned as it is: crs.py tags such rules approximate)."""
     drop = FREE | FREE_IN_URL if context == "url" else FREE
-    # a selection (rules/fields.py) picks header values: it applies to header content only
+    # a selection (rules/fields.py) picks header values or url parts: it applies to header and url content only
     out = tuple(t if fields.is_selection(t) else t.lower() for t in chain
-                if t.lower() not in drop and (context == "header" or not fields.is_selection(t)))
+                if t.lower() not in drop and (context in ("header", "url") or not fields.is_selection(t)))
     if context in STREAM_CONTEXTS and not all(t in CHUNK_SAFE for t in out):
         return ()
     return out
@@ -467,10 +467,11 @@ class SelectingChainSet:
     result per selected item, the others one result. `apply_each` returns a tuple of results per chain; the
     chains after each distinct selection share one ChainSet, run on each item."""
 
-    __slots__ = ("chains", "plain", "plain_idx", "selected")
+    __slots__ = ("chains", "context", "plain", "plain_idx", "selected")
 
-    def __init__(self, chains: tuple[tuple[str, ...], ...]) -> None:
+    def __init__(self, chains: tuple[tuple[str, ...], ...], context: str = "header") -> None:
         self.chains = chains
+        self.context = context
         self.plain_idx = tuple(i for i, c in enumerate(chains) if not (c and fields.is_selection(c[0])))
         self.plain = ChainSet(tuple(chains[i] for i in self.plain_idx))
         grouped: dict[str, list[int]] = {}
@@ -486,7 +487,7 @@ class SelectingChainSet:
             for i, result in zip(self.plain_idx, self.plain.apply(data)):
                 out[i] = (result,)
         for step, (rest, idx) in self.selected.items():
-            per_item = [rest.apply(item) for item in fields.select(step, data)]
+            per_item = [rest.apply(item) for item in fields.select(step, data, self.context)]
             for k, i in enumerate(idx):
                 out[i] = tuple(results[k] for results in per_item)
         return out
