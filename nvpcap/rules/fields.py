@@ -47,6 +47,11 @@ def valid(step: str) -> bool:
                                                                     and p[2:]) for p in parts)
 
 
+def parts(step: str) -> list[str]:
+    """The parts of a selection step, in order ("select:a,h:user-agent" -> ["a", "h:user-agent"])."""
+    return [p for p in step[len(SELECT):].split(",") if p]
+
+
 def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
     """(name, value) of each header of a block, in order."""
     fields: list[tuple[bytes, bytes]] = []
@@ -78,27 +83,68 @@ def _cookies(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 def select(step: str, data: bytes, context: str = "header") -> list[bytes]:
     """The items a selection step takes from a header block or (context "url") a url, at most MAX_ITEMS."""
-    kinds = URL_KINDS if context == "url" else HEADER_KINDS
-    parts = [p for p in step[len(SELECT):].split(",") if p.split(":", 1)[0] in kinds]
-    if not parts:
-        return []
-    if context == "url":
-        return _url_items(parts, data)[:MAX_ITEMS]
-    block = data
-    fields = header_fields(block)
-    cookies = _cookies(fields) if any(p[0] == "c" for p in parts) else []
-    items: list[bytes] = []
-    for part in parts:
+    return Unit(data, context).select(step)
+
+
+class Unit:
+    """One header block or url, parsed once for all the selections of a unit's chains (CRS has ~20 distinct
+    ones), each part's items computed once."""
+
+    __slots__ = ("context", "data", "_fields", "_cookies", "_url", "_parts")
+
+    def __init__(self, data: bytes, context: str = "header") -> None:
+        self.data = data
+        self.context = context
+        self._fields: list[tuple[bytes, bytes]] | None = None
+        self._cookies: list[tuple[bytes, bytes]] | None = None
+        self._url: tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None = None
+        self._parts: dict[str, list[bytes]] = {}
+
+    def select(self, step: str) -> list[bytes]:
+        items: list[bytes] = []
+        for part in parts(step):
+            items += self.items(part)
+        return items[:MAX_ITEMS]
+
+    def items(self, part: str) -> list[bytes]:
+        """What one part of a selection ("a", "h:user-agent") takes from this unit: none from the other kind
+        of content (url parts from a header block), at most MAX_ITEMS."""
+        got = self._parts.get(part)
+        if got is None:
+            kinds = URL_KINDS if self.context == "url" else HEADER_KINDS
+            got = self._parts[part] = self._part(part)[:MAX_ITEMS] if part.split(":", 1)[0] in kinds else []
+        return got
+
+    def _part(self, part: str) -> list[bytes]:
         kind, _, wanted = part.partition(":")
-        if kind == "h":
-            items += [v for n, v in fields if not wanted or n.lower().decode("latin-1") == wanted]
-        elif kind == "n":
-            items += [n for n, _ in fields]
-        elif kind == "c":
-            items += [v for n, v in cookies if not wanted or n.lower().decode("latin-1") == wanted]
-        elif kind == "cn":
-            items += [n for n, _ in cookies]
-    return items[:MAX_ITEMS]
+        if self.context == "url":
+            if self._url is None:
+                path, qmark, query = self.data.partition(b"?")
+                self._url = (path, query if qmark else None, url_args(query) if query else [])
+            path, query, args = self._url
+            if kind == "u":
+                return [self.data]
+            if kind == "f":
+                return [path]
+            if kind == "fb":
+                return [path.rsplit(b"/", 1)[-1]]
+            if kind == "q":
+                return [query] if query is not None else []
+            return _named(args, kind == "an", wanted)
+        if self._fields is None:
+            self._fields = header_fields(self.data)
+        if kind in ("h", "n"):
+            return _named(self._fields, kind == "n", wanted)
+        if self._cookies is None:
+            self._cookies = _cookies(self._fields)
+        return _named(self._cookies, kind == "cn", wanted)
+
+
+def _named(pairs: list[tuple[bytes, bytes]], names: bool, wanted: str) -> list[bytes]:
+    """The names, or the values (of the pairs named `wanted`, case-insensitive, when given)."""
+    if names:
+        return [n for n, _ in pairs]
+    return [v for n, v in pairs if not wanted or n.lower().decode("latin-1") == wanted]
 
 
 def url_args(query: bytes) -> list[tuple[bytes, bytes]]:
@@ -113,24 +159,3 @@ def url_args(query: bytes) -> list[tuple[bytes, bytes]]:
             pairs.append(piece)
     return [(n.replace(b"+", b" "), v.replace(b"+", b" ")) for n, _, v in (pair.partition(b"=") for pair in pairs)
             if n or v]
-
-
-def _url_items(parts: list[str], url: bytes) -> list[bytes]:
-    path, qmark, query = url.partition(b"?")
-    args = url_args(query) if query else []
-    items: list[bytes] = []
-    for part in parts:
-        kind, _, wanted = part.partition(":")
-        if kind == "u":
-            items.append(url)
-        elif kind == "f":
-            items.append(path)
-        elif kind == "fb":
-            items.append(path.rsplit(b"/", 1)[-1])
-        elif kind == "q" and qmark:
-            items.append(query)
-        elif kind == "a":
-            items += [v for n, v in args if not wanted or n.lower().decode("latin-1") == wanted]
-        elif kind == "an":
-            items += [n for n, _ in args]
-    return items

@@ -463,31 +463,46 @@ class ChainSet:
 
 
 class SelectingChainSet:
-    """Chains of which some start with a selection (rules/fields.py: CRS header collections): those give one
-    result per selected item, the others one result. `apply_each` returns a tuple of results per chain; the
-    chains after each distinct selection share one ChainSet, run on each item."""
+    """Chains of which some start with a selection (rules/fields.py: CRS collections of a url or header block):
+    those give one result per selected item, the others one result. `apply_each` returns a tuple of results per
+    chain. Selections share their parts ("a" is in "select:a" and "select:a,an"): each part's items are taken
+    once per unit and run once through the chains of every selection that has the part (one ChainSet per part)."""
 
-    __slots__ = ("chains", "context", "plain", "plain_idx", "selected")
+    __slots__ = ("by_part", "chains", "context", "plain", "plain_idx", "selection_parts")
 
     def __init__(self, chains: tuple[tuple[str, ...], ...], context: str = "header") -> None:
         self.chains = chains
         self.context = context
-        self.plain_idx = tuple(i for i, c in enumerate(chains) if not (c and fields.is_selection(c[0])))
+        selecting = {i: fields.parts(c[0]) for i, c in enumerate(chains) if c and fields.is_selection(c[0])}
+        self.plain_idx = tuple(i for i in range(len(chains)) if i not in selecting)
         self.plain = ChainSet(tuple(chains[i] for i in self.plain_idx))
-        grouped: dict[str, list[int]] = {}
-        for i, chain in enumerate(chains):
-            if chain and fields.is_selection(chain[0]):
-                grouped.setdefault(chain[0], []).append(i)
-        self.selected = {step: (ChainSet(tuple(chains[i][1:] for i in idx)), tuple(idx))
-                         for step, idx in grouped.items()}
+        self.selection_parts = selecting  # chain index -> its parts, in order
+        holders: dict[str, list[int]] = {}
+        for i, chain_parts in selecting.items():
+            for part in chain_parts:
+                holders.setdefault(part, []).append(i)
+        self.by_part = {part: (ChainSet(tuple(chains[i][1:] for i in idx)), tuple(idx))
+                        for part, idx in holders.items()}
 
     def apply_each(self, data: bytes) -> list[tuple[bytes, ...]]:
         out: list[tuple[bytes, ...]] = [()] * len(self.chains)
         if self.plain_idx:
             for i, result in zip(self.plain_idx, self.plain.apply(data)):
                 out[i] = (result,)
-        for step, (rest, idx) in self.selected.items():
-            per_item = [rest.apply(item) for item in fields.select(step, data, self.context)]
+        if not self.by_part:
+            return out
+        unit = fields.Unit(data, self.context)
+        got: dict[tuple[int, str], list[bytes]] = {}  # (chain, part) -> results
+        for part, (rest, idx) in self.by_part.items():
+            items = unit.items(part)
+            if not items:
+                continue
+            per_item = [rest.apply(item) for item in items]
             for k, i in enumerate(idx):
-                out[i] = tuple(results[k] for results in per_item)
+                got[(i, part)] = [results[k] for results in per_item]
+        for i, chain_parts in self.selection_parts.items():
+            results: list[bytes] = []
+            for part in chain_parts:
+                results += got.get((i, part), ())
+            out[i] = tuple(results[:fields.MAX_ITEMS])
         return out
