@@ -473,7 +473,9 @@ class SelectingChainSet:
     def __init__(self, chains: tuple[tuple[str, ...], ...], context: str = "header") -> None:
         self.chains = chains
         self.context = context
-        selecting = {i: fields.parts(c[0]) for i, c in enumerate(chains) if c and fields.is_selection(c[0])}
+        kinds = fields.URL_KINDS if context == "url" else fields.HEADER_KINDS  # the parts this content has
+        selecting = {i: [p for p in fields.parts(c[0]) if p.split(":", 1)[0] in kinds]
+                     for i, c in enumerate(chains) if c and fields.is_selection(c[0])}
         self.plain_idx = tuple(i for i in range(len(chains)) if i not in selecting)
         self.plain = ChainSet(tuple(chains[i] for i in self.plain_idx))
         self.selection_parts = selecting  # chain index -> its parts, in order
