@@ -328,11 +328,12 @@ def _print_totals(err: Console, summary: dict) -> None:
               highlight=False)
 
 
-# -- nvpcap rules list|lint|test (DLP/WAF rule files: NeuVector sensors, gitleaks TOML) --
+# -- nvpcap rules list|lint|test (rule files: NeuVector sensors, gitleaks TOML, Suricata, OWASP CRS) --
 
 @main.group("rules")
 def rules_group() -> None:
-    """List, check and try DLP/WAF rule files (NeuVector sensor YAML/JSON, gitleaks TOML)."""
+    """List, check and try DLP/WAF/IDS rule files (NeuVector sensor YAML/JSON, gitleaks TOML, Suricata .rules,
+    OWASP CRS .conf)."""
 
 
 def _rule_row(r) -> dict:  # r: a nvpcap.rules.Rule (the rules package is imported lazily)
