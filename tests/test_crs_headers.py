@@ -141,3 +141,11 @@ def test_real_crs_finds_the_sql_injection_capture(shared_pcaps, real_crs):
     ids = {a["rule_id"] for a in run(shared_pcaps / "http__ndpi__WebattackSQLinj.pcap", real_crs).alerts()
            if a.get("category") == "waf"}
     assert {942190, 942140, 949110} <= ids
+
+
+def test_hostile_units_are_joined_once():
+    """An argument of 60,000 `&x` pieces, a header folded 200,000 times: pieces joined once (grown piece by
+    piece, these sizes would copy ~100 GB and hang the run)."""
+    (arg,) = fields.url_args(b"a=1" + b"&x" * 60_000)
+    (field,) = fields.header_fields(b"A: v\r\n" + b" fold\r\n" * 200_000)
+    assert len(arg[1]) == 120_001 and len(field[1]) == 1 + 5 * 200_000

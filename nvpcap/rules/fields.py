@@ -54,20 +54,19 @@ def parts(step: str) -> list[str]:
 
 def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
     """(name, value) of each header of a block, in order."""
-    fields: list[tuple[bytes, bytes]] = []
+    fields: list[tuple[bytes, list[bytes]]] = []  # value pieces joined once (folding is not quadratic)
     for line in block.split(b"\n"):
         line = line.removesuffix(b"\r")
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
             if fields:
-                name, value = fields[-1]
-                fields[-1] = (name, value + b" " + line.strip(b" \t"))
+                fields[-1][1].append(line.strip(b" \t"))
             continue
         name, colon, value = line.partition(b":")
         if colon:
-            fields.append((name.strip(b" \t"), value.strip(b" \t")))
-    return fields
+            fields.append((name.strip(b" \t"), [value.strip(b" \t")]))
+    return [(name, b" ".join(pieces)) for name, pieces in fields]
 
 
 def _cookies(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -151,11 +150,11 @@ def url_args(query: bytes) -> list[tuple[bytes, bytes]]:
     """(name, value) of each argument of a percent-decoded query string, `+` as a space (ModSecurity decodes
     ARGS as a form would). A `&` starts an argument only when `=` follows before the next `&`: a decoded
     `&lt;` (an HTML entity that was %26lt%3B) stays in its value."""
-    pairs: list[bytes] = []
+    groups: list[list[bytes]] = []  # pieces of one argument (joined once: no quadratic concatenation)
     for piece in query.split(b"&"):
-        if pairs and b"=" not in piece:
-            pairs[-1] += b"&" + piece
+        if groups and b"=" not in piece:
+            groups[-1].append(piece)
         else:
-            pairs.append(piece)
-    return [(n.replace(b"+", b" "), v.replace(b"+", b" ")) for n, _, v in (pair.partition(b"=") for pair in pairs)
-            if n or v]
+            groups.append([piece])
+    pairs = (b"&".join(g).partition(b"=") for g in groups)
+    return [(n.replace(b"+", b" "), v.replace(b"+", b" ")) for n, _, v in pairs if n or v]
