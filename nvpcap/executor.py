@@ -55,7 +55,7 @@ from .session.table import FlowTableConfig
 EXECUTORS = ("local", "dask")
 PROGRESS_STEP = 4 << 20  # bytes a worker reads between progress reports
 CRASH_HOOK = "NVPCAP_TEST_CRASH_INPUT"  # tests: a pool worker given the file of this base name dies (os._exit)
-SHARD_MIN_BYTES = 64 << 20  # with fewer files than jobs, files at least this large are split across workers
+SHARD_MIN_BYTES = 64 << 20  # a file is split across workers only from this size (below it start-up dominates)
 
 
 # -- what a run is: picklable, hashable ------------------------------------------------------------------------
