@@ -670,16 +670,6 @@ class FlowScanner:
         hits = st.handle.scan(data)
         tail = st.tail
         pos = st.pos
-        if not hits and plan.wkey is None and not st.pending:
-            self._advance(st, plan.keep, tail, pos, data, frame, ts_ns)  # most calls: nothing to look at
-            return
-        wstart = pos - len(tail)
-        window = None  # tail + data, built only when needed (a hit, windowed prefilters)
-        if plan.wkey is not None:
-            window = tail + data
-            hits = self._scan_window(hits, plan.wkey, window, wstart)
-        if st.pending:
-            hits = _with_pending(hits, st)
         end = pos + len(data)
         chunks = st.chunks
         chunks.append(end)
@@ -687,50 +677,20 @@ class FlowScanner:
         chunks.append(ts_ns)
         if len(chunks) > 3 * CHUNK_HISTORY:
             del chunks[:3]
-        if hits:
-            if window is None:
+        window = None  # tail + data, built only when needed (a hit, windowed prefilters)
+        if hits or plan.wkey is not None or st.pending:  # most calls: nothing to look at
+            wstart = pos - len(tail)
+            if plan.wkey is not None:
                 window = tail + data
-            self._process(hits, plan.context, plan.side, window, wstart, chunks, st, False)
+                hits = self._scan_window(hits, plan.wkey, window, wstart)
+            if st.pending:
+                hits = _with_pending(hits, st)
+            if hits:
+                if window is None:
+                    window = tail + data
+                self._process(hits, plan.context, plan.side, window, wstart, chunks, st, False)
         st.pos = end
-        keep = plan.keep
-        if len(data) >= keep:
-            st.tail = data[len(data) - keep :]
-        elif window is not None:
-            st.tail = window[len(window) - keep :]
-        elif len(tail) + len(data) > keep:
-            st.tail = tail[len(tail) + len(data) - keep :] + data
-        else:
-            st.tail = tail + data
-        start = end - len(st.tail)
-        if chunks[0] < start and len(chunks) > 3:
-            if chunks[3] >= start:
-                del chunks[:3]  # the usual case: the oldest call left the window
-            else:
-                _forget(chunks, start)
-
-    @staticmethod
-    def _advance(st: _Stream, keep: int, tail: bytes, pos: int, data: bytes, frame: int, ts_ns: int) -> None:
-        """_scan_stream's bookkeeping for a call without hits (most calls): the same tail and chunk history,
-        in fewer steps."""
-        n = len(data)
-        end = st.pos = pos + n
-        chunks = st.chunks
-        chunks.append(end)
-        chunks.append(frame)
-        chunks.append(ts_ns)
-        if n >= keep:
-            tail = st.tail = data[n - keep :] if n > keep else data
-        else:
-            excess = len(tail) + n - keep
-            tail = st.tail = tail[excess:] + data if excess > 0 else tail + data
-        start = end - len(tail)
-        if chunks[0] < start and len(chunks) > 3:
-            if chunks[3] >= start:
-                del chunks[:3]  # the usual case: the oldest call left the window
-            else:
-                _forget(chunks, start)
-        elif len(chunks) > 3 * CHUNK_HISTORY:
-            del chunks[:3]
+        _retain(st, plan.keep, tail, data, window, end)
 
     def _scan_unit(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
         """A whole message of a stream context (a UDP datagram): a stream of its own, opened, scanned and closed
@@ -1026,6 +986,26 @@ class FlowScanner:
                 if start == 0:
                     break
         return window[max(0, endpos - FALLBACK_TEXT) : endpos]
+
+
+def _retain(st: _Stream, keep: int, tail: bytes, data: bytes, window: bytes | None, end: int) -> None:
+    """After a stream call: the last `keep` bytes seen as the tail (from the window when it was built), and the
+    chunk history trimmed to the calls that tail overlaps."""
+    n = len(data)
+    if n >= keep:
+        st.tail = data[n - keep :] if n > keep else data
+    elif window is not None:
+        st.tail = window[len(window) - keep :]
+    else:
+        excess = len(tail) + n - keep
+        st.tail = tail[excess:] + data if excess > 0 else tail + data
+    start = end - len(st.tail)
+    chunks = st.chunks
+    if chunks[0] < start and len(chunks) > 3:
+        if chunks[3] >= start:
+            del chunks[:3]  # the usual case: the oldest call left the window
+        else:
+            _forget(chunks, start)
 
 
 def _to_the_end(hits: Hits, windowed: frozenset[int], end: int) -> None:
