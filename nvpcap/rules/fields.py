@@ -14,13 +14,14 @@ after a `&`, CRS 932115). Items of a selection from a header block, in the order
 - `c`: every cookie value (the Cookie headers' `name=value` pairs); `c:NAME`: the value of cookie NAME;
 - `cn`: every cookie name.
 From a url (the request target, percent-decoded already, so arguments are split as `url_args` says: an
-encoded `&` followed by `name=` splits too, a small approximation): `u` the whole url (REQUEST_URI, REQUEST_LINE), `f` its path (REQUEST_FILENAME), `fb` the path's
-last segment (REQUEST_BASENAME), `q` the query string, `a` every argument's value (`a:NAME`: that argument's),
-`an` every argument's name. A selection applies to the content it has parts for: header parts to header
-blocks, url parts to urls.
+encoded `&` followed by `name=` splits too, a small approximation): `u` the whole url (REQUEST_URI,
+REQUEST_LINE), `f` its path (REQUEST_FILENAME), `fb` the path's last segment (REQUEST_BASENAME), `q` the query
+string, `a` every argument's value (`a:NAME`: that argument's), `an` every argument's name. A selection applies
+to the content it has parts for (`applies`): header parts to header blocks, url parts to urls.
 Parts are taken in the selection's (sorted) order, each in the order of the block; "select:" with no part
-selects nothing (a CRS link on url and body variables has no header content). A header is `name: value` with optional whitespace around the value; a line starting with a space or tab
-continues the previous value (obsolete folding); a line without a colon is skipped. At most MAX_ITEMS items.
+selects nothing (a CRS link on url and body variables has no header content). A header is `name: value` with
+optional whitespace around the value; a line starting with a space or tab continues the previous value
+(obsolete folding); a line without a colon is skipped. At most MAX_ITEMS items.
 """
 from __future__ import annotations
 
@@ -42,9 +43,14 @@ def selection(parts: list[str]) -> str:
 
 def valid(step: str) -> bool:
     """A well-formed selection step ("select:" alone selects nothing: a link of url and body variables)."""
-    parts = [p for p in step[len(SELECT):].split(",") if p]
-    return all(p.split(":", 1)[0] in HEADER_KINDS + URL_KINDS and (":" not in p or p[:2] in ("h:", "c:", "a:")
-                                                                    and p[2:]) for p in parts)
+    return all(applies(p, "url") or applies(p, "header") for p in parts(step))
+
+
+def applies(part: str, context: str) -> bool:
+    """Whether a well-formed part takes items from this content ("a" from a url, "h:host" from a header
+    block)."""
+    kind, colon, name = part.partition(":")
+    return kind in (URL_KINDS if context == "url" else HEADER_KINDS) and (not colon or kind in NAMED and bool(name))
 
 
 def parts(step: str) -> list[str]:
@@ -89,7 +95,7 @@ class Unit:
     """One header block or url, parsed once for all the selections of a unit's chains (CRS has ~20 distinct
     ones), each part's items computed once."""
 
-    __slots__ = ("context", "data", "_fields", "_cookies", "_url", "_parts")
+    __slots__ = ("_cookies", "_fields", "_parts", "_url", "context", "data")
 
     def __init__(self, data: bytes, context: str = "header") -> None:
         self.data = data
@@ -110,8 +116,7 @@ class Unit:
         of content (url parts from a header block), at most MAX_ITEMS."""
         got = self._parts.get(part)
         if got is None:
-            kinds = URL_KINDS if self.context == "url" else HEADER_KINDS
-            got = self._parts[part] = self._part(part)[:MAX_ITEMS] if part.split(":", 1)[0] in kinds else []
+            got = self._parts[part] = self._part(part)[:MAX_ITEMS] if applies(part, self.context) else []
         return got
 
     def _part(self, part: str) -> list[bytes]:

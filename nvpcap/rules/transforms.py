@@ -473,8 +473,7 @@ class SelectingChainSet:
     def __init__(self, chains: tuple[tuple[str, ...], ...], context: str = "header") -> None:
         self.chains = chains
         self.context = context
-        kinds = fields.URL_KINDS if context == "url" else fields.HEADER_KINDS  # the parts this content has
-        selecting = {i: [p for p in fields.parts(c[0]) if p.split(":", 1)[0] in kinds]
+        selecting = {i: [p for p in fields.parts(c[0]) if fields.applies(p, context)]  # the parts this content has
                      for i, c in enumerate(chains) if c and fields.is_selection(c[0])}
         self.plain_idx = tuple(i for i in range(len(chains)) if i not in selecting)
         self.plain = ChainSet(tuple(chains[i] for i in self.plain_idx))

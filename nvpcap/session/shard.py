@@ -1,4 +1,4 @@
-"""Which worker owns a flow when one capture is split across processes (`-j N` with fewer large files than N).
+"""Which worker owns a flow when one capture is split across processes (`-j N` on a large file: executor.py).
 
 Every worker reads the whole file and keeps the whole flow table, so flow serials, flow ids, timeouts and the
 meters are those of a serial run; only the owner of a flow reads its payload (identification, parsing, rules)
