@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..atomic import hidden_tmp, write_atomic
 from ..records.flows import empty_flow_frame
 from .base import EVENT_SCHEMA, Sink, flatten_events, sibling
 
@@ -89,11 +90,6 @@ def part_name(index: int, name: str) -> str:
     return f"part-{index:06d}-{part_stem(name)}.parquet"
 
 
-def _hidden_tmp(path: str) -> str:
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{os.getpid()}.tmp")
-
-
 class _TableOut:
     """One Parquet file written in row groups of ROW_GROUP_ROWS rows; to a hidden temporary name then renamed
     (`path`), or into memory (`path` None: `data()` returns the file's bytes)."""
@@ -101,7 +97,7 @@ class _TableOut:
     def __init__(self, path: str | None, schema: pa.Schema):
         self.path = path
         self.schema = schema
-        self.tmp = _hidden_tmp(path) if path else None
+        self.tmp = hidden_tmp(path) if path else None
         self.sink = pa.BufferOutputStream() if path is None else None
         self.writer = pq.ParquetWriter(self.tmp if path else self.sink, schema, compression="zstd")
         self.held: list[pa.Table] = []
@@ -190,14 +186,6 @@ def concat_parts(paths: list[str], out: str, schema: pa.Schema) -> int:
     return part.rows
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """`data` to `path` via a hidden temporary name and a rename."""
-    tmp = _hidden_tmp(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 @dataclass
 class PartPlan:
     """What to do with one input: `skip` (its parts are complete and its file unchanged: `summary` is the
@@ -275,7 +263,7 @@ class PartitionedParquetSink(Sink):
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        tmp = _hidden_tmp(self.manifest_path)
+        tmp = hidden_tmp(self.manifest_path)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(json.dumps({"nvpcap_manifest": MANIFEST_VERSION}) + "\n")
             for entry in sorted(self.entries.values(), key=lambda e: (e.get("flows", ""), e["input"])):

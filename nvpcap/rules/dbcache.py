@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
+
 try:  # optional, as in rules/regex.py (which imports this module)
     import hyperscan
 except ImportError:  # pragma: no cover - exercised when hyperscan is not installed
@@ -116,10 +118,7 @@ def store(path: Path, db: Any) -> None:
     try:
         payload = hyperscan.dumpb(db)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(FORMAT + hashlib.sha256(payload).digest() + payload)
-        os.replace(tmp, path)
+        write_atomic(str(path), FORMAT + hashlib.sha256(payload).digest() + payload)
         trim(path.parent)
     except Exception:  # noqa: BLE001 - the cache only saves time
         return
