@@ -674,7 +674,7 @@ def run_stream(names: list[str], spec: RunSpec, sink: Any, jobs: int = 1,
     workers reads every file and owns its pairs' flows; their parts are replayed shard after shard and each
     file's summaries merged. The records are those of the serial stream run, in another order."""
     total = sum(file_size(n) or 0 for n in names)
-    if jobs < 2 or STDIN_NAME in names or spec.flows_only or total < shard_min_bytes:
+    if STDIN_NAME in names or _workers(total, total, jobs, spec, shard_min_bytes) < 2:
         return analyze_stream(names, sink, build_config(spec), progress=progress)
     from .output.parts import replay
 
@@ -764,17 +764,21 @@ def _shards(names: list[str], spec: RunSpec, jobs: int, executor: str, min_bytes
     input bytes is worth (jobs * size / total, rounded down), when that is two or more. `only`: the inputs to be
     analysed (a partitioned folder's, those resume does not skip). Only on the local executor (every worker
     reads the whole file), with payload inspection on (--flows-only has little to split)."""
-    if executor != "local" or spec.flows_only or jobs < 2:
+    if executor != "local":
         return {}
     keep = set(range(len(names)) if only is None else only)
     sizes = {i: file_size(name) or 0 for i, name in enumerate(names) if name != STDIN_NAME and i in keep}
     total = sum(sizes.values())
-    out = {}
-    for i, size in sizes.items():
-        share = jobs * size // total if total else 0
-        if size >= min_bytes and share >= 2:
-            out[i] = min(share, jobs)
-    return out
+    return {i: n for i, size in sizes.items() if (n := _workers(size, total, jobs, spec, min_bytes)) > 1}
+
+
+def _workers(size: int, total: int, jobs: int, spec: RunSpec, min_bytes: int) -> int:
+    """Workers an input of `size` bytes (of `total` in the run) is worth splitting across: its share of the jobs,
+    jobs * size // total, when that is two or more and the input has `min_bytes`; else 1."""
+    if spec.flows_only or jobs < 2 or size < min_bytes or not total:
+        return 1
+    share = min(jobs * size // total, jobs)
+    return share if share >= 2 else 1
 
 
 def _part_name(index: int, shard: int = 0) -> str:
