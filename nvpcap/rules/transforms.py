@@ -440,9 +440,6 @@ class ChainSet:
 
     def apply(self, data: bytes) -> list[bytes]:
         """Each chain's result on `data`, in the order of `chains`."""
-        return self._run(data)
-
-    def _run(self, data: bytes) -> list[bytes]:
         values = [data]
         done: dict[tuple[Callable[[bytes], bytes], int], bytes] = {}  # (function, id of input): result
         for parent, fn, shared in self.steps:  # _bounded inlined: ~25 steps per header block
