@@ -756,29 +756,24 @@ class FlowScanner:
             if checked is None:
                 checked = st.checked = {}
         wend = wstart + len(window)
-        all_ends = engine.backend.reports_all_ends
         touched: set[int] = set()
         again: set[int] = set()
-        for pid, (first, last, ends) in hits.items():
+        for pid, hit in hits.items():
             cp = engine.patterns[pid]
             fired = self._admit(cp, pid, side, again)
             if fired is _SKIP:
                 continue
-            end, text = first, None
+            end, text = hit[0], None
             if cp.confirm:
                 held = cp.ahead and not final
                 lo = checked.get(pid, -1) if checked is not None else -1
                 if checked is not None:
                     checked[pid] = max(wend - held, lo)
-                found = None
-                for r_lo, r_hi in _regions(lo, wend, first, last, ends, cp.width, all_ends):
-                    found, held_back = self._confirm(cp, window, wstart, r_lo, r_hi, held)
-                    if held_back and st is not None:
-                        if not st.pending:
-                            st.pending = set()
-                        st.pending.add(pid)  # look again at the next call even if Hyperscan says nothing
-                    if found is not None:
-                        break
+                found, held_back = self._first_confirmed(cp, hit, window, wstart, lo, wend, held)
+                if held_back and st is not None:
+                    if not st.pending:
+                        st.pending = set()
+                    st.pending.add(pid)  # look again at the next call even if Hyperscan says nothing
                 if found is None:
                     continue
                 end, text = found
@@ -857,16 +852,11 @@ class FlowScanner:
         the hits only, so a cached unit's checks serve every flow (computed once, for every hit)."""
         out = []
         patterns = self.engine.patterns
-        all_ends = self.engine.backend.reports_all_ends
-        for pid, (first, last, ends) in hits.items():
+        for pid, hit in hits.items():
             cp = patterns[pid]
-            end, text = first, None
+            end, text = hit[0], None
             if cp.confirm:
-                found = None
-                for r_lo, r_hi in _regions(-1, len(unit), first, last, ends, cp.width, all_ends):
-                    found, _held_back = self._confirm(cp, unit, 0, r_lo, r_hi, False)
-                    if found is not None:
-                        break
+                found, _held_back = self._first_confirmed(cp, hit, unit, 0, -1, len(unit), False)
                 if found is None:
                     continue
                 end, text = found
@@ -874,6 +864,19 @@ class FlowScanner:
                 text = self._extract(cp, unit, 0, end)
             out.append((pid, end, text))
         return tuple(out)
+
+    def _first_confirmed(self, cp: _CPattern, hit: list, window: bytes, wstart: int, lo: int, wend: int,
+                         held: bool) -> tuple[tuple[int, bytes] | None, bool]:
+        """The first candidate Python confirms in the regions a hit's ends point at (checked before `lo`:
+        skipped), and whether a candidate ending on the last byte was held back on the way."""
+        first, last, ends = hit
+        held_any = False
+        for r_lo, r_hi in _regions(lo, wend, first, last, ends, cp.width, self.engine.backend.reports_all_ends):
+            found, held_back = self._confirm(cp, window, wstart, r_lo, r_hi, held)
+            held_any = held_any or held_back
+            if found is not None:
+                return found, held_any
+        return None, held_any
 
     def _evaluate(self, idx: int) -> None:
         pos, neg = self.engine.rule_pids(idx)
