@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 
 V4_MAPPED_HI = 0
 V4_MAPPED_MASK = 0xFFFF00000000
@@ -18,8 +19,10 @@ def packed(hi: int, lo: int) -> bytes:
     return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
 
 
+@lru_cache(maxsize=1 << 16)
 def text(hi: int, lo: int) -> str:
-    """RFC 5952 text (what ipaddress prints), via inet_ntop: ~10x faster than the ipaddress module."""
+    """RFC 5952 text (what ipaddress prints), via inet_ntop: ~10x faster than the ipaddress module. Cached:
+    a capture has far fewer addresses than flows (the 1M-packet bench file: 2,298 clients for 90,679 flows)."""
     if is_v4(hi, lo):
         return socket.inet_ntop(socket.AF_INET, (lo & 0xFFFFFFFF).to_bytes(4, "big"))
     return socket.inet_ntop(socket.AF_INET6, hi.to_bytes(8, "big") + lo.to_bytes(8, "big"))

@@ -87,18 +87,25 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def _address_text(name: str, hi: np.ndarray, lo: np.ndarray) -> pl.Series:
-    """Text form of many addresses: IPv4 dotted quads built column-wise by polars, IPv6 (rarer) one by one."""
-    v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
-    octets = [((lo >> np.uint64(s)) & np.uint64(0xFF)).astype(np.uint8) for s in (24, 16, 8, 0)]
-    quads = pl.DataFrame({f"o{i}": o for i, o in enumerate(octets)}).select(
-        pl.concat_str([pl.col(f"o{i}").cast(pl.Utf8) for i in range(4)], separator=".").alias(name)).to_series()
-    v6 = np.flatnonzero(~v4)
-    if v6.shape[0] == 0:
-        return quads
-    pairs = np.stack([hi[v6], lo[v6]], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    texts = [addresses.text(int(a), int(b)) for a, b in uniq]
-    return quads.scatter(v6, pl.Series([texts[k] for k in inverse.reshape(-1)], dtype=pl.Utf8))
+    """Text form of many addresses: each distinct address of the block converted once (addresses.text caches
+    across blocks too), then spread back by index."""
+    out = np.empty(hi.shape[0], dtype=object)
+    v4 = hi == 0  # IPv4 (mapped) and the few IPv6 addresses in ::/64: the low word alone tells them apart
+    for rows in (np.flatnonzero(v4), np.flatnonzero(~v4)):
+        if rows.shape[0]:
+            out[rows] = _distinct_texts(hi[rows], lo[rows])
+    return pl.Series(name, out.tolist(), dtype=pl.Utf8)  # from a list: about 2x faster than from objects
+
+
+def _distinct_texts(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    if not hi.any():  # one word is the whole address, and sorts 5x faster than a 16-byte key
+        uniq, inverse = np.unique(lo, return_inverse=True)
+        words = [(0, w) for w in uniq.tolist()]
+    else:
+        pairs = np.ascontiguousarray(np.stack([hi, lo], axis=1).astype(np.uint64))
+        uniq, inverse = np.unique(pairs.view(np.dtype((np.void, 16))).reshape(-1), return_inverse=True)
+        words = uniq.view(np.uint64).reshape(-1, 2).tolist()
+    return np.array([addresses.text(a, b) for a, b in words], dtype=object)[inverse.reshape(-1)]
 
 
 def _conn_states(f: np.ndarray, tcp_size: np.ndarray, hists: np.ndarray) -> np.ndarray:
@@ -165,7 +172,6 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext, apps: list[tuple[str, 
     hists = f["hist"].view(f"S{k.HIST_MAX}").reshape(n).astype(str).astype(object)
     has_ports = np.isin(proto, (6, 17, 132)) | is_icmp
     columns = {
-        "event_type": np.full(n, "flow", dtype=object),
         "flow_id": flow_ids(ctx.pcap_filename, f["serial"], f["first_ts"], cid_words),
         "community_id": cids,
         "ts": f["first_ts"] / 1e9,
@@ -175,13 +181,10 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext, apps: list[tuple[str, 
         "src_port": _nullable("src_port", cport, has_ports),
         "dest_ip": _address_text("dest_ip", f["s_hi"], f["s_lo"]),
         "dest_port": _nullable("dest_port", dest_port, has_ports),
-        "proto": _PROTO_TABLE[proto],
+        "proto": _PROTO_TABLE[proto].tolist(),
         "ip_version": f["ipver"].astype(np.int64),
-        "app_proto": [a for a, _ in apps] if apps else np.full(n, "unknown", dtype=object),
-        "app_confidence": [c for _, c in apps] if apps else np.full(n, "none", dtype=object),
-        "app_product": products if products is not None else [None] * n,
-        "conn_state": _conn_states(f, tcp_size, hists),
-        "history": hists,
+        "conn_state": _conn_states(f, tcp_size, hists).tolist(),
+        "history": hists.tolist(),
         "pkts_toserver": f["pkts"][:, 0],
         "pkts_toclient": f["pkts"][:, 1],
         "bytes_toserver": f["bytes"][:, 0],
@@ -195,22 +198,29 @@ def build_flow_frame(ended: np.ndarray, ctx: FileContext, apps: list[tuple[str, 
         "vlan": f["vlan"].astype(np.int64),
         "icmp_type": _nullable("icmp_type", icmp_type, is_icmp),
         "icmp_code": _nullable("icmp_code", icmp_code, is_icmp),
-        "end_reason": _END_REASONS[f["reason"]],
-        "pcap_filename": np.full(n, ctx.pcap_filename, dtype=object),
+        "end_reason": _END_REASONS[f["reason"]].tolist(),
         "first_frame": f["first_frame"],
         "last_frame": f["last_frame"],
         "threat_ids": f["vlan2"].astype(np.int64),
     }
-    # list columns are built by expressions: constructing them from Python lists costs more than the rest
+    if apps:
+        columns["app_proto"] = [a for a, _ in apps]
+        columns["app_confidence"] = [c for _, c in apps]
+    if products is not None:
+        columns["app_product"] = products
+    # constant columns are literals, list columns expressions: both cost more built from Python objects
+    constants = {"event_type": "flow", "pcap_filename": ctx.pcap_filename, "app_proto": "unknown",
+                 "app_confidence": "none", "app_product": None}
     v1, v2 = pl.col("vlan"), pl.col("threat_ids")
-    lists = [
+    derived = [pl.lit(value, FLOW_SCHEMA[name]).alias(name) for name, value in constants.items() if name not in columns]
+    derived += [
         pl.when(v1 < 0).then(None).when(v2 < 0).then(pl.concat_list([v1])).otherwise(pl.concat_list([v1, v2]))
         .alias("vlan"),
         pl.concat_list([v1]).list.slice(0, 0).alias("threat_ids"),
     ]
     plain = {c: FLOW_SCHEMA[c] for c in columns if c not in ("vlan", "threat_ids")}
     frame = pl.DataFrame(columns, schema_overrides=plain)
-    frame = frame.lazy().with_columns(lists).select(FLOW_COLUMNS).collect()
+    frame = frame.lazy().with_columns(derived).select(FLOW_COLUMNS).collect()
     if threats:
         ids = [threats.get(i, []) for i in range(n)]
         frame = frame.with_columns(pl.Series("threat_ids", ids, dtype=pl.List(pl.Int64)))
