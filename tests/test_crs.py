@@ -500,7 +500,8 @@ def test_a_real_crs_release_loads_and_every_skipped_rule_has_a_reason():
     engine = RuleEngine(loaded.rules)  # and the imported rules compile
     assert not [p for p in engine.problems if "compile" in p.lower() and "fallback" not in p.lower()]
     # a dropped pattern is shown cut (930120's is 44,094 characters): a message stays readable
-    assert engine.problems and max(len(p) for p in engine.problems + loaded.problems) < 600
+    assert engine.problems == []  # 930120's 44,094-character phrase list too: split for Hyperscan
+    assert max(len(p) for p in loaded.problems) < 600
 
 
 def crs_load_dir(root: Path, level: int):

@@ -729,3 +729,35 @@ def test_an_anchor_holds_at_each_datagram(backend: str) -> None:
             fs.scan("raw", CLIENT, data, i, i, unit)
         fs.close()
         assert sorted((m.rule.name, m.frame) for m in fs.alerts) == want, unit
+# ---- alternations too long for one Hyperscan expression ----
+
+def test_split_alternation_keeps_every_alternative_whole():
+    from nvpcap.rules.regex import split_alternation
+
+    assert split_alternation(r"(?:ab|c\|d|[|)]x|(e|f))", 8) == [r"(?:ab)", r"(?:c\|d)", r"(?:[|)]x)", r"(?:(e|f))"]
+    assert split_alternation("(?:a)|(?:b)", 6) == ["(?:(?:a))", "(?:(?:b))"]
+    assert split_alternation("a|b|c", 3) == ["(?:a)", "(?:b)", "(?:c)"]
+    assert split_alternation("(?:abc)") is None and split_alternation("(?:a)(?:b)") is None
+    assert split_alternation("(?:a|b") is None  # unbalanced: not taken apart
+
+
+@pytest.mark.skipif(engine_mod.hyperscan is None, reason="Hyperscan is not installed")
+def test_a_phrase_list_longer_than_hyperscan_takes_is_split_not_dropped():
+    """OWASP CRS 930120 (@pmFromFile lfi-os-files.data) is a 44,094-character alternation; Hyperscan refuses an
+    expression over 16,000, so the rule was dropped from every Hyperscan run (the Python scanner kept it)."""
+    phrases = [f"etc/file{i:05d}.conf" for i in range(2500)]  # ~50,000 characters
+    regex = "(?:" + "|".join(p.replace(".", r"\.") for p in phrases) + ")"
+    rule = Rule(930999, "long list", "waf", 5, (Pattern(regex, False, "url"),))
+    found = {}
+    for backend in ("python", "hyperscan"):
+        engine = RuleEngine([rule], backend=backend)
+        assert engine.problems == []
+        hits = []
+        for url in (b"/x?f=etc/file00000.conf", b"/x?f=etc/file01777.conf", b"/x?f=etc/file02499.conf",
+                    b"/x?f=etc/file02500.conf"):
+            fs = engine.flow_scanner()
+            fs.scan("url", 0, url, 1, 1)
+            fs.close()
+            hits.append(bool(fs.alerts))
+        found[backend] = hits
+    assert found["python"] == found["hyperscan"] == [True, True, True, False]

@@ -82,6 +82,7 @@ from .regex import (
     hyperscan_error,
     looks_ahead,
     max_width,
+    split_alternation,
 )
 from .validators import VALIDATORS, rule_validator
 
@@ -142,6 +143,7 @@ class _CPattern:
     width: int | None  # longest possible match, None if unbounded
     apps: tuple[str, ...]  # the rule's app_proto: only flows of these apps (empty: any)
     header: int  # index of the rule's Suricata header in RuleEngine.headers, -1 for none
+    hs_parts: tuple[str, ...] = ()  # what Hyperscan compiles under this pid, when not the regex itself
 
 
 class RuleEngine:
@@ -233,8 +235,14 @@ class RuleEngine:
             return f"transformation {unknown[0]!r} is not implemented"
         validator = rule_validator(rule) if is_first else None  # named validator and/or gitleaks checks
         prefilter = False
+        hs_parts: tuple[str, ...] = ()
         if use_hs:
             err = hyperscan_error(p.regex)
+            if err is not None and (parts := split_alternation(p.regex)) is not None:
+                # too long for one expression (CRS 930120's phrase list): its alternatives in several, one pid
+                errors = [e for part in parts if (e := hyperscan_error(part)) is not None]
+                if not errors:
+                    err, hs_parts = None, tuple(parts)
             if err is not None:
                 if hyperscan_error(p.regex, prefilter=True) is not None:
                     return f"Hyperscan rejects it: {err}"
@@ -248,7 +256,8 @@ class RuleEngine:
         if validator is not None and pyre is None:
             return f"the validator needs Python re, which rejects it ({py_err})"
         return _CPattern(pid, idx, p, pyre, prefilter, validator, prefilter or validator is not None, is_first,
-                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex), rule.app_proto, hid)
+                         _SIDES[rule.direction], looks_ahead(p.regex), max_width(p.regex), rule.app_proto, hid,
+                         hs_parts)
 
     def _databases(self, use_hs: bool) -> dict[str, list[DbPattern]]:
         """One database per context; a pattern with transformations (CRS rules) goes to a database of its own
@@ -263,14 +272,15 @@ class RuleEngine:
             if use_hs:
                 flags |= hyperscan.HS_FLAG_PREFILTER if cp.prefilter else 0
                 flags |= hyperscan.HS_FLAG_SINGLEMATCH if single else 0
-            dbp = DbPattern(cp.pid, cp.pattern.regex, flags, cp.pyre, single, cp.confirm, cp.width)
+            regexes = cp.hs_parts or (cp.pattern.regex,)
+            dbp = [DbPattern(cp.pid, rx, flags, cp.pyre, single, cp.confirm, cp.width) for rx in regexes]
             # A prefilter of unbounded width can match at nearly every byte (CRS 932100 at every `;` or `|`),
             # and each match is a Python callback; the engine only uses its first and last end per call. Such
             # patterns go to a block database of their own, scanned over each call's window with SINGLEMATCH:
             # one callback per call, and Python confirms from that end to the window's end (the same matches).
             windowed = use_hs and cp.prefilter and cp.width is None
-            wdbp = DbPattern(cp.pid, cp.pattern.regex, flags | hyperscan.HS_FLAG_SINGLEMATCH, cp.pyre, True,
-                             cp.confirm, cp.width) if windowed else dbp
+            wdbp = [DbPattern(cp.pid, rx, flags | hyperscan.HS_FLAG_SINGLEMATCH, cp.pyre, True, cp.confirm,
+                              cp.width) for rx in regexes] if windowed else dbp
             ctx = cp.pattern.context
             raw = ctx in ("body", "packet") and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
             for key in base:
@@ -280,9 +290,9 @@ class RuleEngine:
                     if chain:
                         chains.setdefault(key, {})[dbkey] = chain
                     if windowed and key not in BLOCK_DBS:
-                        dbs.setdefault(dbkey + WINDOWED, []).append(wdbp)
+                        dbs.setdefault(dbkey + WINDOWED, []).extend(wdbp)
                     else:  # a block context: one unit per call, so SINGLEMATCH and "to the end" serve as well
-                        dbs.setdefault(dbkey, []).append(wdbp if windowed else dbp)
+                        dbs.setdefault(dbkey, []).extend(wdbp if windowed else dbp)
         self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
         self.windowed_pids = frozenset(cp.pid for cp in self.patterns if use_hs and cp.prefilter and cp.width is None)
         out: dict[str, list[DbPattern]] = {}

@@ -101,6 +101,68 @@ def hyperscan_error(pattern: str, prefilter: bool = False) -> str | None:
     return dbcache.verdict(expression, flags, complaint)  # ~3 ms a pattern, remembered across runs
 
 
+HS_MAX_LENGTH = 16000  # Hyperscan's limit on one expression ("Pattern length exceeds limit")
+SPLIT_LENGTH = 15000  # the longest piece split_alternation makes
+
+
+def split_alternation(pattern: str, limit: int = SPLIT_LENGTH) -> list[str] | None:
+    """A long top-level alternation (`(?:a|b|...)` or `a|b|...`: CRS @pmFromFile phrase lists reach 44,000
+    characters) as several shorter ones, each at most `limit` characters where a single alternative allows it:
+    their matches together are the whole pattern's, so Hyperscan can take them under one id. None when the
+    pattern is not such an alternation."""
+    alternatives = None
+    if pattern.startswith("(?:") and pattern.endswith(")"):  # one group around it all, or `(?:a)|(?:b)`
+        alternatives = _top_level_alternatives(pattern[3:-1])
+    if alternatives is None:
+        alternatives = _top_level_alternatives(pattern)
+    if alternatives is None or len(alternatives) < 2:
+        return None
+    pieces: list[list[str]] = [[]]
+    size = 0
+    for alt in alternatives:
+        if pieces[-1] and size + len(alt) + 1 > limit - 4:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(alt)
+        size += len(alt) + 1
+    return ["(?:" + "|".join(group) + ")" for group in pieces]
+
+
+def _top_level_alternatives(body: str) -> list[str] | None:
+    """`body` split at its depth-0 `|` (escapes and character classes skipped); None if its groups do not
+    balance (then `(?:` ... `)` was not one group around the whole pattern)."""
+    out: list[str] = []
+    depth, start, i, n = 0, 0, 0, len(body)
+    in_class = False
+    while i < n:
+        c = body[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if body[i + 1:i + 2] == "^":
+                i += 1
+            if body[i + 1:i + 2] == "]":  # a `]` first in a class is a literal
+                i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "|" and depth == 0:
+            out.append(body[start:i])
+            start = i + 1
+        i += 1
+    if depth != 0 or in_class:
+        return None
+    out.append(body[start:])
+    return out
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why a pattern cannot be imported at all (neither matcher can compile it), or None. Finer checks (a
     pattern Hyperscan only takes as a prefilter but Python cannot confirm) are the engine's."""
