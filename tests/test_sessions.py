@@ -108,3 +108,15 @@ def test_a_reused_flow_slot_does_not_keep_the_previous_flows_history(tmp_path):
     write(tmp_path / "reuse.pcap", pkts)
     flows = run(tmp_path / "reuse.pcap", AnalyzeConfig(batch_packets=1)).flows
     assert list(flows.sort_values("first_frame")["history"]) == ["ShADdFf", "D", ""]  # S h A D d F f by hand; ICMP flows have no history
+
+
+def test_originator_reset_before_any_answer(tmp_path):
+    """Zeek's conn_state() for an originator RST with a silent responder: RSTOS0 when the history shows its SYN
+    and no answer (history matching /^?S[^HAFGIQ]*R.*/), else OTH (scripts/base/protocols/conn/main.zeek)."""
+    syn_rst = [(0.0, tcp(C, 40000, S, 80, "S", seq=1)), (0.5, tcp(C, 40000, S, 80, "R", seq=2))]
+    f = run(write(tmp_path / "sr.pcap", syn_rst)).flows.iloc[0]
+    assert (f["history"], f["conn_state"]) == ("SR", "RSTOS0")
+    data_rst = [(0.0, tcp(C, 40001, S, 80, "PA", seq=1, ack=1, data=b"x")),
+                (0.5, tcp(C, 40001, S, 80, "R", seq=2))]
+    f = run(write(tmp_path / "dr.pcap", data_rst)).flows.iloc[0]
+    assert f["history"] == "DR" and f["conn_state"] == "OTH"

@@ -114,8 +114,9 @@ def _conn_states(f: np.ndarray, tcp_size: np.ndarray, hists: np.ndarray) -> np.n
     o_in = (os_ == k.INACTIVE) | (os_ == k.PARTIAL)
     r_in = (rs == k.INACTIVE) | (rs == k.PARTIAL)
     no_data = (tcp_size[:, 0] == 0) & (tcp_size[:, 1] == 0)
-    rstos0 = np.array([bool(_RSTOS0.fullmatch(h)) if need else False
-                       for h, need in zip(hists, (os_ == k.RESET) & r_in)], np.bool_)
+    rstos0 = np.zeros(f.shape[0], np.bool_)
+    for i in np.flatnonzero((os_ == k.RESET) & r_in).tolist():  # the history is read only where it decides
+        rstos0[i] = _RSTOS0.fullmatch(hists[i]) is not None
     tcp = np.select(
         [
             (rs == k.RESET) & ((os_ == k.SYN_SENT) | (os_ == k.SYN_ACK_SENT) | ((os_ == k.RESET) & no_data)),
