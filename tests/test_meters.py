@@ -284,3 +284,32 @@ def test_tcp_small_window(tmp_path):
     assert not run(g.write(tmp_path / "u.pcap", _small_window(100, [9])), on).alerts(2016)
     wscale7 = b"\x01\x03\x03\x07"  # NOP, window scale 7
     assert run(g.write(tmp_path / "s.pcap", _small_window(100, [9], opts=wscale7)), on).alerts(2016)
+
+
+def test_meter_keys_keep_their_rows_through_lookups_and_pruning():
+    """_Keys (sorted byte keys beside their rows) against a dict model: the same key always reaches the same
+    state, new keys get fresh rows, pruning forgets exactly the idle keys and keeps the others' state."""
+    from nvpcap.session.meters import _Keys
+
+    rng = np.random.default_rng(5)
+    keys = _Keys([0, 0])
+    model: dict[tuple[int, int], int] = {}  # key -> the value written into its state row
+    for step in range(60):
+        a = rng.integers(0, 50, 300).astype(np.uint64)
+        b = rng.integers(0, 3, 300).astype(np.uint64) << np.uint64(40)
+        rows = keys.rows([a, b])
+        for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
+            if (x, y) in model:
+                assert keys.state[rows[i], 0] == model[(x, y)]
+            else:
+                model[(x, y)] = keys.state[rows[i], 0] = step * 1000 + i
+        keys.seen[rows] = step
+        if step % 10 == 9:
+            keys.prune_at = 0
+            idle = {k for k in model if keys.seen[keys.rows([np.array([k[0]], np.uint64),
+                                                             np.array([k[1]], np.uint64)])[0]] < step - 2}
+            keys.prune(step, 3)
+            for k in idle:
+                del model[k]
+            assert len(keys) == len(model)
+    assert len(model) > 50

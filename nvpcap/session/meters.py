@@ -321,10 +321,13 @@ def sdbm_hash(data: bytes) -> int:
 
 
 class _Keys:
-    """Meter keys -> state rows; stale keys (idle past the meter's release) are dropped now and then."""
+    """Meter keys -> state rows; stale keys (idle past the meter's release) are dropped now and then. The keys
+    are kept sorted (as raw bytes) beside their rows, so a batch's keys are looked up and added with numpy."""
 
     def __init__(self, init: list[int]):
-        self.index: dict[bytes, int] = {}
+        self.keys: np.ndarray | None = None  # the known keys, sorted, as fixed-width byte strings
+        self.key_rows = np.zeros(0, np.int64)  # the state row of each of them
+        self.count = 0  # rows in use: a new key takes the next one
         self.init = np.array(init, np.int64)
         self.width = len(init)
         self.state = np.zeros((0, self.width), np.int64)
@@ -332,48 +335,53 @@ class _Keys:
         self.prune_at = 4096
         self.tick = NEVER  # the latest event time (seconds) fed to this meter
 
+    def __len__(self) -> int:
+        return self.count
+
     def rows(self, key_cols: list[np.ndarray]) -> np.ndarray:
         """The state row of each event's key (keys given as parallel uint64 columns)."""
         packed = np.ascontiguousarray(np.stack([c.astype(np.uint64) for c in key_cols], axis=1))
         as_void = packed.view(np.dtype((np.void, 8 * packed.shape[1]))).reshape(-1)
-        _, first, inv = np.unique(as_void, return_index=True, return_inverse=True)
-        inv = inv.reshape(-1)
-        index = self.index
-        ids = np.empty(first.shape[0], np.int64)
-        width = 8 * packed.shape[1]
-        blob = packed[first].tobytes()
-        for u in range(first.shape[0]):
-            key = blob[u * width:(u + 1) * width]
-            r = index.get(key)
-            if r is None:
-                r = len(index)
-                index[key] = r
-            ids[u] = r
-        if len(index) > self.state.shape[0]:
-            grown = np.empty((max(len(index), 2 * self.state.shape[0], 64), self.width), np.int64)
+        uniq, inv = np.unique(as_void, return_inverse=True)
+        if self.keys is None:
+            self.keys = uniq[:0]
+        pos = np.searchsorted(self.keys, uniq)
+        found = pos < self.keys.shape[0]
+        found[found] = self.keys[pos[found]] == uniq[found]
+        ids = np.empty(uniq.shape[0], np.int64)
+        ids[found] = self.key_rows[pos[found]]
+        new = np.flatnonzero(~found)
+        if new.shape[0]:
+            ids[new] = np.arange(self.count, self.count + new.shape[0])
+            self.keys = np.insert(self.keys, pos[new], uniq[new])
+            self.key_rows = np.insert(self.key_rows, pos[new], ids[new])
+            self.count += new.shape[0]
+        if self.count > self.state.shape[0]:
+            grown = np.empty((max(self.count, 2 * self.state.shape[0], 64), self.width), np.int64)
             grown[:] = self.init
             grown[: self.state.shape[0]] = self.state
             self.state = grown
             seen = np.full(grown.shape[0], NEVER, np.int64)
             seen[: self.seen.shape[0]] = self.seen
             self.seen = seen
-        return ids[inv]
+        return ids[inv.reshape(-1)]
 
     def prune(self, now: int, idle: int, live: np.ndarray | None = None) -> None:
         """Forget keys not used for `idle` seconds (and, for count meters, `live` False)."""
-        if len(self.index) < self.prune_at:
+        if self.count < self.prune_at or self.keys is None:
             return
-        n = len(self.index)
+        n = self.count
         keep = (now - self.seen[:n]) < idle
         if live is not None:
             keep |= live[:n]
-        old = np.array(list(self.index.values()), np.int64)
-        keys = list(self.index.keys())
-        kept_rows = old[keep[old]]
-        self.index = {keys[i]: new for new, i in enumerate(np.flatnonzero(keep[old]).tolist())}
-        self.state = self.state[kept_rows].copy()
-        self.seen = self.seen[kept_rows].copy()
-        self.prune_at = max(4096, 2 * len(self.index))
+        renumbered = np.cumsum(keep) - 1  # kept rows keep their order
+        held = keep[self.key_rows]
+        self.keys = self.keys[held]
+        self.key_rows = renumbered[self.key_rows[held]]
+        self.state = self.state[:n][keep].copy()
+        self.seen = self.seen[:n][keep].copy()
+        self.count = int(keep.sum())
+        self.prune_at = max(4096, 2 * self.count)
 
 
 class Meters:
