@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SHARED, run
 from parsertest import Recorder, drive
-from nvpcap.protocols.applayer import AppLayer
+from nvpcap.protocols.applayer import _Output
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
 from nvpcap.protocols.http import MAX_FIELDS, MAX_HEAD, Head, HttpParser, chunk_size, host_name
 from nvpcap.protocols.httpbody import MAX_DECODED, BodyDecoder, parse_codings
@@ -552,9 +552,9 @@ def test_webattack_capture_uris_and_gzip_bodies_match_tshark(shared_pcaps, monke
     #   server version for the right syntax to use near ''1''' at line 1</pre>
     seen: list[tuple[int, str, int, bytes]] = []
 
-    def scan(self, flow, context, side, data, frame, ts):  # the rules engine's entry point, recorded
-        seen.append((flow.serial, context, side, data))
-    monkeypatch.setattr(AppLayer, "scan", scan)
+    def content(self, context, side, data, frame, ts):  # what the parser hands the rules, recorded
+        seen.append((self.flow.serial, context, side, data))
+    monkeypatch.setattr(_Output, "content", content)
     events = run(SHARED / "http__ndpi__WebattackSQLinj.pcap").app_events("http")
     assert len(events) == 9 and all(e["http"]["status"] == 200 for e in events)
     first = min(events, key=lambda e: e["frame"])["http"]

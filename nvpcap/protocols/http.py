@@ -58,8 +58,25 @@ def _version(tok: bytes, proto: bytes, majors: bytes) -> bool | None:
     return True if len(rest) == 3 else None
 
 
+@cache
+def line_patterns(proto: bytes, majors: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """The complete request line and status line in one C call each: a match is exactly what request_line /
+    status_line accept with an answer > 0 (the end of the match); anything else (a partial line, a foreign
+    one) is left to their step-by-step checks, which tell PARTIAL from NOT."""
+    version = re.escape(proto) + b"[" + re.escape(majors) + rb"]\.[0-9]"
+    request = rb"[A-Z][A-Z_-]{0,%d} [\x21-\x7e\x80-\xff]+ " % (MAX_METHOD - 1) + version + rb"\r?\n"
+    status = version + rb" [1-5][0-9][0-9][ \r\n]"
+    return re.compile(request), re.compile(status)
+
+
 def request_line(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int:
     """`METHOD SP URI SP proto D.D (CR)LF` at buf[start:]."""
+    whole = line_patterns(proto, majors)[0].match(buf, start)
+    return whole.end() if whole is not None else request_line_steps(buf, proto, majors, start)
+
+
+def request_line_steps(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int:
+    """request_line checked step by step: tells a line that may still become one (PARTIAL) from NOT."""
     sp = buf.find(b" ", start, start + MAX_METHOD + 1)
     method = buf[start : sp if sp >= 0 else start + MAX_METHOD + 1]
     if not method or method[0] not in UPPER or method.translate(None, METHOD_BYTES):
@@ -86,6 +103,12 @@ def request_line(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int
 
 def status_line(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int:
     """`proto D.D SP [1-5]DD (SP|CR|LF)` at buf[start:] (the reason phrase is not needed)."""
+    whole = line_patterns(proto, majors)[1].match(buf, start)
+    return whole.end() if whole is not None else status_line_steps(buf, proto, majors, start)
+
+
+def status_line_steps(buf: bytes, proto: bytes, majors: bytes, start: int = 0) -> int:
+    """status_line checked step by step: tells a line that may still become one (PARTIAL) from NOT."""
     n = len(proto) + 3
     head = buf[start : start + n + 5]
     ok = _version(head[:n], proto, majors)
@@ -211,11 +234,48 @@ NEGATIVE_CHUNK = 0x80000000  # a chunk size with bit 31 set (NeuVector's HTTP_NE
 HEXDIGITS = b"0123456789abcdefABCDEF"
 
 
+def first_text(values: list[bytes] | None, cap: int = MAX_TEXT) -> str | None:
+    """The first value of a header field (Head.fields.get(name)) for an event; Head.text without the Head."""
+    return text(values[0], cap) if values else None
+
+
 def text(value: bytes | None, cap: int = MAX_TEXT) -> str | None:
     """A header value (or line part) for an event: UTF-8 with replacement characters, capped."""
     if value is None:
         return None
     return value[: cap * 4].decode("utf-8", "replace")[:cap]
+
+
+MAX_NAMES = 512  # distinct raw field names remembered with their keys (the same few come in every message)
+_KEYS: dict[bytes, str] = {}  # raw field name (never one starting with SP/HT) -> lower-cased key
+FOLD_STARTS = (b" ", b"\t")
+
+
+def plain_fields(lines: list[bytes]) -> dict[str, list[bytes]] | None:
+    """The fields of header lines without obsolete line folding (the common case, read with fewer steps than
+    Head._fields: a trailing CR goes with the value's strip, a name's key is remembered); None when a line is
+    folded, for Head._fields to read. The caller makes sure there are at most MAX_FIELDS lines."""
+    fields: dict[str, list[bytes]] = {}
+    keys = _KEYS
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            if line[:1] in FOLD_STARTS:
+                return None
+            continue  # an empty line, or one that is no field
+        key = keys.get(name)
+        if key is None:
+            if name[:1] in FOLD_STARTS:
+                return None
+            key = name.strip().lower().decode("latin-1")
+            if len(keys) < MAX_NAMES:
+                keys[name] = key
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value.strip()]
+        else:
+            values.append(value.strip())
+    return fields
 
 
 class Head:
@@ -228,12 +288,17 @@ class Head:
         self.line = first.rstrip(b"\r")
         self.block = block  # the header lines as sent, for the rules' "header" context
         self.too_many = False
+        lines = block.split(b"\n")
+        fields = plain_fields(lines) if not aliases and len(lines) <= MAX_FIELDS else None
+        self.fields = fields if fields is not None else self._fields(lines, aliases)
+
+    def _fields(self, lines: list[bytes], aliases: dict[str, str] | None) -> dict[str, list[bytes]]:
+        """Every form of header block: obsolete line folding, more than MAX_FIELDS fields, compact names."""
         # one pass: each value goes straight into `fields`; a folded line extends the value added last
         fields: dict[str, list[bytes]] = {}
-        self.fields = fields
         count = folded = 0
         last: list[bytes] | None = None  # the value list that received the latest field
-        for line in block.split(b"\n"):
+        for line in lines:
             line = line.rstrip(b"\r")
             if not line:
                 continue
@@ -258,6 +323,7 @@ class Head:
                 last = fields[key] = [value.strip()]
             else:
                 last.append(value.strip())
+        return fields
 
     def get(self, name: str) -> bytes | None:
         values = self.fields.get(name)
@@ -284,25 +350,49 @@ def either_line(proto: bytes, majors: bytes):
 
 @cache  # one per protocol, shared by every Wire (not two closures per flow)
 def request_check(proto: bytes, majors: bytes):
-    return lambda buf, start=0: request_line(buf, proto, majors, start)
+    whole = line_patterns(proto, majors)[0].match
+
+    def check(buf: bytes, start: int = 0) -> int:
+        """request_line, its pattern at hand."""
+        m = whole(buf, start)
+        return m.end() if m is not None else request_line_steps(buf, proto, majors, start)
+    return check
 
 
 @cache
 def status_check(proto: bytes, majors: bytes):
-    return lambda buf, start=0: status_line(buf, proto, majors, start)
+    whole = line_patterns(proto, majors)[1].match
+
+    def check(buf: bytes, start: int = 0) -> int:
+        """status_line, its pattern at hand."""
+        m = whole(buf, start)
+        return m.end() if m is not None else status_line_steps(buf, proto, majors, start)
+    return check
 
 
 def start_line(line: bytes, proto: bytes) -> tuple[bool, str, bytes, str, int | None, bytes]:
     """(is_request, method, target, version, status, reason) of a start line already checked by the wire.
     Requests: `method SP target SP proto/version`; responses: `proto/version SP status SP reason`."""
     if line.startswith(proto):
-        version, _, rest = line.partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        status = int(code) if code.isdigit() and len(code) == 3 else None
-        return False, "", b"", version[len(proto):].decode("latin-1"), status, reason.strip()
+        version, status, reason = status_parts(line, proto)
+        return False, "", b"", version, status, reason
+    method, target, version = request_parts(line, proto)
+    return True, method, target, version, None, b""
+
+
+def request_parts(line: bytes, proto: bytes) -> tuple[str, bytes, str]:
+    """(method, target, version) of a request line already checked by the wire."""
     method, _, rest = line.partition(b" ")
     target, _, version = rest.rpartition(b" ")
-    return True, method.decode("latin-1"), target, version[len(proto):].decode("latin-1"), None, b""
+    return method.decode("latin-1"), target, version[len(proto):].decode("latin-1")
+
+
+def status_parts(line: bytes, proto: bytes) -> tuple[str, int | None, bytes]:
+    """(version, status, reason) of a status line already checked by the wire."""
+    version, _, rest = line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    status = int(code) if code.isdigit() and len(code) == 3 else None
+    return version[len(proto):].decode("latin-1"), status, reason.strip()
 
 
 def block_end(buf: bytearray, scan: int, empty_ok: bool) -> int:
@@ -320,6 +410,16 @@ def block_end(buf: bytearray, scan: int, empty_ok: bool) -> int:
     if a < 0:
         return b + 2 if b >= 0 else -1
     return a + 3 if b < 0 else min(a + 3, b + 2)
+
+
+def head_end(data: bytes, start: int, stop: int) -> int:
+    """block_end(data[start:stop], 0, False) + start without copying: the offset just past the empty line that
+    ends the header block beginning at `start`, -1 if it does not end before `stop`."""
+    crlf = data.find(b"\n\r\n", start, stop)
+    lf = data.find(b"\n\n", start, stop if crlf < 0 else crlf + 2)  # only one before the first CRLF one counts
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def chunk_size(line: bytes) -> int | None:
@@ -428,9 +528,19 @@ class Wire:
             return pos
         self.state, self.scan, self.checked = W_HEAD, 0, False
         self.frame, self.ts = frame, ts
-        return pos
+        return self._head(data, pos, frame, ts)
 
     def _head(self, data: bytes, pos: int, frame: int, ts: int) -> int:
+        if not self.buf:  # the head starts in this chunk and most often ends in it, after a good start line
+            end = head_end(data, pos, pos + self.owner.max_head + 3)
+            if end >= 0 and self.check(data[pos : data.find(b"\n", pos) + 1]) > 0:
+                self._message_head(bytes(data[pos:end]), frame, ts)
+                return end
+        return self._head_pieces(data, pos, frame, ts)
+
+    def _head_pieces(self, data: bytes, pos: int, frame: int, ts: int) -> int:
+        """A head gathered across chunks: the start line checked once complete (or from its first bytes, to
+        drop foreign bytes early), the header block searched where the last chunk left off."""
         buf = self.buf
         prior = len(buf)
         take = min(len(data) - pos, self.owner.max_head + 3 - prior)
@@ -467,10 +577,13 @@ class Wire:
             return pos + take
         raw = bytes(head[:end])
         buf.clear()
-        pos += end - prior
+        self._message_head(raw, frame, ts)
+        return pos + end - prior
+
+    def _message_head(self, raw: bytes, frame: int, ts: int) -> None:
+        """A complete head (`frame`/`ts`: where it ended): the owner decides how its body is framed."""
         framing, length = self.owner.wire_head(self.side, raw, self.frame, self.ts, frame, ts)
         self._frame_body(framing, length, frame, ts)
-        return pos
 
     def _frame_body(self, framing: int, length: int, frame: int, ts: int) -> None:
         if framing == LENGTH and length > 0:
@@ -688,8 +801,17 @@ class TextParser(Parser):
             self.done = True
 
 
+def content_encoding(head: Head) -> str | None:
+    """The Content-Encoding fields joined (the body decoder reads the codings from it), None without any."""
+    values = head.fields.get("content-encoding")
+    return b",".join(values).decode("latin-1") if values else None
+
+
 def length_framing(head: Head) -> int | None:
     """Content-Length when all its values agree and are decimal (RFC 9110 §8.6), else None."""
+    values = head.fields.get("content-length")
+    if values is not None and len(values) == 1 and values[0].isdigit() and len(values[0]) <= 18:
+        return int(values[0])  # the common case: one field, one number
     values = {v.strip() for raw in head.all("content-length") for v in raw.split(b",")}
     if len(values) != 1:
         return None
@@ -810,7 +932,7 @@ class HttpParser(TextParser):
         head = Head(raw)
         if head.too_many:
             self.anomaly_once("too-many-headers", f"more than {MAX_FIELDS} header fields", frame, ts)
-        if head.get("x-etcd-cluster-id") is not None:
+        if "x-etcd-cluster-id" in head.fields:
             self._product("etcd")
         self.out.content("header", side, head.block, frame, ts)
         if side == CLIENT:
@@ -818,24 +940,29 @@ class HttpParser(TextParser):
         return self._response(head, frame, ts)
 
     def _request(self, head: Head, frame: int, ts: int, end_frame: int, end_ts: int) -> tuple[int, int]:
-        _, method, target, version, _, _ = start_line(head.line, self.text_protocol.proto)
+        method, target, version = request_parts(head.line, self.text_protocol.proto)
         decoded = unquote_to_bytes(target) if b"%" in target else target
         self.out.content("url", CLIENT, decoded, frame, ts)
         if b"/wp-content/" in target[:64]:
             self._product("wordpress")
         uri = text(target, MAX_URI)
-        host = head.get("host")
+        get = head.fields.get
+        host = get("host")
         fields: dict[str, Any] = {
-            "method": method, "host": host_name(host if host is not None else authority_host(target)), "uri": uri}
+            "method": method, "host": host_name(host[0] if host else authority_host(target)), "uri": uri}
         if decoded is not target:
             uri_decoded = text(decoded, MAX_URI)
             if uri_decoded != uri:
                 fields["uri_decoded"] = uri_decoded
-        # the response's fields (RESPONSE_FIELDS) are None until it comes
-        fields.update(version=version, user_agent=head.text("user-agent"), referrer=head.text("referer"),
-                      xff=head.text("x-forwarded-for"), request_content_type=head.text("content-type"),
-                      request_body_len=0, status=None, status_msg=None, server=None, response_content_type=None,
-                      response_body_len=None)
+        # one store per field (no keyword dict per request); the response's (RESPONSE_FIELDS) are None until it comes
+        fields["version"] = version
+        fields["user_agent"] = first_text(get("user-agent"))
+        fields["referrer"] = first_text(get("referer"))
+        fields["xff"] = first_text(get("x-forwarded-for"))
+        fields["request_content_type"] = first_text(get("content-type"))
+        fields["request_body_len"] = 0
+        fields["status"] = fields["status_msg"] = fields["server"] = fields["response_content_type"] = None
+        fields["response_body_len"] = None
         self.head_fields(CLIENT, head, fields)
         txn = self._open(fields, frame, ts, method)
         self.pending.append(txn)
@@ -851,31 +978,37 @@ class HttpParser(TextParser):
             ctype = (head.get("content-type") or b"").lstrip().lower()
             if ctype.startswith(b"application/xml"):
                 txn.struts = bytearray()
-        self.body[CLIENT] = _Body(txn, "request_body_len", self._encoding(head))
+        self.body[CLIENT] = _Body(txn, "request_body_len", content_encoding(head))
         return framing, length
 
     def _response(self, head: Head, frame: int, ts: int) -> tuple[int, int]:
-        _, _, _, version, status, reason = start_line(head.line, self.text_protocol.proto)
+        version, status, reason = status_parts(head.line, self.text_protocol.proto)
         if status is not None and 100 <= status < 200 and status != 101:
             return NO_BODY, 0  # interim response (RFC 9110 §15.2): the final one follows
-        server = head.get("server")
-        powered = (head.get("x-powered-by") or b"").lower()
+        get = head.fields.get
+        servers = get("server")
+        server = servers[0] if servers else None
         product = server_product(server) if server is not None else None
-        if product is None and b"express" in powered:
-            product = "nodejs"
+        if product is None:
+            powered = get("x-powered-by")
+            if powered is not None and b"express" in powered[0].lower():
+                product = "nodejs"
         if product:
             self._product(product)
         if self.pending and not self.dropped:
             txn = self.pending.pop(0)
         else:  # the request was not seen (capture started late, or lost), or was let go from a full queue
             self.dropped = max(self.dropped - 1, 0)
-            fields: dict[str, Any] = {name: None for name in REQUEST_FIELDS}
+            fields: dict[str, Any] = dict.fromkeys(REQUEST_FIELDS)
             fields["request_body_len"] = 0
             txn = self._open(fields, frame, ts, None)
             txn.req_done = True
         f = txn.fields
-        f.update(status=status, status_msg=text(reason), server=text(server),
-                 response_content_type=head.text("content-type"), response_body_len=0)
+        f["status"] = status
+        f["status_msg"] = text(reason)
+        f["server"] = text(server)
+        f["response_content_type"] = first_text(get("content-type"))
+        f["response_body_len"] = 0
         f["version"] = version  # as Zeek: the version of the reply
         self.head_fields(SERVER, head, f)
         framing, length = self._framing(SERVER, head, frame, ts, request=False)
@@ -886,22 +1019,21 @@ class HttpParser(TextParser):
             return STOP, 0
         if txn.method == "HEAD" or status in NO_BODY_STATUS:
             framing, length = NO_BODY, 0
-        self.body[SERVER] = _Body(txn, "response_body_len", self._encoding(head))
+        self.body[SERVER] = _Body(txn, "response_body_len", content_encoding(head))
         return framing, length
 
     def head_fields(self, side: int, head: Head, fields: dict[str, Any]) -> None:
         """A hook for subclasses: more event fields from a request's (CLIENT) or a response's (SERVER) head."""
 
-    @staticmethod
-    def _encoding(head: Head) -> str | None:
-        values = head.all("content-encoding")
-        return b",".join(values).decode("latin-1") if values else None
-
     def _framing(self, side: int, head: Head, frame: int, ts: int, request: bool) -> tuple[int, int]:
         """Body framing by RFC 9112 §6.3, with NeuVector's checks on Content-Length (threats 2013, 2014)."""
         fields = head.fields
-        if "content-length" not in fields and "transfer-encoding" not in fields:  # the common bodiless case
-            return (NO_BODY, 0) if request else (UNTIL_CLOSE, 0)
+        if "transfer-encoding" not in fields:  # the common cases: no body, or one plain Content-Length
+            values = fields.get("content-length")
+            if values is None:
+                return (NO_BODY, 0) if request else (UNTIL_CLOSE, 0)
+            if len(values) == 1 and values[0].isdigit() and len(values[0]) <= 18:
+                return LENGTH, int(values[0])
         lengths = [v.strip() for raw in head.all("content-length") for v in raw.split(b",")]
         codings = [c.strip().lower() for raw in head.all("transfer-encoding") for c in raw.split(b",") if c.strip()]
         negative = [v for v in lengths if v.startswith(b"-")]

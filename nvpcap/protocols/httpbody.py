@@ -127,7 +127,7 @@ class BodyDecoder:
 
     def __init__(self, codings: list[str], cap: int = MAX_DECODED) -> None:
         # codings are applied in the order listed, so they are undone in reverse (RFC 9110 §8.4)
-        self.stages = [_Brotli() if c == BR else _Zlib(c) for c in reversed(codings)]
+        self.stages = [_Brotli() if c == BR else _Zlib(c) for c in reversed(codings)] if codings else []
         self.cap = cap
         self.produced = 0
         self.status = OK
@@ -135,6 +135,8 @@ class BodyDecoder:
 
     @classmethod
     def for_header(cls, content_encoding: str | None, cap: int = MAX_DECODED) -> BodyDecoder:
+        if content_encoding is None:
+            return cls([], cap)  # most bodies: identity
         codings = parse_codings(content_encoding)
         dec = cls(codings or [], cap)
         if codings is None:
