@@ -138,8 +138,10 @@ def test_the_subset_at_paranoia_1():
         "waf", 5, "request", "SQL Injection Attack: UNION query, with comments replaced")
     assert r.app_proto == crs.HTTP_APPS and "attack-sqli" in r.tags
     (p,) = r.patterns
-    # each of ARGS_NAMES|ARGS|REQUEST_FILENAME alone (rules/fields.py), then the transformations
-    assert (p.context, p.negate, p.transforms) == ("url", False, ("select:a,an,f", "urlDecodeUni", "replaceComments"))
+    # each of ARGS_NAMES|ARGS|REQUEST_FILENAME alone (rules/fields.py), then the transformations; ARGS are the
+    # url's query arguments and the fields of a form body
+    assert (p.context, p.negate, p.transforms) == ("form+url", False,
+                                                   ("select:a,an,f", "urlDecodeUni", "replaceComments"))
     assert rules[942902].severity == 3 and rules[913901].severity == 2
 
 
@@ -158,7 +160,7 @@ def test_pm_is_an_alternation_of_escaped_literals():
     (p,) = by_id(load())[942902].patterns
     rx = compile_python(p.regex)
     assert rx.search(b"x=PG_SLEEP(5)") and rx.search(b"sleep(1)") and not rx.search(b"sleep 1")
-    assert p.context == "packet" and p.transforms == ("select:a,c",)  # cookies + args; lowercase is free
+    assert p.context == "form+header+url" and p.transforms == ("select:a,c",)  # cookies + args; lowercase is free
 
 
 def test_negation_and_chain_patterns():
@@ -172,14 +174,16 @@ def test_negation_and_chain_patterns():
 
 @pytest.mark.parametrize("variables, context, direction", [
     ("REQUEST_URI", "url", "request"),
-    ("ARGS|ARGS_NAMES|QUERY_STRING|REQUEST_BASENAME", "url", "request"),
+    ("ARGS_GET|ARGS_GET_NAMES|QUERY_STRING|REQUEST_BASENAME", "url", "request"),
+    ("ARGS|ARGS_NAMES", "form+url", "request"),  # query arguments and form fields
+    ("ARGS_POST|ARGS_POST_NAMES", "form", "request"),
     ("REQUEST_HEADERS:Referer|REQUEST_COOKIES|!REQUEST_COOKIES:/__utm/", "header", "request"),
-    ("REQUEST_BODY|ARGS_POST|XML:/*", "body", "request"),
+    ("REQUEST_BODY|ARGS_POST|XML:/*", "body+form+xml", "request"),
     ("RESPONSE_BODY", "body", "response"),
     ("RESPONSE_HEADERS", "header", "response"),
-    ("ARGS|REQUEST_HEADERS", "packet", "request"),
-    ("ARGS|RESPONSE_BODY", "packet", "any"),
-    ("ARGS|TX:foo|MATCHED_VARS", "url", "request"),  # variables without content are dropped
+    ("ARGS|REQUEST_HEADERS", "form+header+url", "request"),
+    ("ARGS|RESPONSE_BODY", "body+form+url", "any"),
+    ("ARGS_GET|TX:foo|MATCHED_VARS", "url", "request"),  # variables without content are dropped
 ])
 def test_variables_map_to_contexts(variables, context, direction):
     (r,) = load(f'SecRule {variables} "@rx abc" "id:20,msg:\'v\'"\n').rules
@@ -466,7 +470,8 @@ def test_real_crs_rules_load_compile_and_match(backend):
     rules = by_id(res)
     assert sorted(rules) == [942160, 942170, 942220]
     assert rules[942220].name.endswith('the "magic number" crash')
-    assert all(r.patterns[0].context == "packet" and crs.APPROXIMATE_TAG in r.tags for r in rules.values())
+    assert all(r.patterns[0].context == "form+header+url+xml" and crs.APPROXIMATE_TAG in r.tags
+               for r in rules.values())
     engine = RuleEngine(res.rules, backend=backend)
     assert engine.problems == []
     fs = engine.flow_scanner(app="http")

@@ -178,12 +178,18 @@ ODD_STREAMS = {
 
 
 def outputs(rec: Recorder) -> tuple:
-    """What a parser reported, body bytes joined where a body came in several pieces (segments cut it)."""
-    contents: list[tuple[str, int, bytes]] = []
+    """What a parser reported, the bytes of each stream (body, and xml beside it) joined where they came in
+    several pieces (segments cut them)."""
+    contents: list = []
+    run: dict[tuple[str, int], bytes] | None = None  # stream pieces since the last unit
     for context, side, data in rec.contents:
-        if contents and context == "body" and contents[-1][:2] == (context, side):
-            contents[-1] = (context, side, contents[-1][2] + data)
+        if context in ("body", "xml"):
+            if run is None:
+                run = {}
+                contents.append(run)
+            run[(context, side)] = run.get((context, side), b"") + data
         else:
+            run = None
             contents.append((context, side, data))
     return rec.events, rec.frames, rec.threats, rec.anomalies, rec.products, contents
 

@@ -16,20 +16,24 @@ What is imported:
   a URL), @contains (an escaped literal); `!` negates (a pattern that must not match). Any other operator
   (@detectSQLi, @detectXSS, @ipMatch, @eq, @lt, @within, @streq, @beginsWith, ...) and operator
   arguments with macros (%{...}) keep the rule out, with a problem naming it.
-- variables -> contexts (VARIABLE_CONTEXTS below): request-line/argument variables -> "url", request headers and
-  cookies -> "header", request body variables -> "body" (direction request), RESPONSE_BODY -> "body" and
-  RESPONSE_HEADERS -> "header" (direction response). In url and header content a link scans each item its
-  variables name alone, as ModSecurity evaluates them (rules/fields.py: a selection step before the
-  transformations): each argument value (ARGS) or name, the path, the query string, the whole url, each header
-  value or name, each cookie (a link of body variables only selects nothing there); a selector `:User-Agent`
-  picks that header (cookie, argument), a regex selector `:/.../` takes them all. An exclusion
+- variables -> contexts (VARIABLE_CONTEXTS below), as ModSecurity's body processors fill them: request-line
+  variables and ARGS_GET -> "url"; ARGS and ARGS_NAMES -> "url" and "form" (the query's arguments and the fields
+  of a form-encoded or JSON request body: protocols/httpforms.py); ARGS_POST -> "form"; XML -> "xml" (the body
+  of a request sent as XML); REQUEST_BODY, FILES -> "body" (every request body, as with
+  forceRequestBodyVariable); request headers and cookies -> "header" (direction request); RESPONSE_BODY ->
+  "body" and RESPONSE_HEADERS -> "header" (direction response). Any other request body (multipart, binary,
+  text) is in no ARGS/XML context. In url, header and form content a link scans each item
+  its variables name alone, as ModSecurity evaluates them (rules/fields.py: a selection step before the
+  transformations): each argument value (ARGS) or name, each form field, the path, the query string, the whole
+  url, each header value or name, each cookie; a selector `:User-Agent` picks that header (cookie, argument), a
+  regex selector `:/.../` takes them all. An exclusion
   (`!REQUEST_COOKIES:/__utm/`) is ignored (a possible false positive). A count (`&ARGS`) keeps the rule
   out; a variable nvpcap has no content for (TX, MATCHED_VARS, REQUEST_METHOD, ...) is dropped from the list,
   and a link left with none keeps the rule out.
-- One context per link: the variables' context when they all map to one, else "packet" (every decoded context
-  of the flow: url, header and body). Contexts and direction are per link; the rule's direction is request,
-  response or, when links differ, any. Every rule is restricted to HTTP flows (app_proto http, http2, grpc and
-  the HTTP-based apps), so "packet" never scans SQL statements or raw streams.
+- A link's context names every context of its variables, joined by "+" ("form+header+url+xml" for the usual
+  `REQUEST_COOKIES|ARGS_NAMES|ARGS|XML:/*`); the pattern is scanned in each. Contexts and direction are per
+  link; the rule's direction is request, response or, when links differ, any. Every rule is restricted to HTTP
+  flows (app_proto http, http2, grpc and the HTTP-based apps), so it never scans SQL statements or raw streams.
 - actions: id (the rule_id, required; CRS ids 9xxxxx are outside NeuVector's ranges; one id space with the
   Suricata sids of the run: a duplicate keeps the rule out), msg (the name; else "crs-<id>"), severity
   (CRITICAL/EMERGENCY/ALERT or 0-2 -> 5, ERROR/3 -> 4, WARNING/4 -> 3, NOTICE/5 -> 2, else 2), tag (kept in
@@ -37,11 +41,11 @@ What is imported:
   t:none resets the list; rules/transforms.py). Rules with `nolog` (they never log) or `skip`/`skipAfter`
   (control flow: paranoia and anomaly-score bookkeeping) are skipped silently. Other actions are ignored.
 - transformations: kept on each pattern (Pattern.transforms) and applied by the engine to url and header content
-  (lowercase is free: patterns compile caseless; urlDecode/urlDecodeUni are free in url, which is decoded
-  already). Bodies are scanned as streams: chains of chunk-safe transformations (removeNulls, replaceNulls,
-  removeWhitespace, compressWhitespace) are applied call by call; a rule with a body or packet link whose chain
-  has any other is imported but tagged "nvpcap:approximate" (its body is scanned untransformed: it may miss
-  encoded content there).
+  (lowercase is free: patterns compile caseless; urlDecode/urlDecodeUni are free in url and form, whose items
+  are decoded already). Bodies (body, xml) are scanned as streams: chains of chunk-safe transformations
+  (removeNulls, replaceNulls, removeWhitespace, compressWhitespace) are applied call by call; a rule with a body
+  or xml link whose chain has any other is imported but tagged "nvpcap:approximate" (its body is scanned
+  untransformed: it may miss encoded content there).
   An unknown transformation (md5, sha1, length, ...) keeps the rule out.
 - regexes: ModSecurity's PCRE, taken as the engine takes NeuVector's (Hyperscan, Python `re` after
   rules/regex.py's rewrite); compiled caseless like every nvpcap pattern.
@@ -56,7 +60,7 @@ from pathlib import Path
 
 from . import fields
 from . import transforms as tf
-from .model import LoadResult, Pattern, Rule, rule_problem
+from .model import LoadResult, Pattern, Rule, context_parts, rule_problem
 from .regex import regex_problem
 from .suricata import APPS, escape_bytes
 
@@ -65,18 +69,22 @@ CATEGORY = "waf"
 APPROXIMATE_TAG = "nvpcap:approximate"
 HTTP_APPS = APPS["http"]
 
-# variable -> (context, direction)
-VARIABLE_CONTEXTS: dict[str, tuple[str, str]] = {
+# variable -> (contexts, direction)
+VARIABLE_CONTEXTS: dict[str, tuple[tuple[str, ...], str]] = {
     **dict.fromkeys(("REQUEST_URI", "REQUEST_URI_RAW", "REQUEST_FILENAME", "REQUEST_BASENAME", "QUERY_STRING",
-                     "ARGS", "ARGS_GET", "ARGS_NAMES", "ARGS_GET_NAMES", "REQUEST_LINE"), ("url", "request")),
+                     "ARGS_GET", "ARGS_GET_NAMES", "REQUEST_LINE"), (("url",), "request")),
+    **dict.fromkeys(("ARGS", "ARGS_NAMES"), (("url", "form"), "request")),  # query arguments and form fields
+    **dict.fromkeys(("ARGS_POST", "ARGS_POST_NAMES"), (("form",), "request")),
     **dict.fromkeys(("REQUEST_HEADERS", "REQUEST_HEADERS_NAMES", "REQUEST_COOKIES", "REQUEST_COOKIES_NAMES"),
-                    ("header", "request")),
-    **dict.fromkeys(("REQUEST_BODY", "ARGS_POST", "ARGS_POST_NAMES", "XML", "FILES", "FILES_NAMES"),
-                    ("body", "request")),
-    "RESPONSE_BODY": ("body", "response"),
-    "RESPONSE_HEADERS": ("header", "response"),
-    "RESPONSE_HEADERS_NAMES": ("header", "response"),
+                    (("header",), "request")),
+    **dict.fromkeys(("REQUEST_BODY", "FILES", "FILES_NAMES"), (("body",), "request")),
+    "XML": (("xml",), "request"),
+    "RESPONSE_BODY": (("body",), "response"),
+    "RESPONSE_HEADERS": (("header",), "response"),
+    "RESPONSE_HEADERS_NAMES": (("header",), "response"),
 }
+SELECTING = ("url", "header", "form")  # contexts whose items a link selects (rules/fields.py)
+STREAMED = ("body", "xml")  # contexts scanned as streams, where only chunk-safe transformations apply
 SEVERITIES = {"EMERGENCY": 5, "ALERT": 5, "CRITICAL": 5, "ERROR": 4, "WARNING": 3, "NOTICE": 2,
               "0": 5, "1": 5, "2": 5, "3": 4, "4": 3, "5": 2}
 DEFAULT_SEVERITY = 2
@@ -336,7 +344,8 @@ def _phrase_file(arg: str, base_dir: Path | None) -> list[str]:
 
 def link_context(variables: str) -> tuple[str, str]:
     """(context, direction) of a link's variables (module docstring); Unsupported when none can be used."""
-    found: set[tuple[str, str]] = set()
+    contexts: set[str] = set()
+    directions: set[str] = set()
     dropped: list[str] = []
     for var in split_variables(variables):
         if var.startswith("!"):
@@ -345,24 +354,23 @@ def link_context(variables: str) -> tuple[str, str]:
             raise Unsupported(f"variable {var}: counts are not supported")
         name = var.split(":", 1)[0].upper()
         if name in VARIABLE_CONTEXTS:
-            found.add(VARIABLE_CONTEXTS[name])
+            names, direction = VARIABLE_CONTEXTS[name]
+            contexts.update(names)
+            directions.add(direction)
         else:
             dropped.append(name)
-    if not found:
+    if not contexts:
         raise Unsupported(f"variable{'s' if len(dropped) > 1 else ''} {'|'.join(dropped) or variables}: "
                           "no content nvpcap scans")
-    contexts = {c for c, _ in found}
-    directions = {d for _, d in found}
-    return (contexts.pop() if len(contexts) == 1 else "packet",
-            directions.pop() if len(directions) == 1 else "any")
+    return "+".join(sorted(contexts)), directions.pop() if len(directions) == 1 else "any"
 
 
 # collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...) or a url
 _COLLECTIONS = {"REQUEST_HEADERS": "h", "RESPONSE_HEADERS": "h", "REQUEST_HEADERS_NAMES": "n",
                 "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn",
                 "REQUEST_URI": "u", "REQUEST_URI_RAW": "u", "REQUEST_LINE": "u", "REQUEST_FILENAME": "f",
-                "REQUEST_BASENAME": "fb", "QUERY_STRING": "q", "ARGS": "a", "ARGS_GET": "a", "ARGS_NAMES": "an",
-                "ARGS_GET_NAMES": "an"}
+                "REQUEST_BASENAME": "fb", "QUERY_STRING": "q", "ARGS": "a", "ARGS_NAMES": "an", "ARGS_GET": "ag",
+                "ARGS_GET_NAMES": "agn", "ARGS_POST": "ap", "ARGS_POST_NAMES": "apn"}
 
 
 def link_selection(variables: str) -> str:
@@ -418,9 +426,10 @@ def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None 
             chain_t = link_transforms(link)
         except Unsupported as e:
             raise Unsupported(f"{e} (chained rule, line {link.line})" if n else str(e)) from None
-        if context in ("body", "packet") and tf.approximate_in_streams(chain_t):
+        parts = context_parts(context)
+        if any(c in STREAMED for c in parts) and tf.approximate_in_streams(chain_t):
             approximate = True
-        if context in ("url", "header", "packet"):  # each value (name, cookie, argument) alone, as
+        if any(c in SELECTING for c in parts):  # each value (name, cookie, argument, field) alone, as
             chain_t = (link_selection(link.variables), *chain_t)  # ModSecurity evaluates them (fields.py)
         patterns.append(Pattern(regex, negate, context, chain_t))
         directions.add(direction)

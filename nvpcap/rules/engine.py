@@ -9,6 +9,10 @@ Each database exists per side (RuleEngine.sides): a side whose rules leave out a
 patterns (request rules in response bodies: most of CRS) gets a database of its own ("body#1"), else both sides
 share it and _process drops the other side's hits.
 
+OWASP CRS rules (rules/crs.py) also use "form" (the fields of a form-encoded request body: a block unit, item by
+item like a url's arguments) and "xml" (a request body sent as XML: a stream); a CRS link of several variables
+names several contexts ("form+header+url+xml") and its pattern goes to each one's database.
+
 Scanning differs from dp on purpose: url and header calls are single units (block mode), but body, sql and raw
 calls of one flow direction form one stream, so a card number split across two segments is still found (dp
 scans each packet alone and misses it).
@@ -73,7 +77,7 @@ from .backends import (
     PythonBackend,
 )
 from .header import FlowHeader, endpoint_ints
-from .model import Match, Pattern, Rule, rule_problem, shown_pattern
+from .model import Match, Pattern, Rule, context_parts, rule_problem, shown_pattern
 from .regex import (
     HS_BASE_FLAGS,
     HS_ERRORS,
@@ -87,18 +91,19 @@ from .regex import (
 from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
-SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query")
-CONTEXT_DB = {"url": "url", "header": "header", "body": "body", "sql": "sql", "raw": "raw", "tls.sni": "tls.sni",
-              "dns.query": "dns.query"}
+SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query", "form", "xml")
+CONTEXT_DB = {c: c for c in SCAN_CONTEXTS}
 # apps whose flows never have a raw stream (protocols/applayer.py: DECODED_CONTENT hands url/header/body instead,
 # ENCRYPTED is not scanned): the "raw" database (the body database's patterns) leaves out patterns of rules
 # restricted to these apps (CRS rules, Suricata `alert http`), which could never hold there but cost scanning
 # time (a CRS prefilter can report at nearly every byte of binary traffic)
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
-PACKET_DBS = ("url", "header", "body", "sql")  # the databases "packet" patterns are added to (not the names)
+# the databases "packet" patterns are added to (not the names, nor the CRS-only views of request bodies: a form
+# or XML body is in "body" already)
+PACKET_DBS = ("url", "header", "body", "sql")
 WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
 CHAINED_KEY = "|+"  # suffix of a block context's database of all its chains' patterns (_BlockPlan)
-STREAM_CONTEXTS = ("body", "sql", "raw")
+STREAM_CONTEXTS = ("body", "sql", "raw", "xml")
 _ANCHORED = re.compile(r"(?<![\\\[])\^|\\A")  # a ^ or \A that may anchor at the start (conservative)
 CRS_SENSOR = "crs"  # Rule.sensor of the rules crs.py imports
 # OWASP CRS 3.x blocking evaluation with its default thresholds (crs-setup.conf: inbound 5, outbound 4)
@@ -263,7 +268,7 @@ class RuleEngine:
         """One database per context; a pattern with transformations (CRS rules) goes to a database of its own
         chain ("url|htmlentitydecode,..."), which scans the content after that chain (self.chains); in stream
         contexts only chains of chunk-safe transformations are applied, others scan as is (transforms.effective)."""
-        base = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query")
+        base = SCAN_CONTEXTS
         dbs: dict[str, list[DbPattern]] = {key: [] for key in base}
         chains: dict[str, dict[str, tuple[str, ...]]] = {}
         for cp in self.patterns:
@@ -282,9 +287,10 @@ class RuleEngine:
             wdbp = [DbPattern(cp.pid, rx, flags | hyperscan.HS_FLAG_SINGLEMATCH, cp.pyre, True, cp.confirm,
                               cp.width) for rx in regexes] if windowed else dbp
             ctx = cp.pattern.context
-            raw = ctx in ("body", "packet") and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
+            targets = PACKET_DBS if ctx == "packet" else context_parts(ctx)
+            raw = "body" in targets and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
             for key in base:
-                if ctx == key or (ctx == "packet" and key in PACKET_DBS) or (key == "raw" and raw):
+                if key in targets or (key == "raw" and raw):
                     chain = transforms.effective(cp.pattern.transforms, key) if cp.pattern.transforms else ()
                     dbkey = f"{key}|{','.join(chain)}" if chain else key
                     if chain:

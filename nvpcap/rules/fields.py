@@ -16,8 +16,13 @@ after a `&`, CRS 932115). Items of a selection from a header block, in the order
 From a url (the request target, percent-decoded already, so arguments are split as `url_args` says: an
 encoded `&` followed by `name=` splits too, a small approximation): `u` the whole url (REQUEST_URI,
 REQUEST_LINE), `f` its path (REQUEST_FILENAME), `fb` the path's last segment (REQUEST_BASENAME), `q` the query
-string, `a` every argument's value (`a:NAME`: that argument's), `an` every argument's name. A selection applies
-to the content it has parts for (`applies`): header parts to header blocks, url parts to urls.
+string, `a` every argument's value (`a:NAME`: that argument's), `an` every argument's name; `ag`/`agn` the same
+for ARGS_GET/ARGS_GET_NAMES. From a form (context "form": the fields of a request body, form-encoded: an
+application/x-www-form-urlencoded body as sent, a JSON body's leaves as protocols/httpforms.py encodes them;
+read as ModSecurity's URLENCODED body processor reads a form: fields split at each `&`, names and values
+percent-decoded with `+` as a space): `a`/`ap` every field's value (ARGS, ARGS_POST; `a:NAME` that field's),
+`an`/`apn` every field's name. A selection applies to the content it has parts for (`applies`): header parts
+to header blocks, url parts to urls, argument parts to urls and forms.
 Parts are taken in the selection's (sorted) order, each in the order of the block; "select:" with no part
 selects nothing (a CRS link on url and body variables has no header content). A header is `name: value` with
 optional whitespace around the value; a line starting with a space or tab continues the previous value
@@ -25,11 +30,15 @@ optional whitespace around the value; a line starting with a space or tab contin
 """
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 SELECT = "select:"  # the chain step's prefix
 MAX_ITEMS = 256
 HEADER_KINDS = ("h", "n", "c", "cn")
-URL_KINDS = ("u", "f", "fb", "q", "a", "an")
-NAMED = ("h", "c", "a")  # kinds that take a name: "h:user-agent"
+URL_KINDS = ("u", "f", "fb", "q", "a", "an", "ag", "agn")
+FORM_KINDS = ("a", "an", "ap", "apn")
+KINDS = {"header": HEADER_KINDS, "url": URL_KINDS, "form": FORM_KINDS}  # what each kind of content has
+NAMED = ("h", "c", "a", "ag", "ap")  # kinds that take a name: "h:user-agent"
 
 
 def is_selection(step: str) -> bool:
@@ -43,14 +52,14 @@ def selection(parts: list[str]) -> str:
 
 def valid(step: str) -> bool:
     """A well-formed selection step ("select:" alone selects nothing: a link of url and body variables)."""
-    return all(applies(p, "url") or applies(p, "header") for p in parts(step))
+    return all(any(applies(p, context) for context in KINDS) for p in parts(step))
 
 
 def applies(part: str, context: str) -> bool:
-    """Whether a well-formed part takes items from this content ("a" from a url, "h:host" from a header
-    block)."""
+    """Whether a well-formed part takes items from this content ("a" from a url or a form, "h:host" from a
+    header block)."""
     kind, colon, name = part.partition(":")
-    return kind in (URL_KINDS if context == "url" else HEADER_KINDS) and (not colon or kind in NAMED and bool(name))
+    return kind in KINDS.get(context, ()) and (not colon or kind in NAMED and bool(name))
 
 
 def parts(step: str) -> list[str]:
@@ -121,6 +130,10 @@ class Unit:
 
     def _part(self, part: str) -> list[bytes]:
         kind, _, wanted = part.partition(":")
+        if self.context == "form":
+            if self._url is None:
+                self._url = (b"", None, form_args(self.data))
+            return _named(self._url[2], kind in ("an", "apn"), wanted)
         if self.context == "url":
             if self._url is None:
                 path, qmark, query = self.data.partition(b"?")
@@ -134,7 +147,7 @@ class Unit:
                 return [path.rsplit(b"/", 1)[-1]]
             if kind == "q":
                 return [query] if query is not None else []
-            return _named(args, kind == "an", wanted)
+            return _named(args, kind in ("an", "agn"), wanted)
         if self._fields is None:
             self._fields = header_fields(self.data)
         if kind in ("h", "n"):
@@ -163,3 +176,15 @@ def url_args(query: bytes) -> list[tuple[bytes, bytes]]:
             groups.append([piece])
     pairs = (b"&".join(g).partition(b"=") for g in groups)
     return [(n.replace(b"+", b" "), v.replace(b"+", b" ")) for n, _, v in pairs if n or v]
+
+
+def form_args(body: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) of each field of an application/x-www-form-urlencoded body, as ModSecurity's URLENCODED
+    body processor gives ARGS_POST: split at every `&`, then at the first `=`, each side percent-decoded with `+`
+    as a space (a malformed escape is kept as it is); empty pieces skipped."""
+    pairs = (piece.partition(b"=") for piece in body.split(b"&") if piece)
+    return [(_form_decoded(n), _form_decoded(v)) for n, _, v in pairs]
+
+
+def _form_decoded(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" ")) if b"%" in text or b"+" in text else text

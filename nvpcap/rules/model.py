@@ -11,6 +11,16 @@ from .header import FlowHeader
 # ClientHello's server name) and "dns.query" (each query name) are Suricata buffers, for the "ids" rules of
 # rules/suricata.py; "packet" patterns are not scanned there.
 CONTEXTS = ("url", "header", "body", "packet", "sql", "tls.sni", "dns.query")
+# Contexts only the OWASP CRS importer (rules/crs.py) sets, for ModSecurity's request body processors: "form" is
+# the fields of a request body sent form-encoded or as JSON, one unit (ARGS_POST item by item); "xml" the body of
+# a request sent as XML (XML:/*), a stream (protocols/httpforms.py). A CRS link naming variables of several contexts has them
+# joined by "+" ("form+header+url+xml"): the pattern is scanned in each.
+CRS_CONTEXTS = ("form", "xml")
+
+
+def context_parts(context: str) -> tuple[str, ...]:
+    """The contexts a pattern's context names ("form+url" -> ("form", "url"))."""
+    return tuple(context.split("+"))
 CATEGORIES = ("dlp", "waf", "ids")
 DIRECTIONS = ("any", "request", "response")  # request: bytes the client sent; response: the server's
 VALIDATOR_NAMES = ("luhn", "ssn", "iban", "entropy")
@@ -113,7 +123,8 @@ def rule_problem(rule: Rule) -> str | None:
     if not rule.positive:
         return "all patterns are negated (!regex): unsupported, the rule would match everything"
     for p in rule.patterns:
-        if p.context not in CONTEXTS:
+        parts = context_parts(p.context)
+        if any(c not in CONTEXTS + CRS_CONTEXTS for c in parts) or (len(parts) > 1 and "packet" in parts):
             return f"context {p.context!r} is not one of {CONTEXTS}"
         if not p.regex:
             return "empty pattern"

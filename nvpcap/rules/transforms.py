@@ -372,8 +372,8 @@ NAMES = {k: k for k in FUNCTIONS} | {
     "hexdecode": "hexDecode", "hexencode": "hexEncode", "sqlhexdecode": "sqlHexDecode",
 }
 FREE = frozenset({"lowercase"})  # the engine compiles caseless
-FREE_IN_URL = frozenset({"urldecode", "urldecodeuni"})  # the url context is percent-decoded already
-STREAM_CONTEXTS = ("body", "sql", "raw")  # scanned as streams, call by call
+FREE_IN_URL = frozenset({"urldecode", "urldecodeuni"})  # url and form items are percent-decoded already
+STREAM_CONTEXTS = ("body", "sql", "raw", "xml")  # scanned as streams, call by call
 # transformations that give the same result applied call by call as on the whole stream (compressWhitespace
 # nearly: a whitespace run cut between two calls becomes two spaces)
 CHUNK_SAFE = frozenset({"removenulls", "replacenulls", "removewhitespace", "compresswhitespace"})
@@ -387,10 +387,10 @@ def effective(chain: tuple[str, ...], context: str) -> tuple[str, ...]:
     """The transformations the engine must apply to content of `context` for a pattern with this chain (lower
     case names, in order), the free ones dropped. In stream contexts only a chain of CHUNK_SAFE ones is
     applied; any other gives () (the content is scanned as it is: crs.py tags such rules approximate)."""
-    drop = FREE | FREE_IN_URL if context == "url" else FREE
-    # a selection (rules/fields.py) picks header values or url parts: it applies to header and url content only
+    drop = FREE | FREE_IN_URL if context in ("url", "form") else FREE
+    # a selection (rules/fields.py) picks header values, url parts or form fields: it applies to those only
     out = tuple(t if fields.is_selection(t) else t.lower() for t in chain
-                if t.lower() not in drop and (context in ("header", "url") or not fields.is_selection(t)))
+                if t.lower() not in drop and (context in fields.KINDS or not fields.is_selection(t)))
     if context in STREAM_CONTEXTS and not all(t in CHUNK_SAFE for t in out):
         return ()
     return out
