@@ -13,9 +13,8 @@ from conftest import run
 from test_rules_pipeline import OK, conversation
 
 from nvpcap.pipeline import AnalyzeConfig
-from nvpcap.protocols.applayer import AppLayerConfig
-
 from nvpcap.protocols import httpforms as bodies
+from nvpcap.protocols.applayer import AppLayerConfig
 from nvpcap.rules import RuleEngine, build_engine, crs, fields, transforms
 from nvpcap.rules.regex import hyperscan
 

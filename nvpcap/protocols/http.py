@@ -24,9 +24,17 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from nvpcap.protocols.base import (CLIENT, PROBE_BYTES, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec,
-                                   Verdict)
 from nvpcap.protocols import httpforms
+from nvpcap.protocols.base import (
+    CLIENT,
+    PROBE_BYTES,
+    SERVER,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+)
 from nvpcap.protocols.httpbody import CAPPED, ERROR, BodyDecoder
 
 MAX_METHOD = 20  # longest method token accepted (NeuVector: 17; "VERSION-CONTROL" is 15)
