@@ -254,6 +254,33 @@ def _packet_length(h: bytes) -> int:
     return 4 + (h[0] | h[1] << 8 | h[2] << 16)
 
 
+def _rows(data: bytes, off: int) -> tuple[int, int]:
+    """Count the result-set rows from off: whole packets (within PACKET_LIMIT) whose payload does not start
+    with 0xFE (EOF/OK) or 0xFF (ERR). (offset after the last, count)."""
+    n, count = len(data), 0
+    while n - off > 4:
+        end = off + 4 + (data[off] | data[off + 1] << 8 | data[off + 2] << 16)
+        if end > n or end - off > PACKET_LIMIT or end - off == 4 or data[off + 4] >= 0xFE:
+            break
+        count += 1
+        off = end
+    return off, count
+
+
+def _unfinished(framer: Framer) -> int:
+    """Bytes the framer still needs to finish what it holds: the rest of a packet begun in an earlier chunk (or
+    its header), or the skipped tail of an over-long one; 0 when it holds nothing (the stream is at a packet
+    header). A stopped framer takes everything (and delivers nothing)."""
+    if framer.broken:
+        return 1 << 62
+    if framer.skip:
+        return framer.skip
+    buf = framer.buf
+    if len(buf) < 4:
+        return 4 - len(buf) if buf else 0
+    return _packet_length(buf) - len(buf)
+
+
 def lenenc(b: bytes, off: int) -> tuple[int | None, int]:
     """A length-encoded integer at b[off]: (value or None for NULL / cut, next offset)."""
     if off >= len(b):
@@ -390,24 +417,62 @@ class MysqlParser(Parser):
     # -- input --
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        """Packets that lie whole in the chunk are cut straight from it (`_whole_packets`); the framer holds
+        only a packet that a chunk boundary cuts (or one longer than PACKET_LIMIT) and completes it from the
+        bytes of the next chunk that belong to it."""
         framer = self.framers[side]
-        continued = self.continued
-        for msg in framer.push(data, frame, ts_ns):
-            raw = msg.data
-            plen = msg.length - 4
-            cont, continued[side] = continued[side], plen == MAX_PACKET_PAYLOAD
-            if cont:
-                pass
-            elif side == SERVER and self.state == R_ROWS and len(raw) > 4 and raw[4] < 0xFE \
-                    and self.phase == "command" and self.cmd is not None:
-                # a result-set row, the bulk of a response: counted here (what _server -> _row would do)
-                self.cmd["rows"] = (self.cmd["rows"] or 0) + 1
-            else:
-                (self._client if side == CLIENT else self._server)(raw[4:], plen, raw[3], msg.frame, msg.ts_ns)
-            if self.done:
+        if type(data) is not bytes:
+            data = bytes(data)  # (as the framer does: packets are sliced from it and kept)
+        while data:
+            need = _unfinished(framer)
+            if not need:  # the chunk is at a packet header
+                off = self._whole_packets(side, data, frame, ts_ns)
+                if self.done:
+                    return
+                need = len(data) - off  # what is left, from a packet not whole in the chunk: to the framer
+                data = data[off:] if off else data
+            part = data[:need] if need < len(data) else data
+            data = data[len(part):]
+            for msg in framer.push(part, frame, ts_ns):
+                self._packet(side, msg.data, msg.length - 4, msg.frame, msg.ts_ns)
+                if self.done:
+                    return
+            if framer.broken:  # not reached with 3-byte lengths; kept for safety
+                self.done = True
                 return
-        if framer.broken:  # not reached with 3-byte lengths; kept for safety
-            self.done = True
+
+    def _whole_packets(self, side: int, data: bytes, frame: int, ts_ns: int) -> int:
+        """The packets that lie whole in a chunk that starts at a packet header, cut straight from it: what the
+        framer would give, without its per-packet generator step and Message. Returns where the first packet
+        not whole in the chunk (or longer than PACKET_LIMIT) starts."""
+        off, n = 0, len(data)
+        while n - off >= 4:
+            end = off + 4 + (data[off] | data[off + 1] << 8 | data[off + 2] << 16)
+            if end > n or end - off > PACKET_LIMIT:
+                break
+            if side == SERVER and self.state == R_ROWS and end - off > 4 and data[off + 4] < 0xFE \
+                    and not self.continued[SERVER] and self.phase == "command" and self.cmd is not None:
+                off, rows = _rows(data, off)  # a run of result-set rows, counted as _packet counts them
+                self.cmd["rows"] = (self.cmd["rows"] or 0) + rows
+                continue
+            self._packet(side, data if end - off == n else data[off:end], end - off - 4, frame, ts_ns)
+            if self.done:
+                break
+            off = end
+        return off
+
+    def _packet(self, side: int, raw: bytes, plen: int, frame: int, ts_ns: int) -> None:
+        """One packet (header included; `plen` the payload length its header gives)."""
+        continued = self.continued
+        cont, continued[side] = continued[side], plen == MAX_PACKET_PAYLOAD
+        if cont:
+            pass
+        elif side == SERVER and self.state == R_ROWS and len(raw) > 4 and raw[4] < 0xFE \
+                and self.phase == "command" and self.cmd is not None:
+            # a result-set row, the bulk of a response: counted here (what _server -> _row would do)
+            self.cmd["rows"] = (self.cmd["rows"] or 0) + 1
+        else:
+            (self._client if side == CLIENT else self._server)(raw[4:], plen, raw[3], frame, ts_ns)
 
     def _client(self, p: bytes, plen: int, seq: int, frame: int, ts_ns: int) -> None:
         if self.phase == "greeting":

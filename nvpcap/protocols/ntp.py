@@ -50,7 +50,7 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         if c in NO_REPLY_MODES or s in NO_REPLY_MODES or (ctx.final and max(c, s) > 0):
             return YES
         return MAYBE
-    except Exception:  # never raise on capture bytes
+    except Exception:  # noqa: BLE001 - never raise on capture bytes
         return NO
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 import warnings
+from array import array
+from collections.abc import Callable
 
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 from nvpcap.protocols.framing import Cursor, Short
@@ -110,7 +113,7 @@ def probe(client: bytes, server: bytes, ctx: FlowContext) -> Verdict:
         if ctx.final and (nc >= 2 or ns >= 2):
             return YES  # one side only, but a chain of records
         return NO if ctx.final else MAYBE
-    except Exception:  # never raise on capture bytes
+    except Exception:  # noqa: BLE001 - never raise on capture bytes
         return NO
 
 
@@ -206,11 +209,13 @@ ALERTS = {
 
 
 def version_name(v: int) -> str:
-    return VERSION_NAMES.get(v, f"0x{v:04x}")
+    name = VERSION_NAMES.get(v)
+    return name if name is not None else f"0x{v:04x}"  # (the hex form only when needed)
 
 
 def cipher_name(code: int) -> str:
-    return CIPHER_SUITES.get(code, f"0x{code:04x}")
+    name = CIPHER_SUITES.get(code)
+    return name if name is not None else f"0x{code:04x}"
 
 
 def is_grease(v: int) -> bool:
@@ -230,9 +235,15 @@ class _Reader(Cursor):
         return self.take(self.uint(len_bytes))
 
 
+BYTESWAP = sys.byteorder == "little"  # array("H") is in host order; the wire is big-endian
+
+
 def _u16s(data: bytes) -> list[int]:
     """Big-endian 16-bit values (a trailing odd byte is ignored)."""
-    return list(struct.unpack_from(f">{len(data) >> 1}H", data))
+    values = array("H", data[: len(data) & ~1])
+    if BYTESWAP:
+        values.byteswap()
+    return values.tolist()
 
 
 def _vector2(data: bytes) -> bytes:
@@ -245,28 +256,34 @@ def _vector2(data: bytes) -> bytes:
     return data[2:end]
 
 
-def _extensions_at(body: bytes, off: int) -> list[tuple[int, bytes]]:
+EXT_HEAD = struct.Struct("!HH")  # extension type, data length
+
+
+def _extensions_at(body: bytes, off: int, wanted: frozenset[int]) -> tuple[list[int], list[tuple[int, bytes]]]:
     """RFC 8446 §4.2: extensions<8..2^16-1> at body[off:], each type(2) + opaque data<0..2^16-1>; absent in old
-    hellos (fewer than 2 bytes left). Index arithmetic rather than a Cursor: this runs for every hello."""
+    hellos (fewer than 2 bytes left). (every type in order, for JA3; (type, data) of the `wanted` types, in order).
+    Index arithmetic rather than a Cursor: this runs for every hello; only the wanted extensions are sliced."""
     n = len(body)
     if n - off < 2:
-        return []
+        return [], []
     end = off + 2 + ((body[off] << 8) | body[off + 1])
     if end > n:
         raise Short
     p = off + 2
-    exts = []
-    append = exts.append
+    types: list[int] = []
+    kept: list[tuple[int, bytes]] = []
+    head = EXT_HEAD.unpack_from
     while p < end:
         if p + 4 > end:
             raise Short
-        etype = (body[p] << 8) | body[p + 1]
-        data_end = p + 4 + ((body[p + 2] << 8) | body[p + 3])
-        if data_end > end:
+        etype, length = head(body, p)
+        p += 4 + length  # past its data
+        if p > end:
             raise Short
-        append((etype, body[p + 4 : data_end]))
-        p = data_end
-    return exts
+        types.append(etype)
+        if etype in wanted:
+            kept.append((etype, body[p - length : p]))
+    return types, kept
 
 
 def _text(raw: bytes) -> str:
@@ -304,6 +321,10 @@ def _sni(data: bytes) -> str | None:
     return None
 
 
+CLIENT_HELLO_EXTS = frozenset((EXT_SERVER_NAME, EXT_GROUPS, EXT_POINT_FORMATS, EXT_ALPN, EXT_HEARTBEAT))
+SERVER_HELLO_EXTS = frozenset((EXT_SUPPORTED_VERSIONS, EXT_ALPN, EXT_HEARTBEAT, EXT_PRE_SHARED_KEY))
+
+
 def parse_client_hello(body: bytes) -> dict:
     """RFC 8446 §4.1.2 / RFC 5246 §7.4.1.2 ClientHello: the fields the event and JA3 need. Raises Short."""
     n = len(body)
@@ -319,10 +340,9 @@ def parse_client_hello(body: bytes) -> dict:
     comp_end = suites_end + 1 + body[suites_end]
     if comp_end > n:
         raise Short
-    exts = _extensions_at(body, comp_end)
+    types, exts = _extensions_at(body, comp_end, CLIENT_HELLO_EXTS)
     hello = {"version": version, "session_id": body[35:sid_end], "suites": _u16s(body[sid_end + 2 : suites_end]),
-             "exts": [t for t, _ in exts], "groups": [], "point_formats": [], "sni": None, "alpn": None,
-             "heartbeat": False}
+             "exts": types, "groups": [], "point_formats": [], "sni": None, "alpn": None, "heartbeat": False}
     for etype, data in exts:
         if etype == EXT_SERVER_NAME and data:
             hello["sni"] = _sni(data)
@@ -349,9 +369,9 @@ def parse_server_hello(body: bytes) -> dict:
     sid_end = 35 + body[34]
     if sid_end + 3 > n:  # the session id, then cipher suite(2) and compression method(1)
         raise Short
-    exts = _extensions_at(body, sid_end + 3)
+    types, exts = _extensions_at(body, sid_end + 3, SERVER_HELLO_EXTS)
     hello = {"version": version, "random": body[2:34], "session_id": body[35:sid_end],
-             "suite": (body[sid_end] << 8) | body[sid_end + 1], "exts": [t for t, _ in exts], "selected": version,
+             "suite": (body[sid_end] << 8) | body[sid_end + 1], "exts": types, "selected": version,
              "alpn": None, "heartbeat": False, "psk": False}
     for etype, data in exts:
         if etype == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
@@ -387,6 +407,40 @@ def ja3s_string(hello: dict) -> str:
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+# JA3/JA3S hashes by their inputs: a capture holds many connections of the same few client and server builds.
+# Bounded: emptied when full, and hellos offering more than _FINGERPRINT_ITEMS values (hostile ones: real hellos
+# offer ~20-80) are hashed each time.
+_FINGERPRINTS: dict[tuple, str] = {}
+_FINGERPRINTS_MAX = 256
+_FINGERPRINT_ITEMS = 256
+
+
+def _fingerprint(key: tuple, text: Callable[[dict], str], hello: dict) -> str:
+    """_md5(text(hello)), computed once per distinct key."""
+    digest = _FINGERPRINTS.get(key)
+    if digest is None:
+        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+            _FINGERPRINTS.clear()
+        digest = _FINGERPRINTS[key] = _md5(text(hello))
+    return digest
+
+
+def ja3_hash(hello: dict) -> str:
+    """The JA3 of a parsed ClientHello."""
+    suites, exts, groups, formats = hello["suites"], hello["exts"], hello["groups"], hello["point_formats"]
+    if len(suites) + len(exts) + len(groups) + len(formats) > _FINGERPRINT_ITEMS:
+        return _md5(ja3_string(hello))
+    return _fingerprint((CLIENT_HELLO, hello["version"], tuple(suites), tuple(exts), tuple(groups), tuple(formats)),
+                        ja3_string, hello)
+
+
+def ja3s_hash(hello: dict) -> str:
+    """The JA3S of a parsed ServerHello."""
+    if len(hello["exts"]) > _FINGERPRINT_ITEMS:
+        return _md5(ja3s_string(hello))
+    return _fingerprint((SERVER_HELLO, hello["version"], hello["suite"], tuple(hello["exts"])), ja3s_string, hello)
 
 
 def certificate_fields(der: bytes) -> dict | None:
@@ -452,6 +506,7 @@ class _Side:
 
 V2 = -2  # head kind of an SSLv2 record
 _NO_THREATS: frozenset[int] = frozenset()
+_NO_CERT = dict.fromkeys(("subject", "issuer", "serial", "not_before", "not_after"))  # (certificate_fields' keys)
 
 
 class TlsParser(Parser):
@@ -659,7 +714,7 @@ class TlsParser(Parser):
         hello = parse_client_hello(body)
         # what the event needs, JA3 hashed now: the offered lists are not kept while the handshake goes on
         self.client_hello = {"version": hello["version"], "sni": hello["sni"], "alpn": hello["alpn"],
-                             "session_id": hello["session_id"], "ja3": _md5(ja3_string(hello))}
+                             "session_id": hello["session_id"], "ja3": ja3_hash(hello)}
         if self.client_hello["sni"]:  # Suricata's tls.sni buffer, for the rules
             self.out.content("tls.sni", CLIENT, self.client_hello["sni"].encode("utf-8", "replace"), frame, ts_ns)
         if self.client_hello["version"] == 0x0300:
@@ -670,7 +725,7 @@ class TlsParser(Parser):
         self.sides[SERVER].hello_seen = True
         self.server_hello = {"version": hello["version"], "selected": hello["selected"], "suite": hello["suite"],
                              "session_id": hello["session_id"], "alpn": hello["alpn"], "heartbeat": hello["heartbeat"],
-                             "psk": hello["psk"], "ja3s": _md5(ja3s_string(hello))}  # (as for the ClientHello)
+                             "psk": hello["psk"], "ja3s": ja3s_hash(hello)}  # (as for the ClientHello)
         if hello["random"] == HRR_RANDOM:
             return  # HelloRetryRequest: the real ServerHello follows
         selected = hello["selected"]
@@ -755,7 +810,8 @@ class TlsParser(Parser):
     def _progress(self) -> None:
         """After a CCS or application data record: established? done?"""
         c, s = self.sides
-        tls13 = self._tls13()
+        sh = self.server_hello
+        tls13 = sh is not None and (sh["selected"] == TLS13 or sh["selected"] >> 8 == 0x7F)  # (_tls13, inline)
         if tls13:
             established = c.appdata and s.appdata
         else:
@@ -764,7 +820,6 @@ class TlsParser(Parser):
             self.established = True
             self._emit()
         if c.appdata and s.appdata and not self.headers_only:
-            sh = self.server_hello
             if sh is not None and sh["heartbeat"] and not tls13:
                 self.headers_only = True
             else:
@@ -788,26 +843,24 @@ class TlsParser(Parser):
         if self.emitted or (ch is None and sh is None and self.v2_client_version is None):
             return
         self.emitted = True
-        fields: dict = dict.fromkeys(("version", "client_version", "sni", "client_alpns", "next_protocol", "cipher",
-                                      "ja3", "ja3s", "subject", "issuer", "serial", "not_before", "not_after"))
+        client_version = sni = client_alpns = ja3 = None
         if ch is not None:
-            fields.update(client_version=version_name(ch["version"]), sni=ch["sni"], client_alpns=ch["alpn"],
-                          ja3=ch["ja3"])
+            client_version, sni, client_alpns, ja3 = version_name(ch["version"]), ch["sni"], ch["alpn"], ch["ja3"]
         elif self.v2_client_version is not None:
-            fields["client_version"] = version_name(self.v2_client_version)
+            client_version = version_name(self.v2_client_version)
+        version = next_protocol = cipher = ja3s = None
         if sh is not None:
-            fields["version"] = version_name(sh["selected"])
-            fields["next_protocol"] = sh["alpn"]
+            version, next_protocol = version_name(sh["selected"]), sh["alpn"]
             if sh.get("v2"):
-                fields["cipher"] = self.v2_cipher
+                cipher = self.v2_cipher
             else:
-                fields["cipher"] = cipher_name(sh["suite"])
-                fields["ja3s"] = sh["ja3s"]
-        if self.cert is not None:
-            fields.update(self.cert)
-        fields["established"] = self.established
-        fields["resumed"] = self._resumed()
-        fields["last_alert"] = self.last_alert
+                cipher, ja3s = cipher_name(sh["suite"]), sh["ja3s"]
+        cert = self.cert if self.cert is not None else _NO_CERT
+        fields = {"version": version, "client_version": client_version, "sni": sni, "client_alpns": client_alpns,
+                  "next_protocol": next_protocol, "cipher": cipher, "ja3": ja3, "ja3s": ja3s,
+                  "subject": cert["subject"], "issuer": cert["issuer"], "serial": cert["serial"],
+                  "not_before": cert["not_before"], "not_after": cert["not_after"],
+                  "established": self.established, "resumed": self._resumed(), "last_alert": self.last_alert}
         self.out.event(fields, *(self.where or (0, 0)))
 
     def _resumed(self) -> bool:
@@ -820,7 +873,8 @@ class TlsParser(Parser):
         return bool(sh["session_id"]) and sh["session_id"] == ch["session_id"]
 
     def finish(self) -> None:
-        self._emit()
+        if not self.emitted:
+            self._emit()
 
 
 SPEC = ProtocolSpec(
