@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -243,27 +243,30 @@ class _FileRun:
         if offer.shape[0] == 0:
             return
         # plain lists for the loop: element access on numpy arrays costs more than the work itself
-        o_rows, o_slots = rows[offer], slot[offer]
+        o_rows, o_slots, o_serials = rows[offer], slot[offer], serial[offer]
         tab = self.table.tab
-        n_main = len(pb)
-        payload_off, payload_cap, seq = cols["payload_off"][o_rows], cols["paycap"][o_rows], cols["seq"][o_rows]
-        main_buf = pb.raw.buf.data
-        fields = zip(o_rows.tolist(), o_slots.tolist(), serial[offer].tolist(), side[offer].tolist(),
-                     (proto[offer] == 6).tolist(),
-                     ((tab["isn"][o_slots] < 0) & (tab["synack_ack"][o_slots] < 0)).tolist(), payload_off.tolist(),
-                     payload_cap.tolist(), seq.tolist(), cols["frame"][o_rows].tolist(), cols["ts"][o_rows].tolist())
-        app = self.app
-        for row, s, ser, sd, tcp, no_handshake, start, length, sq, frame, ts in fields:
-            if self.id_done[s]:
+        firsts = _first_offers(tab, ended, o_slots, o_serials, proto[offer] == 6, self.app.flows)
+        payloads = _payloads(pb, reasm, cols["payload_off"][o_rows], cols["paycap"][o_rows], o_rows)
+        fields = zip(o_slots.tolist(), o_serials.tolist(), side[offer].tolist(), payloads,
+                     cols["seq"][o_rows].tolist(), cols["frame"][o_rows].tolist(), cols["ts"][o_rows].tolist())
+        flows, offer_one = self.app.flows, self.app.offer
+        done: set[int] = set()  # slots whose flow wants no more bytes (id_done, for this batch's loop)
+        for s, ser, sd, payload, sq, frame, ts in fields:
+            if s in done:
                 continue  # settled by an earlier packet of this batch
-            buf = main_buf if row < n_main else reasm.packets.raw.buf.data  # type: ignore[union-attr]
-            payload = bytes(buf[start:start + length])
-            keys = starts = None
-            if ser not in app.flows:
-                keys, starts = _flow_keys(tab, s, ser, ended)
-            if app.offer(ser, sd, keys, "tcp" if tcp else "udp", tcp and no_handshake, sq, payload, frame, ts,
-                         starts):
-                self.id_done[s] = True
+            if ser in flows:  # the common case: the app layer knows the flow
+                if offer_one(ser, sd, None, None, False, sq, payload, frame, ts):
+                    done.add(s)
+                continue
+            first = firsts.get(ser)
+            if first is not None and first[0] == s:
+                _, transport, midstream, keys, starts = first
+            else:  # a flow the app layer stopped reading in this batch (evicted), or one that moved: one by one
+                transport, midstream, keys, starts = _first_offer(tab, s, ser, ended)
+            if offer_one(ser, sd, keys, transport, midstream, sq, payload, frame, ts, starts):
+                done.add(s)
+        if done:
+            self.id_done[list(done)] = True
 
     def process_guarded(self, raw: RawBatch, offset: int) -> bool:
         """`process`, but a bug in nvpcap ends this file with a reported error instead of a traceback.
@@ -457,6 +460,60 @@ def _data_start(t: np.void, side: int) -> int:
     if t["has_start"][side]:
         return (int(t["start"][side]) + 1) & 0xFFFFFFFF
     return -1
+
+
+def _payloads(pb: PacketBatch, reasm: Reassembled | None, start: np.ndarray, length: np.ndarray,
+              rows: np.ndarray) -> list[bytes]:
+    """The payload bytes of the offered rows (a row past the batch is a reassembled datagram)."""
+    main = pb.raw.buf.data
+    n_main = len(pb)
+    if reasm is None or rows.shape[0] == 0 or int(rows.max()) < n_main:
+        return [bytes(main[a:a + n]) for a, n in zip(start.tolist(), length.tolist())]
+    datagrams = reasm.packets.raw.buf.data
+    return [bytes((main if r < n_main else datagrams)[a:a + n])
+            for r, a, n in zip(rows.tolist(), start.tolist(), length.tolist())]
+
+
+def _first_offers(tab: np.ndarray, ended: np.ndarray, slots: np.ndarray, serials: np.ndarray, tcp: np.ndarray,
+                  known: Container[int]) -> dict[int, tuple[int, str, bool, tuple, tuple[int, int]]]:
+    """What the first offer of a flow the app layer does not know yet needs, column-wise for the batch (one
+    `_first_offer` per flow cost more than the packets' own work): serial -> (slot, transport, midstream, keys,
+    data starts), from the flow's first offered packet. A flow that ended in this batch and whose slot was
+    reused is looked up among the ended, as `_flow_keys` does."""
+    serial, first = np.unique(serials, return_index=True)
+    new = np.fromiter((s not in known for s in serial.tolist()), np.bool_, serial.shape[0])
+    serial, first = serial[new], first[new]
+    sl = slots[first]
+    keys = zip(*(tab[name][sl].tolist() for name in ("proto", "c_hi", "c_lo", "s_hi", "s_lo", "cport", "sport",
+                                                     "first_ts")))
+    starts = zip(_data_starts(tab, sl, 0).tolist(), _data_starts(tab, sl, 1).tolist())
+    is_tcp = tcp[first]
+    # a TCP flow whose handshake was not seen is read mid-stream (the slot's flow: as the per-packet loop had it)
+    midstream = (is_tcp & (tab["isn"][sl] < 0) & (tab["synack_ack"][sl] < 0)).tolist()
+    transport = ["tcp" if t else "udp" for t in is_tcp.tolist()]
+    out = {ser: (s, t, m, k, st) for ser, s, t, m, k, st in zip(serial.tolist(), sl.tolist(), transport, midstream,
+                                                                   keys, starts)}
+    for i in np.flatnonzero(tab["serial"][sl] != serial).tolist():  # ended in this batch, slot reused
+        s, t, m, _, _ = out[int(serial[i])]
+        out[int(serial[i])] = (s, t, m, *_flow_keys(tab, s, int(serial[i]), ended))
+    return out
+
+
+def _first_offer(tab: np.ndarray, slot: int, serial: int, ended: np.ndarray) -> tuple[str, bool, tuple,
+                                                                                       tuple[int, int]]:
+    """`_first_offers` of one flow: (transport, midstream, keys, data starts)."""
+    keys, starts = _flow_keys(tab, slot, serial, ended)
+    tcp = keys[0] == 6
+    return ("tcp" if tcp else "udp", tcp and bool(tab["isn"][slot] < 0) and bool(tab["synack_ack"][slot] < 0), keys,
+            starts)
+
+
+def _data_starts(tab: np.ndarray, slots: np.ndarray, side: int) -> np.ndarray:
+    """`_data_start` of the flows in `slots`, column-wise."""
+    syn_seen = (tab["hist_seen"][slots].astype(np.int64) & (1 << (H_S + 16 * side))) != 0
+    after_syn = (tab["h_syn"][slots, side].astype(np.int64) + 1) & 0xFFFFFFFF
+    after_start = (tab["start"][slots, side] + 1) & 0xFFFFFFFF
+    return np.where(syn_seen, after_syn, np.where(tab["has_start"][slots, side] != 0, after_start, -1))
 
 
 def _addr(hi: np.uint64, lo: np.uint64) -> str:

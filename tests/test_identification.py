@@ -178,7 +178,7 @@ def test_icmp_flows_carry_app_icmp():
 
 
 def test_held_bytes_stay_bounded(monkeypatch):
-    import nvpcap.protocols.identify as identify
+    from nvpcap.protocols import identify
 
     monkeypatch.setattr(identify, "MAX_HELD_BYTES", 1000)
     ident = Identifier((BETA,))
@@ -187,3 +187,33 @@ def test_held_bytes_stay_bounded(monkeypatch):
     assert sum(len(f.sides[0].data) for f in ident.flows.values()) <= 1000
     assert ident.forced > 0
     assert ident.verdict(0, "tcp", 2000) == ("beta", "dpi")  # decided early, on the evidence it had
+
+
+def test_flows_decided_early_to_bound_memory_still_get_their_parsers(monkeypatch):
+    """The app layer starts the parsers of flows the identifier decided on what they had (MAX_HELD_BYTES):
+    HTTP flows whose requests wait for their responses give the same events with and without the bound."""
+    from nvpcap.protocols import identify
+    from nvpcap.protocols.applayer import AppLayer
+    from nvpcap.protocols.registry import PROTOCOLS
+    from nvpcap.records.events import EventCollector
+
+    request = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def events() -> tuple[list, int]:
+        app = AppLayer(PROTOCOLS, EventCollector("x.pcap"), "x.pcap")
+        for i in range(20):
+            keys = (6, 0, 0xFFFF0A000000 + i, 0, 0xFFFF0A640001, 40000 + i, 80, 10**18)
+            app.offer(i, 0, keys, "tcp", False, 1000, request, 2 * i, 10**18 + i, (1000, 5000))
+        for i in range(20):
+            app.offer(i, 1, None, "tcp", False, 5000, response, 2 * i + 1, 10**18 + i)
+        for i in range(20):
+            assert app.end(i, "tcp", 80)[:2] == ("http", "dpi")
+        return [(r.serial, r.fields) for r in app.rows], app.forced
+
+    unbounded, forced = events()
+    assert forced == 0 and len(unbounded) == 20
+    monkeypatch.setattr(identify, "MAX_HELD_BYTES", 4 * len(request))
+    bounded, forced = events()
+    assert forced > 0
+    assert sorted(bounded, key=lambda e: e[0]) == sorted(unbounded, key=lambda e: e[0])

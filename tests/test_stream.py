@@ -89,3 +89,47 @@ def test_a_known_start_orders_segments_that_arrive_before_the_first_one():
     assert out == []
     out = r.add(1000, b"ABC", 2, 0)
     assert _bytes(out) == b"ABCDEF"
+
+
+def _take_or_add(r: TcpReassembler, seq: int, payload: bytes, frame: int) -> list[tuple[bytes, int, int]]:
+    """What the app layer does per segment: `take` for the common case, `add` for the rest."""
+    if r.take(seq, payload):
+        return [(payload, 0, frame)]
+    return [(c.data, c.missing, c.frame) for c in r.add(seq, payload, frame, 0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.binary(min_size=1, max_size=300), hs.data())
+def test_take_then_add_delivers_what_add_alone_delivers(payload, data):
+    """The fast path (`take`: the segment continues the stream, nothing held) and `add` agree on any arrival:
+    in order, reordered, retransmitted, overlapping, across the 32-bit wrap, with or without a known start."""
+    cuts = sorted(set(data.draw(hs.lists(hs.integers(1, len(payload)), max_size=10))))
+    edges = [0] + [c for c in cuts if c < len(payload)] + [len(payload)]
+    segs = [(edges[i], payload[edges[i]:edges[i + 1]]) for i in range(len(edges) - 1)]
+    order = data.draw(hs.permutations(segs)) if data.draw(hs.booleans()) else segs
+    extra = data.draw(hs.lists(hs.tuples(hs.integers(0, len(payload)), hs.integers(1, 40)), max_size=4))
+    arrivals = list(order) + [(off, payload[off:off + n]) for off, n in extra if payload[off:off + n]]
+    isn = data.draw(hs.sampled_from([0, 1000, 0xFFFFFFFF - 50, 0xFFFFFFFF]))
+    start = isn if data.draw(hs.booleans()) else -1
+    plain, fast = TcpReassembler(start), TcpReassembler(start)
+    got_plain, got_fast = [], []
+    for frame, (off, seg) in enumerate(arrivals):
+        seq = (isn + off) & 0xFFFFFFFF
+        got_plain += [(c.data, c.missing, c.frame) for c in plain.add(seq, seg, frame, 0)]
+        got_fast += _take_or_add(fast, seq, seg, frame)
+    got_plain += [(c.data, c.missing, c.frame) for c in plain.flush()]
+    got_fast += [(c.data, c.missing, c.frame) for c in fast.flush()]
+    assert got_fast == got_plain
+    assert (fast.next_seq, fast.delivered, fast.missing) == (plain.next_seq, plain.delivered, plain.missing)
+
+
+def test_take_declines_what_it_cannot_deliver_as_is():
+    r = TcpReassembler()
+    assert not r.take(100, b"AB")  # no start yet: add fixes it
+    assert [c.data for c in r.add(100, b"AB", 1, 0)] == [b"AB"]
+    assert r.take(102, b"CD") and r.next_seq == 104 and r.delivered == 4
+    assert not r.take(102, b"CD")  # a retransmission
+    assert not r.take(106, b"GH")  # ahead of a gap
+    assert r.add(106, b"GH", 2, 0) == []
+    assert not r.take(104, b"EF")  # continues the stream, but a segment is held: add drains it too
+    assert [c.data for c in r.add(104, b"EF", 3, 0)] == [b"EF", b"GH"]

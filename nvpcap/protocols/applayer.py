@@ -83,7 +83,7 @@ class _Flow:
 class _Output:
     """The ParserOutput a flow's parser writes to."""
 
-    __slots__ = ("layer", "flow")
+    __slots__ = ("flow", "layer")
 
     def __init__(self, layer: AppLayer, flow: _Flow) -> None:
         self.layer, self.flow = layer, flow
@@ -118,7 +118,13 @@ class _Output:
         self.flow.product = name
 
     def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        self.layer.scan(self.flow, context, side, data, frame, ts_ns)
+        if not data or self.layer.rules is None:
+            return
+        flow = self.flow
+        if flow.scanner is None:  # the flow's first content: AppLayer.scan makes its scanner
+            self.layer.scan(flow, context, side, data, frame, ts_ns)
+        else:  # (AppLayer.scan, inlined: parsers call this for every url, header block, body piece)
+            flow.scanner.scan(context, side, data, frame, ts_ns, flow.streams is None)
 
 
 def other_label(proto: int) -> tuple[str, str]:
@@ -154,44 +160,56 @@ class AppLayer:
     def offer(self, serial: int, side: int, keys: tuple, transport: str, midstream: bool, seq: int,
               payload: bytes, frame: int, ts_ns: int, starts: tuple[int, int] | None = None) -> bool:
         """A payload packet of a flow that still wants bytes. Returns True when it wants no more.
-        `keys` and `starts` (the sequence number each side's data begins at, from the handshake; -1 unknown)
-        are needed on a flow's first offer only."""
-        if serial in self.closed:
-            return True
+        `keys`, `transport`, `midstream` and `starts` (the sequence number each side's data begins at, from the
+        handshake; -1 unknown) are needed on a flow's first offer only."""
         flows = self.flows
-        flow = flows.pop(serial, None)
+        flow = flows.pop(serial, None)  # (a flow being read is never among the closed ones)
         if flow is None:
-            if len(flows) >= self.config.max_flows:
-                self._evict(next(iter(flows.values())))
-            ctx = FlowContext(transport, int(keys[5]), int(keys[6]), midstream)
-            starts = starts or (-1, -1)
-            streams = (TcpReassembler(starts[0]), TcpReassembler(starts[1])) if transport == "tcp" else None
-            flow = _Flow(serial, keys, streams, ctx)
+            if serial in self.closed:
+                return True
+            flow = self._open(serial, keys, transport, midstream, starts)
         flows[serial] = flow  # last: the dict's order is least recently active first
-        if flow.streams is not None:
-            chunks = flow.streams[side].add(seq, payload, frame, ts_ns)
-        else:
-            chunks = (Chunk(payload, 0, frame, ts_ns),)
-        for chunk in chunks:
-            if flow.identified:  # the common case, without the _chunk call
-                self._feed(flow, side, chunk)
+        streams = flow.streams
+        if streams is None or streams[side].take(seq, payload):
+            # the common case: a datagram, or a segment that continues its stream (no Chunk, no list)
+            if flow.identified:
+                self._feed(flow, side, payload, 0, frame, ts_ns)
             else:
+                self._identify(flow, side, Chunk(payload, 0, frame, ts_ns))
+        else:
+            for chunk in streams[side].add(seq, payload, frame, ts_ns):
                 self._chunk(flow, side, chunk)
-            if flow.done:
-                break
+                if flow.done:
+                    break
         if flow.done:
             self._close(flow)
             return True
         return False
 
+    def _open(self, serial: int, keys: tuple, transport: str, midstream: bool,
+              starts: tuple[int, int] | None) -> _Flow:
+        """A flow's first offer: its state (the least recently active one stops being read at max_flows)."""
+        flows = self.flows
+        if len(flows) >= self.config.max_flows:
+            self._evict(next(iter(flows.values())))
+        ctx = FlowContext(transport, int(keys[5]), int(keys[6]), midstream)
+        starts = starts or (-1, -1)
+        streams = (TcpReassembler(starts[0]), TcpReassembler(starts[1])) if transport == "tcp" else None
+        return _Flow(serial, keys, streams, ctx)
+
     def _chunk(self, flow: _Flow, side: int, chunk: Chunk) -> None:
         if flow.identified:
-            self._feed(flow, side, chunk)
-            return
-        c = flow.ctx
-        if self.identifier.offer(flow.serial, side, c.transport, c.client_port, c.server_port, c.midstream, chunk):
+            self._feed(flow, side, *chunk)
+        else:
+            self._identify(flow, side, chunk)
+
+    def _identify(self, flow: _Flow, side: int, chunk: Chunk) -> None:
+        """A chunk of a flow not yet identified: to the identifier, and to the parser once it settles."""
+        identifier = self.identifier
+        if identifier.offer_chunk(flow.serial, side, flow.ctx, chunk):
             self._start_parser(flow)
-        self._adopt_shed()
+        if identifier.settled:  # rare: flows decided early to bound memory wait for their parsers
+            self._adopt_shed()
 
     def _start_parser(self, flow: _Flow) -> None:
         """Identification settled: hand the held chunks to the protocol's parser and (cleartext apps) to the
@@ -209,8 +227,8 @@ class AppLayer:
         if flow.parser is None and not flow.raw:
             flow.done = True
             return
-        for side, chunk in chunks:
-            self._feed(flow, side, chunk)
+        for side, (data, missing, frame, ts_ns) in chunks:
+            self._feed(flow, side, data, missing, frame, ts_ns)
             if flow.done:
                 return
 
@@ -227,23 +245,29 @@ class AppLayer:
         for serial in [s for s in self.identifier.settled if s not in self.flows]:
             del self.identifier.settled[serial]
 
-    def _feed(self, flow: _Flow, side: int, chunk: Chunk) -> None:
-        """One in-order chunk to the parser (until it is done) and, for cleartext apps, to the rules."""
+    def _feed(self, flow: _Flow, side: int, data: bytes, missing: int, frame: int, ts_ns: int) -> None:
+        """One in-order piece (bytes, or a gap of `missing` bytes) to the parser (until it is done) and, for
+        cleartext apps, to the rules; at most `stream_depth` bytes per side."""
         if flow.done:
             return
         depth = self.config.stream_depth
         have = flow.fed1 if side else flow.fed0
-        if have >= depth:
-            return
-        data, missing, frame, ts_ns = chunk
-        if have + len(data) > depth:
-            data = data[: depth - have]
+        n = len(data)
+        full = have + n >= depth  # this side reaches the depth with this piece (the flow may then be done)
+        if full:
+            if have >= depth:
+                return
+            n = depth - have
+            data = data[:n]
         if side:
-            flow.fed1 = have + len(data)
+            flow.fed1 = have + n
         else:
-            flow.fed0 = have + len(data)
-        if flow.raw and data:
-            self.scan(flow, "raw", side, data, frame, ts_ns)
+            flow.fed0 = have + n
+        if flow.raw and n:
+            if flow.scanner is None:
+                self.scan(flow, "raw", side, data, frame, ts_ns)
+            else:  # (scan, inlined: once per packet of a flow whose raw stream goes to the rules)
+                flow.scanner.scan("raw", side, data, frame, ts_ns, flow.streams is None)
         parser = flow.parser
         if parser is not None and not parser.done:
             try:
@@ -254,8 +278,12 @@ class AppLayer:
             except Exception as exc:  # noqa: BLE001 - hostile bytes must not stop the analysis
                 self._parser_failed(flow, exc, frame, ts_ns)
             parser = flow.parser
-        parsing = parser is not None and not parser.done
-        if not (parsing or flow.raw) or (flow.fed0 >= depth and flow.fed1 >= depth):
+            if parser is not None and not parser.done:  # still parsing: until both sides reach the depth
+                if full and (flow.fed0 if side else flow.fed1) >= depth:
+                    flow.done = True
+                return
+        # nothing parses the flow any more: it is read on for the rules only, until both sides reach the depth
+        if not flow.raw or (full and (flow.fed0 if side else flow.fed1) >= depth):
             flow.done = True
 
     def scan(self, flow: _Flow, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:

@@ -6,9 +6,10 @@ say?) and output stay in separate code, as in Zeek.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Verdict(IntEnum):

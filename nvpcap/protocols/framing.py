@@ -32,7 +32,7 @@ class Framer:
     Two ways to read: `push` yields the messages of a chunk; `feed` calls a handler per message that may also
     skip bytes sent after the message outside the framing (Spark stream data) or stop the framer."""
 
-    __slots__ = ("head", "length", "limit", "keep", "buf", "skip", "broken", "pos", "marks")
+    __slots__ = ("broken", "buf", "head", "keep", "length", "limit", "marks", "pos", "skip")
 
     def __init__(self, head: int, length: Callable[[bytes], int | None], limit: int | None = None,
                  keep: int = 8192) -> None:

@@ -21,7 +21,7 @@ class _Direction:
     """The first bytes one side sent, in order (what the probes see). `data` is immutable bytes: the first
     chunk itself in the common case (no copy), a new concatenation when a later one adds to it (<= PROBE_BYTES)."""
 
-    __slots__ = ("data", "packets", "broken")
+    __slots__ = ("broken", "data", "packets")
 
     def __init__(self) -> None:
         self.data = b""
@@ -33,7 +33,7 @@ class _Flow:
     """An undecided flow: its context, the probes still in the running, the bytes so far, and every chunk
     in arrival order (side, chunk) so the parser that wins can read the flow from its start."""
 
-    __slots__ = ("ctx", "candidates", "preferred", "sides", "chunks", "chunk_bytes")
+    __slots__ = ("candidates", "chunk_bytes", "chunks", "ctx", "preferred", "sides")
 
     def __init__(self, ctx: FlowContext, candidates: tuple[ProtocolSpec, ...], preferred: ProtocolSpec | None) -> None:
         self.ctx = ctx
@@ -66,27 +66,34 @@ class Identifier:
               chunk: Chunk) -> bool:
         """The next in-order piece of one side of an undecided flow (TCP: a stretch of the byte stream or a
         gap; UDP: a datagram). Returns True when the flow is settled (its chunks then wait in `settled`)."""
+        return self.offer_chunk(serial, side, FlowContext(transport, client_port, server_port, midstream), chunk)
+
+    def offer_chunk(self, serial: int, side: int, ctx: FlowContext, chunk: Chunk) -> bool:
+        """`offer` with the flow's context as the app layer holds it (kept for the flow when it is new: the
+        probes see it)."""
         flow = self.flows.get(serial)
         if flow is None:
-            ctx = FlowContext(transport, client_port, server_port, midstream)
-            flow = self.flows[serial] = _Flow(ctx, self.by_transport.get(transport, ()),
-                                              self.port_table.get((transport, server_port)))
+            flow = self.flows[serial] = _Flow(ctx, self.by_transport.get(ctx.transport, ()),
+                                              self.port_table.get((ctx.transport, ctx.server_port)))
+        tcp = flow.ctx.transport == "tcp"
         data = chunk.data
+        n = len(data)
         flow.chunks.append((side, chunk))
-        flow.chunk_bytes += len(data)
-        self.held_bytes += len(data)
-        d = flow.sides[side]
+        flow.chunk_bytes += n
+        self.held_bytes += n
+        sides = flow.sides
+        d = sides[side]
         d.packets += 1
         before = len(d.data)
         if chunk.missing:
             d.broken = True
-        elif transport == "tcp":
+        elif tcp:
             if not d.broken and before < PROBE_BYTES:
                 d.data += data[: PROBE_BYTES - before]
         elif not before:
             d.data = bytes(data[:PROBE_BYTES])  # UDP: probes see the first datagram of each side
-        c, s = flow.sides
-        if transport == "tcp":  # each side full: PROBE_PACKETS packets or PROBE_BYTES bytes
+        c, s = sides
+        if tcp:  # each side full: PROBE_PACKETS packets or PROBE_BYTES bytes
             budget_spent = (c.packets >= PROBE_PACKETS or len(c.data) >= PROBE_BYTES) and \
                 (s.packets >= PROBE_PACKETS or len(s.data) >= PROBE_BYTES)
         else:
@@ -115,7 +122,10 @@ class Identifier:
         if flow.preferred is not None:
             # Most flows speak the protocol of their port: ask it alone first, which keeps the common case to
             # one probe call per packet. The others are asked once it says NO, or on the final call.
-            verdict = _safe(flow.preferred, client, server, ctx)
+            try:  # (_safe, inlined: the call per packet of the common case)
+                verdict = flow.preferred.probe(client, server, ctx)
+            except Exception:  # noqa: BLE001 - see _safe
+                verdict = NO
             if verdict == YES:
                 return self._settle(serial, flow.preferred.name)
             if verdict == MAYBE and not final:

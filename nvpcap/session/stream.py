@@ -29,7 +29,7 @@ class Chunk(NamedTuple):
 class TcpReassembler:
     """One direction's byte stream. `add` returns the chunks that the segment makes deliverable."""
 
-    __slots__ = ("next_seq", "held", "held_bytes", "delivered", "missing")
+    __slots__ = ("delivered", "held", "held_bytes", "missing", "next_seq")
 
     def __init__(self, start: int = -1) -> None:
         """`start`: the sequence number of the first data byte when the handshake showed it (else the first
@@ -41,6 +41,17 @@ class TcpReassembler:
         self.held_bytes = 0
         self.delivered = 0  # bytes delivered so far
         self.missing = 0  # bytes given up as gaps
+
+    def take(self, seq: int, payload: bytes) -> bool:
+        """The common case without a Chunk or a list: when the segment starts exactly where the stream goes on
+        and nothing is held, it is delivered as it is (True: the caller uses `payload` itself). False: nothing
+        was done; `add` handles the segment (the first one without a start, overlaps, gaps)."""
+        if seq != self.next_seq or self.held:
+            return False
+        n = len(payload)
+        self.next_seq = (seq + n) % _MOD
+        self.delivered += n
+        return True
 
     def add(self, seq: int, payload: bytes, frame: int, ts_ns: int) -> list[Chunk]:
         if self.next_seq < 0:
