@@ -152,3 +152,24 @@ def test_real_crs_finds_attacks_in_form_json_and_xml_bodies(tmp_path, real_crs):
     assert {942190, 949110} <= posted(tmp_path, "xml", b"application/xml", xml, real_crs)
     # the same text in a body ModSecurity gives no ARGS for: ARGS links do not read it
     assert 942190 not in posted(tmp_path, "text", b"text/plain", sqli.encode(), real_crs)
+
+
+def test_fields_are_gathered_only_when_a_rule_reads_them():
+    """The bundled packs read no "form" or "xml": no JSON is parsed and no body kept for them (RuleEngine.contexts
+    says which contexts some pattern reads; the app layer hands a parser's content only to those)."""
+    bundled, _ = build_engine([])
+    assert {"url", "header", "body"} <= bundled.contexts and not {"form", "xml", "dns.query"} & bundled.contexts
+    crs_only = RuleEngine(crs.load_text(RULES, "t.conf").rules)
+    assert {"form", "xml", "url", "header", "body"} <= crs_only.contexts and "raw" not in crs_only.contexts
+
+    class Out:
+        def __init__(self, contexts):
+            self.contexts = contexts
+
+        def scans(self, context):
+            return context in self.contexts
+
+    assert bodies.view_for(b"application/json", Out(bundled.contexts)) is None
+    assert bodies.view_for(b"text/xml", Out(bundled.contexts)) is None
+    assert bodies.view_for(b"application/json", Out(crs_only.contexts)).kind == bodies.JSON
+    assert bodies.view_for(b"text/plain", Out(crs_only.contexts)) is None

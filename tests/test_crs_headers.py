@@ -121,7 +121,10 @@ def test_an_argument_named_like_a_command_is_not_a_command(backend):
 
 def test_real_crs_is_quiet_on_the_clean_real_captures(shared_pcaps, real_crs):
     """OWASP CRS at paranoia 1 on every public capture not made for attacks: no WAF alert (before per-item
-    collections: 921140, 913100, 921421 and the anomaly score on nearly every HTTP flow)."""
+    collections: 921140, 913100, 921421 and the anomaly score on nearly every HTTP flow), but one that ModSecurity
+    raises as well: the free5GC HTTP/2 capture POSTs JSON whose field amfStatusUri is
+    "http://127.0.0.1:29507/npcf-callback/v1/amfstatus" (tshark: http2 DATA of stream 3), and CRS 931100 (remote
+    file inclusion: a URL with an IP address in ARGS) reads JSON fields as ARGS."""
     from test_rules_pipeline import ATTACK_CAPTURES
 
     from conftest import shared_files
@@ -132,7 +135,7 @@ def test_real_crs_is_quiet_on_the_clean_real_captures(shared_pcaps, real_crs):
             ids = sorted({a["rule_id"] for a in run(path, real_crs).alerts() if a.get("category") == "waf"})
             if ids:
                 noisy[path.name] = ids
-    assert noisy == {}
+    assert noisy == {"grpc__ndpi__http2.pcap": [931100, 949110]}
 
 
 def test_real_crs_finds_the_sql_injection_capture(shared_pcaps, real_crs):

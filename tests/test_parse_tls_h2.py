@@ -744,3 +744,25 @@ def test_grpc_project_sample_matches_tshark():
         ("Put", 45, 32), ("Range", 17, 82), ("DeleteRange", 20, 34)]
     assert {(e["grpc_service"], e["grpc_status"], e["grpc_message"], e["status"], e["user_agent"]) for e in events} == {
         ("etcdserverpb.KV", 0, "", 200, "grpc-go/1.33.3")}
+
+
+def test_http2_request_bodies_get_the_view_of_their_content_type():
+    """As HTTP/1 (protocols/httpforms.py): form and JSON fields go to the rules as one "form" unit when the
+    request's stream ends (or at finish), an XML body also as the "xml" stream, other bodies neither."""
+    def post(sid: int, enc, ctype: str, body: bytes, end: bool = True) -> bytes:
+        block = enc.encode([(":method", "POST"), (":scheme", "https"), (":authority", "api.example"),
+                            (":path", "/x"), ("content-type", ctype)])
+        half = len(body) // 2
+        return (h2frame(F_HEADERS, END_HEADERS, sid, block) + h2frame(F_DATA, 0, sid, body[:half])
+                + h2frame(F_DATA, END_STREAM if end else 0, sid, body[half:]))
+
+    enc = hpack.Encoder()
+    steps = [(CLIENT, CLIENT_START + post(1, enc, "application/x-www-form-urlencoded", b"q=a%26b&page=2")
+              + post(3, enc, "application/json", b'{"q": "x y"}') + post(5, enc, "text/xml", b"<a>1</a>")
+              + post(7, enc, "text/plain", b"q=1") + post(9, enc, "application/json", b'{"cut": "sh', end=False))]
+    for split in (0, 1, 7):
+        rec = drive(Http2Parser, steps, split=split)
+        assert [d for c, s, d in rec.contents if c == "form"] == [
+            b"q=a%26b&page=2", b"json.q=x%20y", b"json=%7B%22cut%22%3A%20%22sh"]
+        assert rec.joined("xml", CLIENT) == b"<a>1</a>"
+        assert rec.joined("body", CLIENT) == b'q=a%26b&page=2{"q": "x y"}<a>1</a>q=1{"cut": "sh'

@@ -11,6 +11,7 @@ import pytest
 from nvpcap import pipeline
 from conftest import SAMPLES, SHARED, run
 from nvpcap.output.memory import MemorySink
+from nvpcap.rules.engine import SCAN_CONTEXTS
 
 NO_JIT_CAPTURES = [SAMPLES / n for n in ("fragments.pcap", "malformed.pcap", "multi_interface.pcapng",
                                          "tunnels.pcap", "truncated_snaplen.pcap", "vlan_qinq.pcap")]
@@ -178,7 +179,9 @@ class _Recorder:
 
 
 class _Rules:
-    """A rules engine that records what it is asked to scan."""
+    """A rules engine that records what it is asked to scan (a rule reads every context)."""
+
+    contexts = frozenset(SCAN_CONTEXTS)
 
     def __init__(self):
         self.scans: list[tuple[str, int, bytes, bool]] = []

@@ -117,8 +117,11 @@ class _Output:
     def product(self, name: str) -> None:
         self.flow.product = name
 
+    def scans(self, context: str) -> bool:
+        return context in self.layer.contexts
+
     def content(self, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        if not data or self.layer.rules is None:
+        if not data or context not in self.layer.contexts:  # no rules, or none reads this context
             return
         flow = self.flow
         if flow.scanner is None:  # the flow's first content: AppLayer.scan makes its scanner
@@ -147,6 +150,7 @@ class AppLayer:
         self.row_keys: dict[int, tuple] = {}  # serial -> keys, for the rows not yet turned into records
         self.suppressed_events = 0
         self.rules = self.config.rules
+        self.contexts = self.rules.contexts if self.rules is not None else frozenset()  # read by some pattern
         self.rule_alerts = 0
         self.parser_errors = 0
         self.closed: set[int] = set()  # flows that want no more bytes, until their record is built
@@ -217,7 +221,7 @@ class AppLayer:
         app = self.identifier.app_of(flow.serial)
         chunks = self.identifier.take_chunks(flow.serial)
         flow.app, flow.identified = app, True
-        flow.raw = self.rules is not None and app not in ENCRYPTED and app not in DECODED_CONTENT
+        flow.raw = "raw" in self.contexts and app not in ENCRYPTED and app not in DECODED_CONTENT
         spec = self.specs.get(app) if app is not None else None
         if spec is not None and spec.parser is not None and self.config.stream_depth > 0:
             try:

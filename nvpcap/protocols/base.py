@@ -63,6 +63,10 @@ class ParserOutput(Protocol):
         bytes, in order, possibly in several calls) or "sql" (a statement). Parsers pass what they decode;
         the rules engine, when one is configured, scans it."""
 
+    def scans(self, context: str) -> bool:
+        """Whether some rule reads `context`: content that costs work to prepare (httpforms' fields) is made
+        only then."""
+
 
 _NONE_LOST = (False, False)
 _NONE_REPORTED: frozenset[str] = frozenset()

@@ -893,13 +893,13 @@ class _Body:
     """The body being read on one side: whose it is and its content decoder (made when the first body bytes
     come: most messages have none)."""
 
-    __slots__ = ("txn", "key", "encoding", "decoder", "broken", "view", "fields")
+    __slots__ = ("txn", "key", "encoding", "decoder", "broken", "view")
 
-    def __init__(self, txn: _Txn, key: str, encoding: str | None, view: str | None = None) -> None:
+    def __init__(self, txn: _Txn, key: str, encoding: str | None,
+                 view: httpforms.BodyView | None = None) -> None:
         self.txn, self.key, self.encoding, self.broken = txn, key, encoding, False
         self.decoder: BodyDecoder | None = None
-        self.view = view  # a request body's view for the rules beside "body" (httpforms): form, json, xml
-        self.fields: bytearray | None = None  # a form or JSON body so far (at most httpforms.FORM_MAX)
+        self.view = view  # a request body's view for the rules beside "body" (httpforms): form, JSON, XML
 
 
 REQUEST_FIELDS = ("method", "host", "uri", "version", "user_agent", "referrer", "xff", "request_content_type",
@@ -935,8 +935,8 @@ class HttpParser(TextParser):
 
     def finish(self) -> None:
         body = self.body[CLIENT]
-        if body is not None:  # a request body the capture ended in: what it had of the fields
-            self._fields(body, body.txn.frame, body.txn.ts)
+        if body is not None and body.view is not None:  # a request body the capture ended in: its fields so far
+            body.view.end(self.out, body.txn.frame, body.txn.ts)
         for txn in list(self.open.values()):
             self._emit(txn)
 
@@ -992,7 +992,7 @@ class HttpParser(TextParser):
             ctype = (head.get("content-type") or b"").lstrip().lower()
             if ctype.startswith(b"application/xml"):
                 txn.struts = bytearray()
-        view = httpforms.body_view(head.get("content-type")) if framing != NO_BODY else None
+        view = httpforms.view_for(head.get("content-type"), self.out) if framing != NO_BODY else None
         self.body[CLIENT] = _Body(txn, "request_body_len", content_encoding(head), view)
         return framing, length
 
@@ -1094,7 +1094,7 @@ class HttpParser(TextParser):
         for piece in dec.feed(data):
             self.out.content("body", side, piece, frame, ts)
             if body.view is not None:
-                self._view(body, piece, frame, ts)
+                body.view.feed(self.out, piece, frame, ts)
             if side == CLIENT and txn.struts is not None and len(txn.struts) < STRUTS_WINDOW:
                 txn.struts += piece[: STRUTS_WINDOW - len(txn.struts)]
                 if len(txn.struts) == STRUTS_WINDOW:
@@ -1104,24 +1104,6 @@ class HttpParser(TextParser):
                 self.anomaly_once("decompression-cap", f"decoded body reached the cap of {dec.cap} bytes", frame, ts)
             elif dec.status == ERROR:
                 self.anomaly_once("decompression-error", f"corrupt compressed body: {dec.error}", frame, ts)
-
-    def _view(self, body: _Body, piece: bytes, frame: int, ts: int) -> None:
-        """A request body as ModSecurity's body processors read it (httpforms): XML as it comes, form and JSON
-        fields kept for the end of the body."""
-        if body.view == httpforms.XML:
-            self.out.content("xml", CLIENT, piece, frame, ts)
-            return
-        if body.fields is None:
-            body.fields = bytearray()
-        room = httpforms.FORM_MAX - len(body.fields)
-        if room > 0:
-            body.fields += piece[:room]
-
-    def _fields(self, body: _Body, frame: int, ts: int) -> None:
-        """A form or JSON body read (or cut short): its fields to the rules, once."""
-        if body.fields:
-            unit, body.fields = httpforms.form_unit(body.view, bytes(body.fields)), None
-            self.out.content("form", CLIENT, unit, frame, ts)
 
     def wire_body_gap(self, side: int) -> None:
         body = self.body[side]
@@ -1135,7 +1117,8 @@ class HttpParser(TextParser):
             return
         txn = body.txn
         if side == CLIENT:
-            self._fields(body, frame, ts)
+            if body.view is not None:
+                body.view.end(self.out, frame, ts)
             self.body_wait = None
             if txn.struts is not None and len(txn.struts) < STRUTS_WINDOW:
                 self._struts(txn, frame, ts)

@@ -12,7 +12,16 @@ from __future__ import annotations
 import struct
 from urllib.parse import unquote, unquote_to_bytes
 
-from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
+from nvpcap.protocols import httpforms
+from nvpcap.protocols.base import (
+    CLIENT,
+    SERVER,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
@@ -266,6 +275,7 @@ class _Stream:
         "response",
         "sid",
         "status",
+        "view",
         "where",
     )
 
@@ -285,6 +295,7 @@ class _Stream:
         self.msg_left = [0, 0]  # gRPC message bytes still to come
         self.msg_compressed = [False, False]
         self.reset: str | None = None
+        self.view: httpforms.BodyView | None = None  # the request body's view for the rules (form, JSON, XML)
 
 
 class _H2Side:
@@ -516,8 +527,11 @@ class Http2Parser(Parser):
     def _request(self, stream: _Stream, fields: dict[str, str], side: int, frame: int, ts_ns: int) -> None:
         """Request headers: from the client, or promised by the server (PUSH_PROMISE, side SERVER)."""
         stream.request = fields or {":method": ""}
-        stream.grpc = fields.get("content-type", "").startswith("application/grpc")
+        ctype = fields.get("content-type", "")
+        stream.grpc = ctype.startswith("application/grpc")
         stream.encoded[CLIENT] = fields.get("content-encoding", "identity") != "identity"
+        if side == CLIENT and ctype and not stream.grpc and not stream.encoded[CLIENT]:
+            stream.view = httpforms.view_for(ctype.encode("latin-1", "replace"), self.out)
         path = fields.get(":path")
         if path:
             self.out.content("url", side, unquote_to_bytes(path), frame, ts_ns)
@@ -545,6 +559,8 @@ class Http2Parser(Parser):
             self._grpc_messages(side, stream, piece, frame, ts_ns)
         elif not stream.encoded[side]:
             self.out.content("body", side, piece, frame, ts_ns)
+            if side == CLIENT and stream.view is not None:
+                stream.view.feed(self.out, piece, frame, ts_ns)
 
     def _grpc_messages(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
         """Split DATA into Length-Prefixed-Messages; pass uncompressed messages on, flag compressed ones."""
@@ -575,11 +591,15 @@ class Http2Parser(Parser):
         stream = self.streams.get(sid)
         if stream is not None:
             stream.ended[side] = True
+            if side == CLIENT and stream.view is not None:
+                stream.view.end(self.out, *stream.where)
             if all(stream.ended):
                 self._emit(stream)
 
     def _emit(self, stream: _Stream) -> None:
         self.streams.pop(stream.sid, None)
+        if stream.view is not None:  # a request body the capture ended in (or the stream was reset in)
+            stream.view.end(self.out, *stream.where)
         req, resp = stream.request, stream.response
         fields = {"stream_id": stream.sid, "method": req.get(":method") or None, "scheme": req.get(":scheme"),
                   "authority": req.get(":authority", req.get("host")), "path": req.get(":path"),

@@ -1,4 +1,4 @@
-"""What an HTTP/1 request body gives the rules beside the "body" stream: ModSecurity's request body processors,
+"""What an HTTP/1 or HTTP/2 request body gives the rules beside the "body" stream: ModSecurity's request body processors,
 for OWASP CRS rules (rules/crs.py). What a body is to ARGS and XML:/* depends on its Content-Type, as in
 ModSecurity's recommended configuration (rules 200000 and 200001) and its default URLENCODED processor:
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 from urllib.parse import quote_from_bytes
+
+from nvpcap.protocols.base import CLIENT, ParserOutput
 
 FORM_MAX = 64 << 10  # body bytes read as fields (ModSecurity's SecRequestBodyNoFilesLimit is 128 KB)
 MAX_LEAVES = 1024  # JSON leaves encoded (the engine takes at most fields.MAX_ITEMS of them anyway)
@@ -72,3 +74,40 @@ def _leaves(doc: object) -> list[tuple[str, bytes]]:
 
 def _encoded(text: bytes) -> bytes:
     return quote_from_bytes(text, safe="").encode("ascii")
+
+
+class BodyView:
+    """One request body as the rules see it beside "body" (the parsers of HTTP/1 and HTTP/2 keep one per request
+    whose Content-Type has a view): XML passed on as it comes, form and JSON fields kept for the end."""
+
+    __slots__ = ("fields", "kind")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.fields: bytearray | None = None  # the form or JSON body so far, at most FORM_MAX bytes
+
+    def feed(self, out: ParserOutput, piece: bytes, frame: int, ts_ns: int) -> None:
+        """The next decoded bytes of the body."""
+        if self.kind == XML:
+            out.content("xml", CLIENT, piece, frame, ts_ns)
+            return
+        if self.fields is None:
+            self.fields = bytearray()
+        room = FORM_MAX - len(self.fields)
+        if room > 0:
+            self.fields += piece[:room]
+
+    def end(self, out: ParserOutput, frame: int, ts_ns: int) -> None:
+        """The body is complete (or the capture ended in it): its fields to the rules, once."""
+        if self.fields:
+            unit, self.fields = form_unit(self.kind, bytes(self.fields)), None
+            out.content("form", CLIENT, unit, frame, ts_ns)
+
+
+def view_for(content_type: bytes | None, out: ParserOutput) -> BodyView | None:
+    """The view of a request body with this Content-Type, None when it has none (only "body") or no rule reads
+    it (the fields are not gathered, JSON not parsed)."""
+    kind = body_view(content_type)
+    if kind is None or not out.scans("xml" if kind == XML else "form"):
+        return None
+    return BodyView(kind)

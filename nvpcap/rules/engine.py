@@ -271,6 +271,7 @@ class RuleEngine:
         base = SCAN_CONTEXTS
         dbs: dict[str, list[DbPattern]] = {key: [] for key in base}
         chains: dict[str, dict[str, tuple[str, ...]]] = {}
+        scanned: set[str] = set()
         for cp in self.patterns:
             single = not cp.confirm
             flags = HS_BASE_FLAGS
@@ -291,6 +292,7 @@ class RuleEngine:
             raw = "body" in targets and not (cp.apps and NO_RAW_APPS.issuperset(cp.apps))
             for key in base:
                 if key in targets or (key == "raw" and raw):
+                    scanned.add(key)
                     chain = transforms.effective(cp.pattern.transforms, key) if cp.pattern.transforms else ()
                     dbkey = f"{key}|{','.join(chain)}" if chain else key
                     if chain:
@@ -301,6 +303,8 @@ class RuleEngine:
                         dbs.setdefault(dbkey, []).extend(wdbp if windowed else dbp)
         self.chains = {key: tuple(sorted(v.items())) for key, v in chains.items()}
         self.windowed_pids = frozenset(cp.pid for cp in self.patterns if use_hs and cp.prefilter and cp.width is None)
+        # the contexts some pattern reads: a parser need not prepare content for the others (httpforms' fields)
+        self.contexts = frozenset(scanned)
         out: dict[str, list[DbPattern]] = {}
         self.sides = (self._side(CLIENT, dbs, out), self._side(SERVER, dbs, out))
         return out
