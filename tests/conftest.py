@@ -59,6 +59,21 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLES.glob("*.pcap*"))
 
 
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")  # Debian's modsecurity-crs (.ci/run installs it)
+
+
+@pytest.fixture(scope="session")
+def real_crs() -> AnalyzeConfig:
+    """A run with OWASP CRS (paranoia 1) and no bundled packs."""
+    if not CRS_RULES.is_dir():
+        pytest.skip("Debian's modsecurity-crs is not installed")
+    from nvpcap.protocols.applayer import AppLayerConfig
+    from nvpcap.rules import build_engine
+
+    engine, _ = build_engine([str(CRS_RULES)], bundled=False)
+    return AnalyzeConfig(app=AppLayerConfig(rules=engine))
+
+
 @pytest.fixture(scope="session")
 def tshark() -> str:
     path = shutil.which("tshark")

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import CRS_RULES, run
 from test_rules_pipeline import OK, conversation
 
 from nvpcap.pipeline import AnalyzeConfig
@@ -485,7 +485,6 @@ def test_real_crs_rules_load_compile_and_match(backend):
     assert fs.alerts == []
 
 
-CRS_RULES = Path("/usr/share/modsecurity-crs/rules")  # Debian's modsecurity-crs (.ci/run installs it)
 
 
 def test_a_real_crs_release_loads_and_every_skipped_rule_has_a_reason():

@@ -14,7 +14,6 @@ from test_rules_pipeline import OK, conversation
 
 from nvpcap.pipeline import AnalyzeConfig
 from nvpcap.protocols import httpforms as bodies
-from nvpcap.protocols.applayer import AppLayerConfig
 from nvpcap.rules import RuleEngine, build_engine, crs, fields, transforms
 from nvpcap.rules.regex import hyperscan
 
@@ -114,17 +113,6 @@ def test_json_leaves_are_arguments_named_by_their_path():
 
 
 # ---- through the pipeline: the HTTP parser hands each request body to the view its Content-Type gives ----
-
-CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
-
-
-@pytest.fixture(scope="module")
-def real_crs():
-    if not CRS_RULES.is_dir():
-        pytest.skip("Debian's modsecurity-crs is not installed")
-    engine, _ = build_engine([str(CRS_RULES)], bundled=False)
-    return AnalyzeConfig(app=AppLayerConfig(rules=engine))
-
 
 def posted(tmp_path: Path, name: str, ctype: bytes, body: bytes, config: AnalyzeConfig) -> set[int]:
     request = (b"POST /search HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n"

@@ -4,19 +4,14 @@
 on a scanner's name anywhere in the headers."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from conftest import run
 from test_rules_pipeline import OK, conversation
 
-from nvpcap.pipeline import AnalyzeConfig
-from nvpcap.protocols.applayer import AppLayerConfig
-from nvpcap.rules import RuleEngine, build_engine, crs, fields
+from nvpcap.rules import RuleEngine, crs, fields
 from nvpcap.rules.regex import hyperscan
 
 BACKENDS = ["python"] + (["hyperscan"] if hyperscan is not None else [])
-CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
 BLOCK = (b"Host: shop.example\r\nUser-Agent: Mozilla/5.0 (X11)\r\nReferer: http://a.example/sqlmap\r\n"
          b"Cookie: role=admin; theme=dark\r\nX-Long: first\r\n  folded\r\nno colon here\r\n\r\n")
 RULES = r"""
@@ -64,14 +59,6 @@ def test_each_value_alone(backend):
     assert fired(BLOCK) == [900001, 900002]
     assert fired(b"Host: 10.0.0.1\r\nUser-Agent: sqlmap/1.5\r\nX-A: a\rb\r\n\r\n") == [913100, 920350, 921140]
     assert fired(b"Host: shop.example\r\nAccept: */*\r\n\r\n") == []
-
-
-@pytest.fixture(scope="module")
-def real_crs():
-    if not CRS_RULES.is_dir():
-        pytest.skip("Debian's modsecurity-crs is not installed")
-    engine, _ = build_engine([str(CRS_RULES)], bundled=False)
-    return AnalyzeConfig(app=AppLayerConfig(rules=engine))
 
 
 def test_real_crs_is_quiet_on_an_ordinary_request(tmp_path, real_crs):

@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED
 from parsertest import Recorder
 from test_parse_sql import my, my_err, my_greeting, my_login, my_ok, my_result, my_session, tcp_flows
-from test_parse_tls_h2 import CH_EXTS, CH_SUITES, client_hello, ext, ext_alpn, ext_groups, server_hello
+from test_parse_tls_h2 import CH_EXTS, CH_SUITES, _merge, client_hello, ext, ext_alpn, ext_groups, server_hello
 
 from nvpcap.protocols import dns, ssl
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
@@ -57,14 +57,8 @@ def _cuts(steps: list[tuple[int, bytes]], rng: random.Random, how: str) -> list[
     if how == "whole":
         return steps
     if how == "pipelined":
-        out: list[tuple[int, bytes]] = []
-        for side, data in steps:
-            if out and out[-1][0] == side:
-                out[-1] = (side, out[-1][1] + data)
-            else:
-                out.append((side, data))
-        return out
-    out = []
+        return _merge(steps)
+    out: list[tuple[int, bytes]] = []
     for side, data in steps:
         if how == "bytes":
             out += [(side, data[i : i + 1]) for i in range(len(data))]
