@@ -375,8 +375,11 @@ class AppLayer:
         """(app_proto, app_confidence) of ended flows whose payload was not read (`inspect` off): the server
         port's protocol for TCP/UDP, as `end` gives a flow without payload."""
         by_port = self.identifier.by_port
-        return [by_port("tcp" if proto == 6 else "udp", port) if proto in (6, 17) else other_label(proto)
-                for proto, port in zip(ended["proto"].tolist(), ended["sport"].tolist())]
+        pairs = np.stack([ended["proto"].astype(np.int64), ended["sport"].astype(np.int64)], axis=1)
+        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)  # few distinct (protocol, port) pairs
+        labels = [by_port("tcp" if proto == 6 else "udp", port) if proto in (6, 17) else other_label(proto)
+                  for proto, port in distinct.tolist()]
+        return [labels[i] for i in inverse.reshape(-1).tolist()]
 
     # ---- event records ----
 
