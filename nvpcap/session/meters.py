@@ -321,13 +321,10 @@ def sdbm_hash(data: bytes) -> int:
 
 
 class _Keys:
-    """Meter keys -> state rows; stale keys (idle past the meter's release) are dropped now and then. The keys
-    are kept sorted (as raw bytes) beside their rows, so a batch's keys are looked up and added with numpy."""
+    """Meter keys -> state rows; stale keys (idle past the meter's release) are dropped now and then."""
 
     def __init__(self, init: list[int]):
-        self.keys: np.ndarray | None = None  # the known keys, sorted, as fixed-width byte strings
-        self.key_rows = np.zeros(0, np.int64)  # the state row of each of them
-        self.count = 0  # rows in use: a new key takes the next one
+        self.index: dict[tuple[int, ...], int] = {}
         self.init = np.array(init, np.int64)
         self.width = len(init)
         self.state = np.zeros((0, self.width), np.int64)
@@ -336,52 +333,44 @@ class _Keys:
         self.tick = NEVER  # the latest event time (seconds) fed to this meter
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.index)
 
     def rows(self, key_cols: list[np.ndarray]) -> np.ndarray:
         """The state row of each event's key (keys given as parallel uint64 columns)."""
-        packed = np.ascontiguousarray(np.stack([c.astype(np.uint64) for c in key_cols], axis=1))
-        as_void = packed.view(np.dtype((np.void, 8 * packed.shape[1]))).reshape(-1)
-        uniq, inv = np.unique(as_void, return_inverse=True)
-        if self.keys is None:
-            self.keys = uniq[:0]
-        pos = np.searchsorted(self.keys, uniq)
-        found = pos < self.keys.shape[0]
-        found[found] = self.keys[pos[found]] == uniq[found]
-        ids = np.empty(uniq.shape[0], np.int64)
-        ids[found] = self.key_rows[pos[found]]
-        new = np.flatnonzero(~found)
-        if new.shape[0]:
-            ids[new] = np.arange(self.count, self.count + new.shape[0])
-            self.keys = np.insert(self.keys, pos[new], uniq[new])
-            self.key_rows = np.insert(self.key_rows, pos[new], ids[new])
-            self.count += new.shape[0]
-        if self.count > self.state.shape[0]:
-            grown = np.empty((max(self.count, 2 * self.state.shape[0], 64), self.width), np.int64)
+        index = self.index
+        keys = list(zip(*[c.tolist() for c in key_cols]))  # a tuple of ints per event: hashed by the dict
+        got = [index.get(key) for key in keys]  # one lookup per event: cheaper than sorting them to unique keys
+        for i in [i for i, r in enumerate(got) if r is None]:
+            r = index.get(keys[i])  # a new key, or one added by an earlier event of this batch
+            if r is None:
+                r = index[keys[i]] = len(index)
+            got[i] = r
+        ids = np.array(got, np.int64)
+        if len(index) > self.state.shape[0]:
+            grown = np.empty((max(len(index), 2 * self.state.shape[0], 64), self.width), np.int64)
             grown[:] = self.init
             grown[: self.state.shape[0]] = self.state
             self.state = grown
             seen = np.full(grown.shape[0], NEVER, np.int64)
             seen[: self.seen.shape[0]] = self.seen
             self.seen = seen
-        return ids[inv.reshape(-1)]
+        return ids
 
     def prune(self, now: int, idle: int, live: np.ndarray | None = None) -> None:
         """Forget keys not used for `idle` seconds (and, for count meters, `live` False)."""
-        if self.count < self.prune_at or self.keys is None:
+        if len(self.index) < self.prune_at:
             return
-        n = self.count
+        n = len(self.index)
         keep = (now - self.seen[:n]) < idle
         if live is not None:
             keep |= live[:n]
-        renumbered = np.cumsum(keep) - 1  # kept rows keep their order
-        held = keep[self.key_rows]
-        self.keys = self.keys[held]
-        self.key_rows = renumbered[self.key_rows[held]]
-        self.state = self.state[:n][keep].copy()
-        self.seen = self.seen[:n][keep].copy()
-        self.count = int(keep.sum())
-        self.prune_at = max(4096, 2 * self.count)
+        old = np.array(list(self.index.values()), np.int64)
+        keys = list(self.index.keys())
+        kept_rows = old[keep[old]]
+        self.index = {keys[i]: new for new, i in enumerate(np.flatnonzero(keep[old]).tolist())}
+        self.state = self.state[kept_rows].copy()
+        self.seen = self.seen[kept_rows].copy()
+        self.prune_at = max(4096, 2 * len(self.index))
 
 
 class Meters:
