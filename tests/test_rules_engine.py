@@ -729,6 +729,117 @@ def test_an_anchor_holds_at_each_datagram(backend: str) -> None:
             fs.scan("raw", CLIENT, data, i, i, unit)
         fs.close()
         assert sorted((m.rule.name, m.frame) for m in fs.alerts) == want, unit
+# ---- a datagram scanned in block mode (HyperscanBackend.unit) ----
+
+def _stream_way(backend, key: str, data: bytes) -> dict:
+    """What a stream opened, scanned and closed at once reports: the general path backend.unit stands for."""
+    from nvpcap.rules.backends import merged
+    stream = backend.stream(key)
+    return merged(stream.scan(data), stream.close())
+
+
+def _same_hits(hits: dict) -> dict:
+    """Hits with each pattern's ends as a sorted list (their order differs between the modes; never read)."""
+    return {pid: (first, last, sorted(ends) if ends is not None else None)
+            for pid, (first, last, ends) in hits.items()}
+
+
+def _unit_rules(bundled: list[Rule]) -> list[Rule]:
+    def extra(rule_id: int, regex: str, **kw: object) -> Rule:
+        return dataclasses.replace(one_rule(pat(regex), **kw)[0], rule_id=rule_id, name=f"u{rule_id}")
+
+    return bundled + CARD_RULES + [
+        extra(22000, r"token=[a-z]+$", category="waf"),  # decided at the end of data (close / block end)
+        extra(22001, r"^PING\b", category="waf"),
+        extra(22002, r"\b(\w)\1\b"),  # a prefilter of bounded width: every end reported, Python confirms
+        extra(22003, r"\b(\w+)=\1;"),  # a windowed prefilter
+        extra(22004, r"x{2,5}y?", category="waf"),
+        extra(22005, r"\d{3}", validator="luhn")]  # validated: no SINGLEMATCH, can pass MAX_ENDS ends
+
+
+@pytest.mark.skipif("hyperscan" not in BACKENDS, reason="Hyperscan is not installed")
+def test_a_database_scans_datagrams_in_block_mode_after_enough_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block-mode database of a stream database is made only after UNIT_BLOCK_AFTER datagrams (compiling it
+    costs more than a few streams); before, each datagram opens a stream, after, none (but an overflow)."""
+    from nvpcap.rules import backends
+    monkeypatch.setattr(backends, "UNIT_BLOCK_AFTER", 3)
+    eng = RuleEngine(CARD_RULES, backend="hyperscan")
+    backend = eng.backend
+    key = eng.sides[CLIENT].streams["raw"].key
+    opened = []
+    for i in range(6):
+        assert _units(eng, [b"x " + VISA + b" y"], unit=True) == [("rule.t", 1)]
+        assert backend.unit(key, b"nothing %d" % i) == {}
+        opened.append(backend.streams_opened)
+    assert opened == [2, 3, 3, 3, 3, 3]  # 3 datagrams as streams (2 of them in the first round), then none
+
+
+@pytest.mark.skipif("hyperscan" not in BACKENDS, reason="Hyperscan is not installed")
+def test_a_datagram_in_block_mode_reports_what_a_stream_would(bundled: list[Rule],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """HyperscanBackend.unit scans a datagram with a block-mode database of the stream database's patterns,
+    instead of opening, scanning and closing a stream: the hits must be the same (first, last and every end
+    of every pattern), for random datagrams of look-alikes, matches at the very start and end, and patterns
+    with more than MAX_ENDS ends (those take the stream's way)."""
+    from nvpcap.rules import backends
+    from nvpcap.rules.backends import MAX_ENDS
+    monkeypatch.setattr(backends, "UNIT_BLOCK_AFTER", 0)
+    eng = RuleEngine(_unit_rules(bundled), backend="hyperscan")
+    assert eng.problems == []
+    backend = eng.backend
+    keys = sorted({p.key for view in eng.sides for p in view.streams.values() if p.key is not None})
+    assert keys
+    words = [b"PING", b"token=abc", b"token=", b"aa", b"ab", b"a=a;", b"id=id;", b"xx", b"xxxxxxy", b" ", b"\n",
+             VISA, VISA_BAD, b"536-22-1234", b"4532 0151", b"123", b"\x00", b"PINGS"]
+    rng = random.Random(11)
+    datagrams = [b" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    datagrams += [b"x", b"token=abc", b"PING", b"aa", b"1" * 3 * (MAX_ENDS + 5), b"7" * (MAX_ENDS - 1),
+                  b"7" * MAX_ENDS, b"7" * (MAX_ENDS + 1), b"7" * (MAX_ENDS + 2), b"aa " * (MAX_ENDS + 3),
+                  b"9" * (MAX_ENDS + 2) + b" token=z"]
+    # MAX_ENDS ends reported by the scan and one more by the close (a \b at the end of the data): a stream
+    # keeps a list of MAX_ENDS + 1 ends, a block scan none (past MAX_ENDS): such a datagram is scanned as a stream
+    datagrams += [b" ".join([b"aa"] * n) for n in range(MAX_ENDS - 1, MAX_ENDS + 3)]
+    found = overflowed = 0
+    for key in keys:
+        for data in datagrams:
+            fast = backend.unit(key, data)
+            assert _same_hits(fast) == _same_hits(_stream_way(backend, key, data)), (key, data[:80])
+            found += len(fast)
+            overflowed += any(ends is None for _f, _l, ends in fast.values())
+    assert found > 500 and overflowed  # the inputs do hit, and the stream fallback is exercised
+    assert backend.unit("no-such-database", b"x") == {}
+
+
+def test_datagrams_raise_the_same_alerts_on_both_backends(bundled: list[Rule],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flows of datagrams (unit calls) through the whole engine: Hyperscan with block-mode units, Hyperscan with
+    a stream per datagram (the general path), and the Python backend raise the same alerts."""
+    if len(BACKENDS) < 2:
+        pytest.skip("hyperscan is not installed")
+    from nvpcap.rules import backends
+    monkeypatch.setattr(backends, "UNIT_BLOCK_AFTER", 0)
+    rules = tuple(_unit_rules(bundled))
+    streamed = RuleEngine(rules, backend="hyperscan")
+    streamed.backend.unit = functools.partial(_stream_way, streamed.backend)  # type: ignore[method-assign]
+    engines = [engine_for(rules, "hyperscan"), streamed, engine_for(rules, "python")]
+    words = [b"PING", b"token=abc", b"aa", b"a=a;", b"xxy", b" ", VISA, VISA_BAD, AMEX, b"536-22-1234", b"12",
+             b"password = hunter2", b"<x>AAAA</x>", b"-----BEGIN RSA PRIVATE KEY-----"]
+    rng = random.Random(5)
+    total = 0
+    for _ in range(80):
+        pieces = [b" ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(rng.randint(1, 5))]
+        results = []
+        for eng in engines:
+            fs = eng.flow_scanner("udp", "unknown")
+            for i, piece in enumerate(pieces, 1):
+                fs.scan("raw", i & 1, piece, i, i * 10, True)
+            fs.close()
+            results.append(summary(fs.alerts))
+        assert results[0] == results[1] == results[2], pieces
+        total += len(results[0])
+    assert total > 50
+
+
 # ---- alternations too long for one Hyperscan expression ----
 
 def test_split_alternation_keeps_every_alternative_whole():

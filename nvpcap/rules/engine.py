@@ -63,7 +63,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 from . import redact, transforms
 from .backends import (
@@ -590,7 +590,7 @@ class FlowScanner:
         self._anomaly: list[int] | None = None  # OWASP CRS anomaly scores of this flow: [inbound, outbound]
         self.closed = False
 
-    def __enter__(self) -> FlowScanner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -606,13 +606,17 @@ class FlowScanner:
             if not data or self.closed:
                 return
             stream, chained = streamed
-            scan = self._scan_unit if unit else self._scan_stream
             if stream is not None:
-                scan(stream, data, frame, ts_ns)
-            for plan, chain in chained:  # patterns with chunk-safe transformations
-                tdata = transforms.apply(chain, data)
-                if tdata:
-                    scan(plan, tdata, frame, ts_ns)
+                if unit:
+                    self._scan_unit(stream, data, frame, ts_ns)
+                else:
+                    self._scan_stream(stream, data, frame, ts_ns)
+            if chained:  # patterns with chunk-safe transformations
+                scan = self._scan_unit if unit else self._scan_stream
+                for plan, chain in chained:
+                    tdata = transforms.apply(chain, data)
+                    if tdata:
+                        scan(plan, tdata, frame, ts_ns)
             return
         if CONTEXT_DB.get(context) is None:
             raise ValueError(f"context {context!r}: expected one of {SCAN_CONTEXTS}")
@@ -683,7 +687,8 @@ class FlowScanner:
 
     def _scan_stream(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
         """One call of a stream: Hyperscan's hits (and the windowed prefilters'), then the tail and the chunk
-        history for the next calls. Most calls hit nothing: the window (tail + data) is built only for a hit."""
+        history for the next calls. Most calls hit nothing: the window (tail + data) is built only for a hit.
+        (The call of every stream segment: kept in one function.)"""
         st = self._streams.get(plan)
         if st is None:
             st = self._streams[plan] = self._open(plan)
@@ -710,15 +715,31 @@ class FlowScanner:
                     window = tail + data
                 self._process(hits, plan.context, plan.side, window, wstart, chunks, st, False)
         st.pos = end
-        _retain(st, plan.keep, tail, data, window, end)
+        # the tail: the last `keep` bytes seen (from the window when it was built)
+        keep = plan.keep
+        n = len(data)
+        if n >= keep:
+            tail = data[n - keep :] if n > keep else data
+        elif window is not None:
+            tail = window[len(window) - keep :]
+        elif len(tail) + n > keep:
+            tail = tail[len(tail) + n - keep :] + data
+        else:
+            tail = tail + data
+        st.tail = tail
+        # the chunk history trimmed to the calls that tail overlaps
+        start = end - len(tail)
+        if chunks[0] < start and len(chunks) > 3:
+            if chunks[3] >= start:
+                del chunks[:3]  # the usual case: the oldest call left the window
+            else:
+                _forget(chunks, start)
 
     def _scan_unit(self, plan: _StreamPlan, data: bytes, frame: int, ts_ns: int) -> None:
-        """A whole message of a stream context (a UDP datagram): a stream of its own, opened, scanned and closed
-        at once (its end-of-data matches included), with the message as the window."""
-        handle = self.engine.backend.stream(plan.key) if plan.key is not None else None
-        hits: Hits = NO_HITS
-        if handle is not None:
-            hits = _merged(handle.scan(data), handle.close())
+        """A whole message of a stream context (a UDP datagram): what a stream of its own, opened, scanned and
+        closed at once, reports (its end-of-data matches included: backend.unit), with the message as the
+        window."""
+        hits = self.engine.backend.unit(plan.key, data) if plan.key is not None else NO_HITS
         if plan.wkey is not None:
             hits = self._scan_window(hits, plan.wkey, data, 0)
         if hits:
@@ -1011,47 +1032,10 @@ class FlowScanner:
         return window[max(0, endpos - FALLBACK_TEXT) : endpos]
 
 
-def _retain(st: _Stream, keep: int, tail: bytes, data: bytes, window: bytes | None, end: int) -> None:
-    """After a stream call: the last `keep` bytes seen as the tail (from the window when it was built), and the
-    chunk history trimmed to the calls that tail overlaps."""
-    n = len(data)
-    if n >= keep:
-        st.tail = data[n - keep :] if n > keep else data
-    elif window is not None:
-        st.tail = window[len(window) - keep :]
-    else:
-        excess = len(tail) + n - keep
-        st.tail = tail[excess:] + data if excess > 0 else tail + data
-    start = end - len(st.tail)
-    chunks = st.chunks
-    if chunks[0] < start and len(chunks) > 3:
-        if chunks[3] >= start:
-            del chunks[:3]  # the usual case: the oldest call left the window
-        else:
-            _forget(chunks, start)
-
-
 def _to_the_end(hits: Hits, windowed: frozenset[int], end: int) -> None:
     """Windowed prefilters report their first end only (SINGLEMATCH): candidates run from there to `end`."""
     for pid in windowed.intersection(hits):
         hits[pid] = [hits[pid][0], end, None]
-
-
-def _merged(a: Hits, b: Hits) -> Hits:
-    """The hits of one scan and of the close that follows it, as one call's hits."""
-    if not b:
-        return a
-    if not a:
-        return b
-    out = dict(a)
-    for pid, (first, last, ends) in b.items():
-        r = out.get(pid)
-        if r is None:
-            out[pid] = [first, last, ends]
-        else:
-            both = r[2] + ends if r[2] is not None and ends is not None else None
-            out[pid] = [min(r[0], first), max(r[1], last), both]
-    return out
 
 
 def _with_pending(hits: Hits, st: _Stream) -> Hits:
