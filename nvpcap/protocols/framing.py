@@ -22,6 +22,9 @@ class Message(NamedTuple):
     ts_ns: int
 
 
+_tuple_new = tuple.__new__  # _tuple_new(Message, fields): a Message without NamedTuple's Python-level __new__
+
+
 class Framer:
     """Cuts one direction's in-order bytes into messages whose header (`head` bytes) gives their total length
     (`length(header)`, header included; None or a value below `head` means the framing is lost: `broken`).
@@ -78,12 +81,12 @@ class Framer:
                 if total <= self.limit:
                     if len(buf) < total:
                         return
-                    msg = Message(bytes(buf[:total]), total, False, *where)
+                    msg = _tuple_new(Message, (bytes(buf[:total]), total, False, *where))
                     self._consume(total)
                 else:
                     if len(buf) < min(self.keep, total):
                         return
-                    msg = Message(bytes(buf[: self.keep]), total, True, *where)
+                    msg = _tuple_new(Message, (bytes(buf[: self.keep]), total, True, *where))
                     have = len(buf)
                     if have >= total:
                         self._consume(total)
@@ -116,7 +119,7 @@ class Framer:
                     return
                 if total > limit or n - off < total:
                     break  # over-long or unfinished: the buffered way
-                msg = Message(data if total == n else data[off : off + total], total, False, frame, ts_ns)
+                msg = _tuple_new(Message, (data if total == n else data[off : off + total], total, False, frame, ts_ns))
                 off += total
                 yield msg
                 if self.broken:
@@ -147,7 +150,15 @@ class Framer:
 
     def feed(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bool:
         """push with a handler: handle(data, length, frame, ts_ns) for each message returns the bytes to skip
-        after it (data sent outside the framing), or -1 to stop. False once the framing is lost or stopped."""
+        after it (data sent outside the framing), or -1 to stop. False once the framing is lost or stopped.
+        A chunk that starts at a message header (the common case) first goes through `_whole`: the same
+        messages, handled without push's generator step and Message tuple per message."""
+        if not (self.buf or self.skip or self.broken):
+            if type(data) is not bytes:
+                data = bytes(data)
+            data = self._whole(data, frame, ts_ns, handle)
+            if not data:
+                return not self.broken
         for msg in self.push(data, frame, ts_ns):
             extra = handle(msg.data, msg.length, msg.frame, msg.ts_ns)
             if extra < 0:
@@ -155,6 +166,41 @@ class Framer:
             else:
                 self.skip += extra
         return not self.broken
+
+    def _whole(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bytes:
+        """feed's fast path, for a framer that holds nothing and skips nothing: handle the messages that lie
+        whole in the chunk, cut straight from it, exactly as push's chunk loop would (lost framing, a skip
+        after a message, `head` / `length` / `limit` changed by the handler). Returns the rest of the chunk,
+        from the first message that is unfinished or over-long, for push; b"" when the chunk is used up or
+        the framer stopped."""
+        off, n = 0, len(data)
+        while n - off >= self.head:
+            head = self.head
+            total = self.length(data[off : off + head])
+            if total is None or total < head:
+                self.pos += off
+                self.stop()
+                return b""
+            if total > self.limit or n - off < total:
+                break  # over-long or unfinished: the buffered way
+            extra = handle(data if total == n else data[off : off + total], total, frame, ts_ns)
+            off += total
+            if extra:
+                if extra < 0:
+                    self.stop()
+                else:
+                    self.skip += extra
+            if self.broken:
+                return b""
+            if self.skip:  # what the handler asked to skip after the message
+                k = min(self.skip, n - off)
+                off += k
+                self.skip -= k
+                if self.skip:
+                    self.pos += off
+                    return b""
+        self.pos += off
+        return data[off:] if off else data
 
     def gap(self, missing: int) -> bool:
         """Bytes lost from this direction. When they fall inside the message being read or skipped, its length

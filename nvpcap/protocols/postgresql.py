@@ -167,12 +167,15 @@ AUTH = {0: "ok", 2: "kerberos_v5", 3: "cleartext", 5: "md5", 6: "scm_credential"
 AUTH_CONTINUATIONS = {0, 8, 11, 12}
 
 
+_U32 = struct.Struct(">I").unpack_from  # (a bound Struct method: the framer calls these once per message)
+
+
 def _untyped_length(h: bytes) -> int:
-    return struct.unpack_from(">I", h)[0]
+    return _U32(h)[0]
 
 
 def _typed_length(h: bytes) -> int:
-    n = struct.unpack_from(">I", h, 1)[0]
+    n = _U32(h, 1)[0]
     return 1 + n if n >= 4 else 0  # below 4: no valid framing
 
 
@@ -217,6 +220,10 @@ class PostgresParser(Parser):
     2022 on Query and Parse statements (NeuVector has the check but never reaches it). An accepted SSL or GSS
     encryption request ends the parsing."""
 
+    # a message handler ended the parsing and stopped its framer: not a lost framing (set on the instance then;
+    # `done` cannot tell: an accepted SSL/GSS answer sets it before the bytes after it are read)
+    ended = False
+
     def __init__(self, out: ParserOutput, ctx: FlowContext) -> None:
         super().__init__(out, ctx)
         mid = ctx.midstream
@@ -238,19 +245,16 @@ class PostgresParser(Parser):
     # -- input --
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
+        """Each message to its handler (`Framer.feed`); a handler that ends the parsing stops the framer, and
+        only a framing lost otherwise is an anomaly (the other side's framer cannot be broken: that was an
+        anomaly and ended the parsing)."""
         if side == CLIENT:
-            for msg in self.client.push(data, frame, ts_ns):
-                self._frontend(msg)
-                if self.done:
-                    return
+            framer, handle = self.client, self._frontend
         else:
+            framer, handle = self.server, self._backend
             if self.crypt_request and data:
                 data = self._crypt_answer(data, frame, ts_ns)
-            for msg in self.server.push(data, frame, ts_ns):
-                self._backend(msg)
-                if self.done:
-                    return
-        if self.client.broken or self.server.broken:
+        if not framer.feed(data, frame, ts_ns, handle) and not self.ended:
             self.out.anomaly("postgresql-bad-length", "message length below 4: framing lost", frame, ts_ns)
             self.done = True
 
@@ -262,6 +266,11 @@ class PostgresParser(Parser):
                           "protocol_version": None}
             self.login_where = where
         return self.login
+
+    def _end(self) -> int:
+        """What a message handler returns to its framer once it ended the parsing: -1, stop."""
+        self.ended = True
+        return -1
 
     def _emit_login(self) -> None:
         if self.login is not None:
@@ -284,10 +293,8 @@ class PostgresParser(Parser):
             self.done = True
         return data[1:]
 
-    def _startup(self, msg) -> None:
-        body = msg.data
+    def _startup(self, body: bytes, where: tuple[int, int]) -> None:
         code = struct.unpack_from(">I", body, 4)[0] if len(body) >= 8 else 0
-        where = (msg.frame, msg.ts_ns)
         if code in (SSL_REQUEST, GSS_REQUEST):
             self.crypt_request = "ssl" if code == SSL_REQUEST else "gss"
             self._new_login(where)
@@ -313,11 +320,12 @@ class PostgresParser(Parser):
 
     # -- frontend --
 
-    def _frontend(self, msg) -> None:
+    def _frontend(self, data: bytes, length: int, frame: int, ts_ns: int) -> int:
+        """One frontend message (the client framer's handler): 0, or -1 once the parsing is done."""
         if self.client.head == 4:  # still untyped: a startup-phase request
-            self._startup(msg)
-            return
-        kind, body, where = msg.data[:1], msg.data[5:], (msg.frame, msg.ts_ns)
+            self._startup(data, (frame, ts_ns))
+            return self._end() if self.done else 0
+        kind, body, where = data[:1], data[5:], (frame, ts_ns)
         if kind == b"Q":
             statement = body.split(b"\0", 1)[0]
             self._query("simple_query", statement, where, self.sent)
@@ -348,6 +356,7 @@ class PostgresParser(Parser):
             # SASLInitialResponse: mechanism name, then the client-first-message (never kept)
             self.login["sasl_mechanism"] = text(body.split(b"\0", 1)[0], 64)
         # 'p' password / SASL / GSS responses are never read; Describe, Close, Flush, Copy*: nothing to log
+        return self._end() if self.done else 0
 
     def _statement(self, raw: bytes, where: tuple[int, int]) -> str:
         sql = text(raw)
@@ -367,18 +376,19 @@ class PostgresParser(Parser):
 
     # -- backend --
 
-    def _backend(self, msg) -> None:
-        kind, body, where = msg.data[:1], msg.data[5:], (msg.frame, msg.ts_ns)
+    def _backend(self, data: bytes, length: int, frame: int, ts_ns: int) -> int:
+        """One backend message (the server framer's handler): 0, or -1 once the parsing is done."""
+        kind = data[:1]  # (the body, data[5:], is cut only where it is read: DataRows, the bulk, just count)
         if not self.logged_in:
-            self._login_message(kind, body, where)
-            return
+            self._login_message(kind, data[5:], (frame, ts_ns))
+            return self._end() if self.done else 0
         head = self._head()
         if kind == b"D":
             if head is not None:
                 head["_datarows"] += 1
         elif kind == b"C":
             if head is not None:
-                tag = text(body.split(b"\0", 1)[0], 256)
+                tag = text(data[5:].split(b"\0", 1)[0], 256)
                 head["command_tag"] = tag if head["command_tag"] is None else head["command_tag"] + "; " + tag
                 rows = tag_rows(tag)
                 counted = rows if rows is not None else head["_datarows"]
@@ -394,9 +404,10 @@ class PostgresParser(Parser):
                     head["rows"] = head["_datarows"]
                 self._emit(0)
         elif kind == b"E":
-            self._error(head, body, where)
+            self._error(head, data[5:], (frame, ts_ns))
         elif kind == b"Z":
             self._ready()
+        return self._end() if self.done else 0
 
     def _head(self) -> dict | None:
         """The request being answered: the oldest pending one of the group the backend is answering."""

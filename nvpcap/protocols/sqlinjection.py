@@ -24,33 +24,39 @@ SQL_INJECTION = 2022  # threat id (nvpcap/threats.py)
 
 _COMMENT = r"""(?:="|='|--|#|/\*)"""  # a quote closed by `=`, or an SQL comment opener: the tail of an injection
 
-# (NeuVector number, pattern, what it catches)
-PATTERNS: tuple[tuple[int, re.Pattern[str], str], ...] = tuple(
-    (n, re.compile(p, re.IGNORECASE), why) for n, p, why in (
-        (1, r"""^SELECT.*'\s+OR\s+((?:'|")?[0-9a-zA-Z_]+(?:'|")?)\s*=\s*\1""",
+# (NeuVector number, a word every match contains, pattern, what it catches). The word (lower case) screens
+# ASCII statements with a substring test: one without it cannot match, so its regex search is skipped.
+PATTERNS: tuple[tuple[int, str, re.Pattern[str], str], ...] = tuple(
+    (n, word, re.compile(p, re.IGNORECASE), why) for n, word, p, why in (
+        (1, "or", r"""^SELECT.*'\s+OR\s+((?:'|")?[0-9a-zA-Z_]+(?:'|")?)\s*=\s*\1""",
          "tautology after a closed quote: SELECT ... WHERE name='adam' or 'x' = 'x'"),
-        (2, r"""\bSLEEP\b\s*\(\s*(?:\d+|__TIME__)\s*\)""",
+        (2, "sleep", r"""\bSLEEP\b\s*\(\s*(?:\d+|__TIME__)\s*\)""",
          "time-based blind probe: ' or sleep(5)='"),
-        (3, r"""BENCHMARK\s*\(\s*[1-9][0-9]{4,}\s*,""",
+        (3, "benchmark", r"""BENCHMARK\s*\(\s*[1-9][0-9]{4,}\s*,""",
          "BENCHMARK with 10000 or more iterations"),
-        (4, r"""BENCHMARK\s*\(\s*[0-9]{0,4}\s*,.*""" + _COMMENT,
+        (4, "benchmark", r"""BENCHMARK\s*\(\s*[0-9]{0,4}\s*,.*""" + _COMMENT,
          "BENCHMARK with fewer iterations, then a comment or closed quote"),
-        (5, r"""WAITFOR\s*DELAY.*""" + _COMMENT,
+        (5, "waitfor", r"""WAITFOR\s*DELAY.*""" + _COMMENT,
          "MS-SQL time-based probe: ;waitfor delay '0:0:5'--"),
-        (6, r"""(?:1|"|'|\))\s*UNION.*""" + _COMMENT,
+        (6, "union", r"""(?:1|"|'|\))\s*UNION.*""" + _COMMENT,
          "UNION after a closed literal: ' union (select @@version) --"),
-        (7, r"""EXEC\s+.*""" + _COMMENT,
+        (7, "exec", r"""EXEC\s+.*""" + _COMMENT,
          "stacked EXEC: ; exec master..xp_cmdshell 'dir' --"),
-        (8, r"""\bOR\s+(?:1\b|((?:'|")?[0-9a-zA-Z_]+(?:'|")?)\s*=\s*\1).*""" + _COMMENT,
+        (8, "or", r"""\bOR\s+(?:1\b|((?:'|")?[0-9a-zA-Z_]+(?:'|")?)\s*=\s*\1).*""" + _COMMENT,
          "OR 1 / OR x=x followed by a comment: ' or 1=1--"),
     )
 )
 
 
 def check(sql: str) -> list[int]:
-    """NeuVector numbers of the patterns that match the statement's first MAX_STATEMENT characters."""
+    """NeuVector numbers of the patterns that match the statement's first MAX_STATEMENT characters. An ASCII
+    statement runs only the patterns whose word it contains (most contain none); other text runs them all,
+    as IGNORECASE also folds a few non-ASCII letters onto ASCII ones (U+017F long s matches `s`)."""
     text = sql[:MAX_STATEMENT]
-    return [n for n, pattern, _ in PATTERNS if pattern.search(text)]
+    if text.isascii():
+        low = text.lower()
+        return [n for n, word, pattern, _ in PATTERNS if word in low and pattern.search(text)]
+    return [n for n, _, pattern, _ in PATTERNS if pattern.search(text)]
 
 
 def report(out: ParserOutput, app: str, sql: str, side: int, frame: int, ts_ns: int) -> list[int]:
