@@ -124,10 +124,11 @@ class _Output:
         if not data or context not in self.layer.contexts:  # no rules, or none reads this context
             return
         flow = self.flow
-        if flow.scanner is None:  # the flow's first content: AppLayer.scan makes its scanner
-            self.layer.scan(flow, context, side, data, frame, ts_ns)
-        else:  # (AppLayer.scan, inlined: parsers call this for every url, header block, body piece)
-            flow.scanner.scan(context, side, data, frame, ts_ns, flow.streams is None)
+        scanner = flow.scanner
+        if scanner is None:
+            scanner = self.layer.scanner_of(flow)
+        # a UDP flow's content comes one datagram at a time: each is scanned alone (no stream state is kept)
+        scanner.scan(context, side, data, frame, ts_ns, flow.streams is None)
 
 
 def other_label(proto: int) -> tuple[str, str]:
@@ -268,10 +269,10 @@ class AppLayer:
         else:
             flow.fed0 = have + n
         if flow.raw and n:
-            if flow.scanner is None:
-                self.scan(flow, "raw", side, data, frame, ts_ns)
-            else:  # (scan, inlined: once per packet of a flow whose raw stream goes to the rules)
-                flow.scanner.scan("raw", side, data, frame, ts_ns, flow.streams is None)
+            scanner = flow.scanner
+            if scanner is None:
+                scanner = self.scanner_of(flow)
+            scanner.scan("raw", side, data, frame, ts_ns, flow.streams is None)
         parser = flow.parser
         if parser is not None and not parser.done:
             try:
@@ -290,14 +291,11 @@ class AppLayer:
         if not flow.raw or (full and (flow.fed0 if side else flow.fed1) >= depth):
             flow.done = True
 
-    def scan(self, flow: _Flow, context: str, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        """Content for the DLP/WAF rules (decoded by a parser, or the raw stream)."""
-        if self.rules is None or not data:
-            return
-        if flow.scanner is None:
-            flow.scanner = self.rules.flow_scanner(flow.serial, flow.app, flow.keys)
-        # a UDP flow's content comes one datagram at a time: each is scanned alone (no stream state is kept)
-        flow.scanner.scan(context, side, data, frame, ts_ns, flow.streams is None)
+    def scanner_of(self, flow: _Flow) -> Any:
+        """The flow's rule scanner, made at its first content for the DLP/WAF rules (decoded by a parser, or the
+        raw stream); only asked for a context some rule reads, so there are rules."""
+        flow.scanner = self.rules.flow_scanner(flow.serial, flow.app, flow.keys)
+        return flow.scanner
 
     def _parser_failed(self, flow: _Flow, exc: Exception, frame: int, ts_ns: int) -> None:
         self.parser_errors += 1
