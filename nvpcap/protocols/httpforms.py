@@ -1,6 +1,6 @@
-"""What an HTTP/1 or HTTP/2 request body gives the rules beside the "body" stream: ModSecurity's request body processors,
-for OWASP CRS rules (rules/crs.py). What a body is to ARGS and XML:/* depends on its Content-Type, as in
-ModSecurity's recommended configuration (rules 200000 and 200001) and its default URLENCODED processor:
+"""What an HTTP/1 or HTTP/2 request body gives the rules beside the "body" stream: ModSecurity's request body
+processors, for OWASP CRS rules (rules/crs.py). What a body is to ARGS and XML:/* depends on its Content-Type,
+as in ModSecurity's recommended configuration (rules 200000 and 200001) and its default URLENCODED processor:
 
 - `application/x-www-form-urlencoded`: the body's fields are ARGS_POST (the rules split and decode them:
   rules/fields.py);

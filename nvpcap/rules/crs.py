@@ -83,8 +83,6 @@ VARIABLE_CONTEXTS: dict[str, tuple[tuple[str, ...], str]] = {
     "RESPONSE_HEADERS": (("header",), "response"),
     "RESPONSE_HEADERS_NAMES": (("header",), "response"),
 }
-SELECTING = ("url", "header", "form")  # contexts whose items a link selects (rules/fields.py)
-STREAMED = ("body", "xml")  # contexts scanned as streams, where only chunk-safe transformations apply
 SEVERITIES = {"EMERGENCY": 5, "ALERT": 5, "CRITICAL": 5, "ERROR": 4, "WARNING": 3, "NOTICE": 2,
               "0": 5, "1": 5, "2": 5, "3": 4, "4": 3, "5": 2}
 DEFAULT_SEVERITY = 2
@@ -427,9 +425,9 @@ def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None 
         except Unsupported as e:
             raise Unsupported(f"{e} (chained rule, line {link.line})" if n else str(e)) from None
         parts = context_parts(context)
-        if any(c in STREAMED for c in parts) and tf.approximate_in_streams(chain_t):
+        if any(c in tf.STREAM_CONTEXTS for c in parts) and tf.approximate_in_streams(chain_t):
             approximate = True
-        if any(c in SELECTING for c in parts):  # each value (name, cookie, argument, field) alone, as
+        if any(c in fields.KINDS for c in parts):  # each value (name, cookie, argument, field) alone, as
             chain_t = (link_selection(link.variables), *chain_t)  # ModSecurity evaluates them (fields.py)
         patterns.append(Pattern(regex, negate, context, chain_t))
         directions.add(direction)

@@ -88,11 +88,11 @@ from .regex import (
     max_width,
     split_alternation,
 )
+from .transforms import STREAM_CONTEXTS
 from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
 SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query", "form", "xml")
-CONTEXT_DB = {c: c for c in SCAN_CONTEXTS}
 # apps whose flows never have a raw stream (protocols/applayer.py: DECODED_CONTENT hands url/header/body instead,
 # ENCRYPTED is not scanned): the "raw" database (the body database's patterns) leaves out patterns of rules
 # restricted to these apps (CRS rules, Suricata `alert http`), which could never hold there but cost scanning
@@ -103,7 +103,6 @@ NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ss
 PACKET_DBS = ("url", "header", "body", "sql")
 WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
 CHAINED_KEY = "|+"  # suffix of a block context's database of all its chains' patterns (_BlockPlan)
-STREAM_CONTEXTS = ("body", "sql", "raw", "xml")
 _ANCHORED = re.compile(r"(?<![\\\[])\^|\\A")  # a ^ or \A that may anchor at the start (conservative)
 CRS_SENSOR = "crs"  # Rule.sensor of the rules crs.py imports
 # OWASP CRS 3.x blocking evaluation with its default thresholds (crs-setup.conf: inbound 5, outbound 4)
@@ -618,7 +617,7 @@ class FlowScanner:
                     if tdata:
                         scan(plan, tdata, frame, ts_ns)
             return
-        if CONTEXT_DB.get(context) is None:
+        if context not in SCAN_CONTEXTS:
             raise ValueError(f"context {context!r}: expected one of {SCAN_CONTEXTS}")
         if not data or self.closed:
             return

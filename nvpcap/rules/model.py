@@ -13,8 +13,8 @@ from .header import FlowHeader
 CONTEXTS = ("url", "header", "body", "packet", "sql", "tls.sni", "dns.query")
 # Contexts only the OWASP CRS importer (rules/crs.py) sets, for ModSecurity's request body processors: "form" is
 # the fields of a request body sent form-encoded or as JSON, one unit (ARGS_POST item by item); "xml" the body of
-# a request sent as XML (XML:/*), a stream (protocols/httpforms.py). A CRS link naming variables of several contexts has them
-# joined by "+" ("form+header+url+xml"): the pattern is scanned in each.
+# a request sent as XML (XML:/*), a stream (protocols/httpforms.py). A CRS link naming variables of several
+# contexts has them joined by "+" ("form+header+url+xml"): the pattern is scanned in each.
 CRS_CONTEXTS = ("form", "xml")
 
 

@@ -101,8 +101,7 @@ def hyperscan_error(pattern: str, prefilter: bool = False) -> str | None:
     return dbcache.verdict(expression, flags, complaint)  # ~3 ms a pattern, remembered across runs
 
 
-HS_MAX_LENGTH = 16000  # Hyperscan's limit on one expression ("Pattern length exceeds limit")
-SPLIT_LENGTH = 15000  # the longest piece split_alternation makes
+SPLIT_LENGTH = 15000  # the longest piece split_alternation makes (Hyperscan refuses expressions over 16,000)
 
 
 def split_alternation(pattern: str, limit: int = SPLIT_LENGTH) -> list[str] | None:
