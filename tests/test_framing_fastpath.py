@@ -10,10 +10,10 @@ import random
 import struct
 
 import pytest
-from parsertest import Recorder
 from test_parse_sql import PG_LOGIN, pg, pg_auth, pg_error, pg_ready, pg_row, pg_startup
+from test_parser_fastpaths import _cuts, _drive
 
-from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
+from nvpcap.protocols.base import CLIENT, SERVER
 from nvpcap.protocols.framing import Framer
 from nvpcap.protocols.postgresql import PostgresParser
 
@@ -190,40 +190,6 @@ class PushPostgres(PostgresParser):
             self.done = True
 
 
-def _drive(parser_cls, chunks: list[tuple[int, bytes]], midstream: bool) -> tuple:
-    rec = Recorder()
-    parser = parser_cls(rec, FlowContext("tcp", 40000, 5432, midstream))
-    for i, (side, data) in enumerate(chunks):
-        if parser.done:
-            break
-        parser.feed(side, data, i + 1, i)
-    done = parser.done
-    parser.finish()
-    return rec.events, rec.frames, rec.threats, rec.anomalies, rec.contents, done
-
-
-def _cut(rng: random.Random, steps: list[tuple[int, bytes]], how: str) -> list[tuple[int, bytes]]:
-    if how == "whole":
-        return steps
-    if how == "pipelined":  # each side's run of steps joined
-        out: list[tuple[int, bytes]] = []
-        for side, data in steps:
-            if out and out[-1][0] == side:
-                out[-1] = (side, out[-1][1] + data)
-            else:
-                out.append((side, data))
-        return out
-    out = []
-    for side, data in steps:
-        if how == "bytes":
-            out += [(side, data[i : i + 1]) for i in range(len(data))]
-            continue
-        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.choice((1, 2, 5))))) \
-            if len(data) > 1 else []
-        out += [(side, data[a:b]) for a, b in zip([0, *cuts], [*cuts, len(data)])]
-    return out
-
-
 QUERY = [(CLIENT, pg(b"Q", b"select * from t where a='x' or 1=1 --\0")),
          (SERVER, pg(b"T", b"\0\x01a\0" + b"\0" * 18) + pg_row(b"1") + pg_row(b"2") + pg(b"C", b"SELECT 2\0")
           + pg_ready())]
@@ -259,8 +225,8 @@ def test_postgresql_reads_the_same_as_its_push_loop(name, midstream):
         steps = [s for s in steps if s is not PG_LOGIN[0]]
     rng = random.Random(name)
     for how in ("whole", "pipelined", "random", "random", "random", "bytes"):
-        chunks = _cut(rng, steps, how)
-        assert _drive(PostgresParser, chunks, midstream) == _drive(PushPostgres, chunks, midstream), how
+        chunks = _cuts(steps, rng, how)
+        assert _drive(PostgresParser, chunks, midstream, 5432) == _drive(PushPostgres, chunks, midstream, 5432), how
 
 
 def test_postgresql_real_flows_read_the_same(shared_pcaps):
@@ -270,5 +236,5 @@ def test_postgresql_real_flows_read_the_same(shared_pcaps):
     assert flows
     for steps in flows:
         for how in ("whole", "pipelined", "random", "bytes"):
-            chunks = _cut(rng, steps, how)
-            assert _drive(PostgresParser, chunks, False) == _drive(PushPostgres, chunks, False), how
+            chunks = _cuts(steps, rng, how)
+            assert _drive(PostgresParser, chunks, False, 5432) == _drive(PushPostgres, chunks, False, 5432), how

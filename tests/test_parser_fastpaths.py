@@ -39,9 +39,10 @@ class FramerOnlyMysql(MysqlParser):
             self.done = True
 
 
-def _drive(parser_cls, chunks: list[tuple[int, bytes]], midstream: bool = False) -> tuple:
+def _drive(parser_cls, chunks: list[tuple[int, bytes]], midstream: bool = False, server_port: int = 3306) -> tuple:
+    """Everything a parser reports for these chunks (fed in order, then finished), and whether it was done."""
     rec = Recorder()
-    parser = parser_cls(rec, FlowContext("tcp", 40000, 3306, midstream))
+    parser = parser_cls(rec, FlowContext("tcp", 40000, server_port, midstream))
     for i, (side, data) in enumerate(chunks):
         if parser.done:
             break
