@@ -44,31 +44,34 @@ EMPTY = -1
 TOMB = -2
 
 FLOW_DTYPE = np.dtype([
-    ("used", np.uint8), ("reason", np.uint8), ("khash", np.uint64), ("ipos", np.int64),
-    ("ka_hi", np.uint64), ("ka_lo", np.uint64), ("kb_hi", np.uint64), ("kb_lo", np.uint64),
-    ("kpa", np.int32), ("kpb", np.int32), ("kproto", np.uint8),
-    ("serial", np.int64),
-    ("c_hi", np.uint64), ("c_lo", np.uint64), ("s_hi", np.uint64), ("s_lo", np.uint64),
-    ("cport", np.int32), ("sport", np.int32), ("proto", np.uint8), ("ipver", np.uint8),
-    ("icmp_type", np.int32), ("icmp_code", np.int32), ("icmp_id", np.int32),
-    ("vlan", np.int32), ("vlan2", np.int32),
-    ("first_ts", np.int64), ("last_ts", np.int64), ("end_ts", np.int64), ("first_frame", np.int64),
-    ("last_frame", np.int64),
+    # hot: what every packet reads or writes sits in the first cache lines of its slot (one slot is ~600 bytes;
+    # the table does not fit in cache, so every line a packet touches can be a miss)
+    ("used", np.uint8), ("reason", np.uint8), ("kproto", np.uint8), ("proto", np.uint8), ("ipver", np.uint8),
+    ("client_data", np.uint8), ("state", np.uint8, 2), ("prev_state", np.uint8, 2), ("has_start", np.uint8, 2),
+    ("n_ooo", np.uint8, 2),
+    ("khash", np.uint64), ("ka_hi", np.uint64), ("ka_lo", np.uint64), ("kb_hi", np.uint64), ("kb_lo", np.uint64),
+    ("kpa", np.int32), ("kpb", np.int32),
+    ("serial", np.int64), ("last_ts", np.int64), ("end_ts", np.int64), ("last_frame", np.int64),
+    ("c_hi", np.uint64), ("c_lo", np.uint64), ("cport", np.int32), ("sport", np.int32), ("icmp_type", np.int32),
+    ("hist_seen", np.uint32),
     ("pkts", np.int64, 2), ("bytes", np.int64, 2), ("ip_bytes", np.int64, 2), ("app_bytes", np.int64, 2),
-    ("truncated", np.int64), ("client_data", np.uint8),
     # TCP (Zeek-style endpoint tracking)
-    ("state", np.uint8, 2), ("prev_state", np.uint8, 2), ("has_start", np.uint8, 2), ("start", np.int64, 2),
-    ("last_rel", np.int64, 2), ("ack_rel", np.int64, 2), ("contig", np.int64, 2), ("fin_rel", np.int64, 2),
-    ("ooo", np.int64, (2, OOO_SLOTS, 2)), ("n_ooo", np.uint8, 2), ("missed", np.int64, 2),
+    ("start", np.int64, 2), ("last_rel", np.int64, 2), ("ack_rel", np.int64, 2), ("contig", np.int64, 2),
+    ("fin_rel", np.int64, 2),
     ("h_syn", np.uint32, 2), ("h_fin", np.uint32, 2), ("h_rst", np.uint32, 2),  # raw 32-bit sequence numbers
+    ("isn", np.int64), ("synack_ack", np.int64), ("truncated", np.int64), ("hist_len", np.int32),
+    # cold: read when a flow starts or ends, or on rarer events
+    ("ipos", np.int64), ("s_hi", np.uint64), ("s_lo", np.uint64),
+    ("icmp_code", np.int32), ("icmp_id", np.int32), ("vlan", np.int32), ("vlan2", np.int32),
+    ("first_ts", np.int64), ("first_frame", np.int64),
+    ("ooo", np.int64, (2, OOO_SLOTS, 2)), ("missed", np.int64, 2),
     ("cnt", np.int64, (2, 3)), ("thr", np.int64, (2, 3)),  # scaled letters T, G, W
-    ("isn", np.int64), ("synack_ack", np.int64),
-    ("hist", np.uint8, HIST_MAX), ("hist_len", np.int32), ("hist_seen", np.uint32),
+    ("hist", np.uint8, HIST_MAX),
 ])
 
 
 @jit
-def _mix(h):
+def mix64(h):
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -79,12 +82,12 @@ def _mix(h):
 
 @jit
 def _key_hash(a_hi, a_lo, b_hi, b_lo, pa, pb, proto):
-    h = _mix(a_hi ^ np.uint64(0x9E3779B97F4A7C15))
-    h = _mix(h ^ a_lo)
-    h = _mix(h ^ b_hi)
-    h = _mix(h ^ b_lo)
-    h = _mix(h ^ ((np.uint64(np.int64(pa) & 0xFFFFFFFF) << np.uint64(32)) | np.uint64(np.int64(pb) & 0xFFFFFFFF)))
-    return _mix(h ^ np.uint64(proto))
+    h = mix64(a_hi ^ np.uint64(0x9E3779B97F4A7C15))
+    h = mix64(h ^ a_lo)
+    h = mix64(h ^ b_hi)
+    h = mix64(h ^ b_lo)
+    h = mix64(h ^ ((np.uint64(np.int64(pa) & 0xFFFFFFFF) << np.uint64(32)) | np.uint64(np.int64(pb) & 0xFFFFFFFF)))
+    return mix64(h ^ np.uint64(proto))
 
 
 @jit
