@@ -287,7 +287,7 @@ def test_tcp_small_window(tmp_path):
 
 
 def test_meter_keys_keep_their_rows_through_lookups_and_pruning():
-    """_Keys (sorted byte keys beside their rows) against a dict model: the same key always reaches the same
+    """_Keys (a compiled key map beside the state rows) against a dict model: the same key always reaches the same
     state, new keys get fresh rows, pruning forgets exactly the idle keys and keeps the others' state."""
     from nvpcap.session.meters import _Keys
 
@@ -313,3 +313,25 @@ def test_meter_keys_keep_their_rows_through_lookups_and_pruning():
                 del model[k]
             assert len(keys) == len(model)
     assert len(model) > 50
+
+
+def test_key_map_rows_are_first_appearance_order_and_survive_growth_and_compaction():
+    """KeyMap against a dict of tuples: 4-word keys, many more keys than the first index holds (it grows and is
+    rebuilt), rows dense in order of first appearance, and compaction keeps the chosen keys' order."""
+    from nvpcap.session.keymap import KeyMap
+
+    rng = np.random.default_rng(11)
+    km = KeyMap(4)
+    model: dict[tuple[int, ...], int] = {}
+    for _ in range(20):
+        cols = [rng.integers(0, 40, 2000).astype(np.uint64) << np.uint64(s) for s in (0, 13, 29, 63)]
+        rows = km.rows(cols)
+        for i, key in enumerate(zip(*[c.tolist() for c in cols])):
+            assert rows[i] == model.setdefault(key, len(model))
+    assert len(km) == len(model) > 10_000
+    keep = rng.random(len(km)) < 0.3
+    km.compact(keep)
+    kept = [key for key, row in sorted(model.items(), key=lambda kv: kv[1]) if keep[row]]
+    assert len(km) == len(kept)
+    probe = [np.array([key[w] for key in kept], np.uint64) for w in range(4)]
+    assert km.rows(probe).tolist() == list(range(len(kept)))  # found, renumbered in their old order

@@ -2,7 +2,7 @@
 
 One `Meters.step()` call per batch, after the flow table. Packets are selected column-wise with numpy; the
 meters' sequential rate algorithm runs in a jit kernel over the selected events only (SYNs that open a flow,
-ICMP echo requests), keyed per meter with a small dict of keys seen (one entry per key, not per packet).
+ICMP echo requests), keyed per meter with a compiled map of the keys seen (one entry per key, not per packet).
 
 * 1001 TCP.SYN.Flood: rate meter keyed (destination IP, source IP) over every SYN without ACK (and without
   payload) that opens a flow. dp does not log or drop in tap mode (so never for `dp -p`); nvpcap reports it.
@@ -34,6 +34,7 @@ import numpy as np
 from .._jit import jit
 from ..records import addresses
 from . import kernel as k
+from .keymap import KeyMap
 
 NS = 1_000_000_000
 NEVER = -(1 << 40)
@@ -324,7 +325,7 @@ class _Keys:
     """Meter keys -> state rows; stale keys (idle past the meter's release) are dropped now and then."""
 
     def __init__(self, init: list[int]):
-        self.index: dict[tuple[int, ...], int] = {}
+        self.index: KeyMap | None = None  # made on the first lookup, when the key width is known
         self.init = np.array(init, np.int64)
         self.width = len(init)
         self.state = np.zeros((0, self.width), np.int64)
@@ -333,21 +334,15 @@ class _Keys:
         self.tick = NEVER  # the latest event time (seconds) fed to this meter
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.index) if self.index is not None else 0
 
     def rows(self, key_cols: list[np.ndarray]) -> np.ndarray:
         """The state row of each event's key (keys given as parallel uint64 columns)."""
-        index = self.index
-        keys = list(zip(*[c.tolist() for c in key_cols]))  # a tuple of ints per event: hashed by the dict
-        got = [index.get(key) for key in keys]  # one lookup per event: cheaper than sorting them to unique keys
-        for i in [i for i, r in enumerate(got) if r is None]:
-            r = index.get(keys[i])  # a new key, or one added by an earlier event of this batch
-            if r is None:
-                r = index[keys[i]] = len(index)
-            got[i] = r
-        ids = np.array(got, np.int64)
-        if len(index) > self.state.shape[0]:
-            grown = np.empty((max(len(index), 2 * self.state.shape[0], 64), self.width), np.int64)
+        if self.index is None:
+            self.index = KeyMap(len(key_cols))
+        ids = self.index.rows(key_cols)
+        if len(self.index) > self.state.shape[0]:
+            grown = np.empty((max(len(self.index), 2 * self.state.shape[0], 64), self.width), np.int64)
             grown[:] = self.init
             grown[: self.state.shape[0]] = self.state
             self.state = grown
@@ -358,19 +353,16 @@ class _Keys:
 
     def prune(self, now: int, idle: int, live: np.ndarray | None = None) -> None:
         """Forget keys not used for `idle` seconds (and, for count meters, `live` False)."""
-        if len(self.index) < self.prune_at:
+        n = len(self)
+        if n < self.prune_at or self.index is None:
             return
-        n = len(self.index)
         keep = (now - self.seen[:n]) < idle
         if live is not None:
             keep |= live[:n]
-        old = np.array(list(self.index.values()), np.int64)
-        keys = list(self.index.keys())
-        kept_rows = old[keep[old]]
-        self.index = {keys[i]: new for new, i in enumerate(np.flatnonzero(keep[old]).tolist())}
-        self.state = self.state[kept_rows].copy()
-        self.seen = self.seen[kept_rows].copy()
-        self.prune_at = max(4096, 2 * len(self.index))
+        self.index.compact(keep)
+        self.state = self.state[:n][keep].copy()
+        self.seen = self.seen[:n][keep].copy()
+        self.prune_at = max(4096, 2 * len(self))
 
 
 class Meters:
