@@ -293,6 +293,7 @@ def _error_text(exc: BaseException) -> str:
 _queue: Any = None  # in a pool worker: where progress goes
 _crash_for: str | None = None  # tests (CRASH_HOOK, read by the parent: forkserver workers do not see its env)
 _tuned = False
+SUBMIT_RETRIES = 3  # fresh pools tried for one file that no pool accepts before it is reported as failed
 
 
 def _worker_init(queue: Any, crash_for: str | None = None) -> None:
@@ -355,17 +356,28 @@ class _LocalPool:
         pending = deque(tasks)
         inflight: dict[Future, Task] = {}
         window = 2 * self.jobs  # each worker has its next file queued while the parent feeds parts
+        refused = 0  # submissions refused in a row by a fresh pool
         try:
             while pending or inflight:
                 while pending and len(inflight) < window:
                     t = pending.popleft()
                     try:
                         inflight[self.pool.submit(_pool_task, t, spec)] = t
-                    except BrokenProcessPool:  # a worker died since the last wait: its files are found below
-                        pending.appendleft(t)
-                        if not inflight:  # (none in flight to find it by: a fresh pool)
+                        refused = 0
+                    except (BrokenProcessPool, OSError) as exc:
+                        # A worker died since the last wait (its files are found below). While the executor
+                        # tears the broken pool down, starting a replacement worker can also fail with
+                        # OSError (EBADF: the pool's pipes closed under the forkserver hand-over).
+                        if not inflight:  # none in flight to find it by: a fresh pool, a few times at most
+                            refused += 1
                             self.pool.shutdown(wait=True)
                             self.pool = self._new(self.jobs)
+                            if refused > SUBMIT_RETRIES:
+                                done(failed_result(t, "internal-error", "could not start a worker process: "
+                                                   f"{_error_text(exc)}"))
+                                refused = 0
+                                continue
+                        pending.appendleft(t)
                         break
                 finished, _ = wait(inflight, timeout=0.2 if self.queue is not None else None,
                                    return_when=FIRST_COMPLETED)

@@ -8,6 +8,7 @@ input, costs that input only.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -119,6 +120,39 @@ def test_a_worker_that_dies_costs_its_file_only(monkeypatch, serial):
     expected, _ = jsonl_text([n for n in names if n != victim])
     flows = [line for line in text.splitlines() if '"event_type":"stats"' not in line]
     assert flows == [line for line in expected.splitlines() if '"event_type":"stats"' not in line]
+
+
+def test_a_worker_that_cannot_be_started_delays_its_file_only(monkeypatch, serial):
+    """Starting a replacement worker can fail with OSError while the executor tears a broken pool down (EBADF
+    from the forkserver hand-over, seen in CI): the file waits for the next free worker, nothing is lost."""
+    import concurrent.futures.process as cfp
+
+    names = CAPTURES[:4]
+    submit, calls = cfp.ProcessPoolExecutor.submit, [0]
+
+    def flaky(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] in (2, 3):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(cfp.ProcessPoolExecutor, "submit", flaky)
+    text, summaries = jsonl_text(names, jobs=2)
+    assert calls[0] > len(names) + 1  # the refused submissions were made again
+    expected, _ = jsonl_text(names)
+    assert text == expected and not any(s.issues for s in summaries)
+
+
+def test_a_file_no_worker_accepts_is_reported_and_the_run_ends(monkeypatch):
+    import concurrent.futures.process as cfp
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(cfp.ProcessPoolExecutor, "submit", refuse)
+    _, summaries = jsonl_text(CAPTURES[:2], jobs=2)
+    assert [[i.kind for i in s.issues] for s in summaries] == [["internal-error"]] * 2
+    assert all("could not start a worker process" in s.issues[0].message for s in summaries)
 
 
 def test_unknown_executor_is_a_usage_error():
