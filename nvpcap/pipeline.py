@@ -204,6 +204,7 @@ class _FileRun:
         self.pending_n = 0
         self.app = AppLayer(_protocols(), self.events, self.display, config.app)
         # per flow-table slot: the serial of the flow the app layer last saw there, and whether it wants no more
+        # (sound within a batch: a flow that ends in a batch frees its slot only after it, FlowTable._harvest)
         self.id_serial = np.full(0, -1, np.int64)
         self.id_done = np.zeros(0, np.bool_)
 

@@ -120,3 +120,49 @@ def test_originator_reset_before_any_answer(tmp_path):
                 (0.5, tcp(C, 40001, S, 80, "R", seq=2))]
     f = run(write(tmp_path / "dr.pcap", data_rst)).flows.iloc[0]
     assert f["history"] == "DR" and f["conn_state"] == "OTH"
+
+
+def test_a_slot_freed_in_a_batch_is_not_reused_in_the_same_batch():
+    """pipeline.identify keeps per-slot state for one batch (id_done): that is sound because a flow that ends
+    inside a batch gives its slot back only after the batch (FlowTable._harvest), so two flows never share a
+    slot within one step. Here a UDP flow times out and a new flow starts in the same batch: another slot; the
+    freed slot is taken by the first new flow of the next batch."""
+    import numpy as np
+
+    from nvpcap.session.table import FlowTable
+
+    def columns(rows: list[tuple[float, int, int]]) -> dict[str, np.ndarray]:
+        n = len(rows)
+        cols = {name: np.zeros(n, np.int64) for name in ("frame", "wirelen", "iplen", "seq", "ack", "paylen", "paycap")}
+        cols["ts"] = np.array([int(t * 1e9) for t, _, _ in rows], np.int64)
+        cols["frame"][:] = np.arange(1, n + 1)
+        cols["wirelen"][:] = cols["iplen"][:] = 60
+        cols["cut"] = np.zeros(n, np.bool_)
+        cols["proto"] = np.full(n, 17, np.uint8)
+        cols["ipver"] = np.full(n, 4, np.uint8)
+        cols["src_hi"] = np.zeros(n, np.uint64)
+        cols["dst_hi"] = np.zeros(n, np.uint64)
+        cols["src_lo"] = np.array([0xFFFF0A000001] * n, np.uint64)
+        cols["dst_lo"] = np.array([0xFFFF0A000002] * n, np.uint64)
+        cols["sport"] = np.array([s for _, s, _ in rows], np.int32)
+        cols["dport"] = np.array([d for _, _, d in rows], np.int32)
+        cols["tcp_flags"] = np.zeros(n, np.uint16)
+        cols["win"] = np.zeros(n, np.int32)
+        for name in ("icmp_id", "vlan", "vlan2"):
+            cols[name] = np.full(n, -1, np.int32)
+        return cols
+
+    table = FlowTable()
+    first = columns([(0.0, 5000, 53)])
+    slot_a, _, serial_a, ended = table.step(first, np.arange(1))
+    assert ended.shape[0] == 0
+    # 40 s later (UDP times out after 30 s): the same pair ends on its next packet and restarts, and a new pair
+    # starts, all in one batch
+    second = columns([(40.0, 5000, 53), (40.1, 5001, 53)])
+    slots, _, serials, ended = table.step(second, np.arange(2))
+    assert ended["serial"].tolist() == [serial_a[0]] and ended["reason"].tolist() == [1]  # END_TIMEOUT
+    assert slot_a[0] not in slots.tolist() and len(set(slots.tolist())) == 2
+    assert serials.tolist() == [serial_a[0] + 1, serial_a[0] + 2]
+    third = columns([(41.0, 5002, 53)])
+    slots, _, _, _ = table.step(third, np.arange(1))
+    assert slots.tolist() == [slot_a[0]]  # the slot came back after its batch
