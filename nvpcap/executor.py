@@ -342,8 +342,18 @@ class _LocalPool:
         self.pool = self._new(jobs)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
                                    initargs=(self.queue, os.environ.get(CRASH_HOOK)))
+        # Start every worker now (each would be started by a submit() anyway: a pool has at most one worker per
+        # file). Started from submit(), a worker can come up while the executor tears a broken pool down (another
+        # worker died): its start fails (EBADF), or it is missed by the teardown, which then waits for it for
+        # ever (CPython 3.11's concurrent/futures/process.py: terminate_broken, then join_executor_internals).
+        # With every worker up, submit() never starts one. (A private method, present in 3.11 to 3.13; without
+        # it the pool starts workers as before.)
+        launch = getattr(pool, "_launch_processes", None)
+        if launch is not None:
+            launch()
+        return pool
 
     def drain(self) -> list[tuple[int, int]]:
         out = []

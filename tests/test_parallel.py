@@ -143,6 +143,19 @@ def test_a_worker_that_cannot_be_started_delays_its_file_only(monkeypatch, seria
     assert text == expected and not any(s.issues for s in summaries)
 
 
+def test_a_pool_starts_all_its_workers_before_the_first_file():
+    """No worker is started by submit(), so none can start while a broken pool is torn down (see _LocalPool._new);
+    this checks the private hook still exists in the running Python."""
+    from nvpcap.executor import _LocalPool
+
+    pool = _LocalPool(2, "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods()
+                      else "spawn", False)
+    try:
+        assert len(pool.pool._processes) == 2
+    finally:
+        pool.pool.shutdown(wait=True)
+
+
 def test_a_file_no_worker_accepts_is_reported_and_the_run_ends(monkeypatch):
     import concurrent.futures.process as cfp
 
