@@ -339,7 +339,7 @@ class _LocalPool:
         if method == "forkserver":
             self.ctx.set_forkserver_preload(["nvpcap.executor", "nvpcap.rules", "nvpcap.protocols.registry"])
         self.queue = self.ctx.SimpleQueue() if with_progress else None
-        self.pool = self._new(jobs)
+        self.pool: ProcessPoolExecutor | None = None  # made when a file is to be submitted (see _new)
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_worker_init,
@@ -372,6 +372,8 @@ class _LocalPool:
                 while pending and len(inflight) < window:
                     t = pending.popleft()
                     try:
+                        if self.pool is None:
+                            self.pool = self._new(self.jobs)
                         inflight[self.pool.submit(_pool_task, t, spec)] = t
                         refused = 0
                     except (BrokenProcessPool, OSError) as exc:
@@ -380,8 +382,7 @@ class _LocalPool:
                         # OSError (EBADF: the pool's pipes closed under the forkserver hand-over).
                         if not inflight:  # none in flight to find it by: a fresh pool, a few times at most
                             refused += 1
-                            self.pool.shutdown(wait=True)
-                            self.pool = self._new(self.jobs)
+                            self._drop()
                             if refused > SUBMIT_RETRIES:
                                 done(failed_result(t, "internal-error", "could not start a worker process: "
                                                    f"{_error_text(exc)}"))
@@ -406,12 +407,18 @@ class _LocalPool:
                         result = self._result(fut, t, suspects)
                         if result is not None:
                             done(result)
-                    self.pool.shutdown(wait=True)
+                    self._drop()
                     for t in sorted(suspects, key=lambda t: t.index):
                         done(self._alone(t, spec))
-                    self.pool = self._new(self.jobs)
         finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self._drop(cancel=True)
+
+    def _drop(self, cancel: bool = False) -> None:
+        """Shut the pool down; the next file submitted makes a new one. (A pool made and shut down before any
+        submit would stop its workers while they still start, and they would print errors.)"""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+            self.pool = None
 
     @staticmethod
     def _result(fut: Future, t: Task, suspects: list[Task]) -> TaskResult | None:

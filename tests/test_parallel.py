@@ -148,12 +148,14 @@ def test_a_pool_starts_all_its_workers_before_the_first_file():
     this checks the private hook still exists in the running Python."""
     from nvpcap.executor import _LocalPool
 
-    pool = _LocalPool(2, "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods()
-                      else "spawn", False)
+    local = _LocalPool(2, "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods()
+                       else "spawn", False)
+    pool = local._new(2)
     try:
-        assert len(pool.pool._processes) == 2
+        assert len(pool._processes) == 2
+        assert pool.submit(len, "ab").result() == 2  # and they work
     finally:
-        pool.pool.shutdown(wait=True)
+        pool.shutdown(wait=True)
 
 
 def test_a_file_no_worker_accepts_is_reported_and_the_run_ends(monkeypatch):
