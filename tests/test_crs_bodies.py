@@ -1,8 +1,8 @@
 """CRS request bodies as ModSecurity's body processors give them (rules/crs.py, rules/fields.py): the fields of
 an application/x-www-form-urlencoded body are ARGS/ARGS_POST, each value and name alone (context "form"); an XML
-body is XML:/* (context "xml"); any other body is neither. Before, a link naming ARGS and XML:/* scanned every
-request body whole, so `page=2&sort=x` in a POST body was a Windows `sort` command after `&` (CRS 932115), and a
-JSON or binary upload was read as XML."""
+body is XML:/* (context "xml"); a multipart/form-data body gives ARGS and FILES (tests/test_multipart.py); any other
+body is neither. Before, a link naming ARGS and XML:/* scanned every request body whole, so `page=2&sort=x` in a
+POST body was a Windows `sort` command after `&` (CRS 932115), and a JSON or binary upload was read as XML."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -93,7 +93,8 @@ def test_content_types_choose_the_body_processor():
     assert bodies.body_view(b"application/vnd.api+json") == bodies.JSON
     assert bodies.body_view(b"text/xml; charset=utf-8") == bodies.XML
     assert bodies.body_view(b"application/soap+xml") == bodies.XML
-    for other in (b"application/atom+xml", b"multipart/form-data; boundary=x", b"text/plain", b"application/jsonp",
+    assert bodies.body_view(b"Multipart/Form-Data; boundary=x") == bodies.MULTIPART
+    for other in (b"application/atom+xml", b"multipart/mixed; boundary=x", b"text/plain", b"application/jsonp",
                   b"", None):
         assert bodies.body_view(other) is None
 

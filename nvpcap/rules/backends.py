@@ -25,8 +25,9 @@ Hits = dict[int, list]  # pid -> [first end, last end, list of ends | None]
 NO_HITS: Hits = MappingProxyType({})  # type: ignore[assignment]
 MAX_ENDS = 512
 
-# one call = one unit (a request line, a header block, a name, a form's fields); the other databases are streams
-BLOCK_DBS = ("url", "header", "tls.sni", "dns.query", "form")
+# one call = one unit (a request line, a header block, a name, a form's fields, a multipart body's files); the other
+# databases are streams
+BLOCK_DBS = ("url", "header", "tls.sni", "dns.query", "form", "files")
 WINDOW = 4096  # bytes of history the Python side keeps per stream: the longest match found across calls
 SIDE_KEY = "#"  # "body#1": a database of one side only (the engine's), after the logical key
 

@@ -18,15 +18,16 @@ What is imported:
   arguments with macros (%{...}) keep the rule out, with a problem naming it.
 - variables -> contexts (VARIABLE_CONTEXTS below), as ModSecurity's body processors fill them: request-line
   variables and ARGS_GET -> "url"; ARGS and ARGS_NAMES -> "url" and "form" (the query's arguments and the fields
-  of a form-encoded or JSON request body: protocols/httpforms.py); ARGS_POST -> "form"; XML -> "xml" (the body
-  of a request sent as XML); REQUEST_BODY, FILES -> "body" (every request body, as with
-  forceRequestBodyVariable); request headers and cookies -> "header" (direction request); RESPONSE_BODY ->
-  "body" and RESPONSE_HEADERS -> "header" (direction response). Any other request body (multipart, binary,
-  text) is in no ARGS/XML context. In url, header and form content a link scans each item
-  its variables name alone, as ModSecurity evaluates them (rules/fields.py: a selection step before the
-  transformations): each argument value (ARGS) or name, each form field, the path, the query string, the whole
-  url, each header value or name, each cookie; a selector `:User-Agent` picks that header (cookie, argument), a
-  regex selector `:/.../` takes them all. An exclusion
+  of a form-encoded, JSON or multipart/form-data request body: protocols/httpforms.py); ARGS_POST -> "form";
+  FILES, FILES_NAMES -> "files" (the file names of a multipart/form-data body's uploads, and their parts'
+  names: ModSecurity's MULTIPART processor); XML -> "xml" (the body of a request sent as XML); REQUEST_BODY ->
+  "body" (every request body, as with forceRequestBodyVariable); request headers and cookies -> "header"
+  (direction request); RESPONSE_BODY -> "body" and RESPONSE_HEADERS -> "header" (direction response). Any other
+  request body (binary, text) is in no ARGS/FILES/XML context. In url, header, form and files content a link
+  scans each item its variables name alone, as ModSecurity evaluates them (rules/fields.py: a selection step
+  before the transformations): each argument value (ARGS) or name, each form field, each uploaded file's name,
+  the path, the query string, the whole url, each header value or name, each cookie; a selector `:User-Agent`
+  picks that header (cookie, argument, file part), a regex selector `:/.../` takes them all. An exclusion
   (`!REQUEST_COOKIES:/__utm/`) is ignored (a possible false positive). A count (`&ARGS`) keeps the rule
   out; a variable nvpcap has no content for (TX, MATCHED_VARS, REQUEST_METHOD, ...) is dropped from the list,
   and a link left with none keeps the rule out.
@@ -77,7 +78,8 @@ VARIABLE_CONTEXTS: dict[str, tuple[tuple[str, ...], str]] = {
     **dict.fromkeys(("ARGS_POST", "ARGS_POST_NAMES"), (("form",), "request")),
     **dict.fromkeys(("REQUEST_HEADERS", "REQUEST_HEADERS_NAMES", "REQUEST_COOKIES", "REQUEST_COOKIES_NAMES"),
                     (("header",), "request")),
-    **dict.fromkeys(("REQUEST_BODY", "FILES", "FILES_NAMES"), (("body",), "request")),
+    **dict.fromkeys(("FILES", "FILES_NAMES"), (("files",), "request")),  # a multipart body's uploads
+    "REQUEST_BODY": (("body",), "request"),
     "XML": (("xml",), "request"),
     "RESPONSE_BODY": (("body",), "response"),
     "RESPONSE_HEADERS": (("header",), "response"),
@@ -363,17 +365,21 @@ def link_context(variables: str) -> tuple[str, str]:
     return "+".join(sorted(contexts)), directions.pop() if len(directions) == 1 else "any"
 
 
-# collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...) or a url
-_COLLECTIONS = {"REQUEST_HEADERS": "h", "RESPONSE_HEADERS": "h", "REQUEST_HEADERS_NAMES": "n",
-                "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn",
-                "REQUEST_URI": "u", "REQUEST_URI_RAW": "u", "REQUEST_LINE": "u", "REQUEST_FILENAME": "f",
-                "REQUEST_BASENAME": "fb", "QUERY_STRING": "q", "ARGS": "a", "ARGS_NAMES": "an", "ARGS_GET": "ag",
-                "ARGS_GET_NAMES": "agn", "ARGS_POST": "ap", "ARGS_POST_NAMES": "apn"}
+# collections -> what rules/fields.py selects from a header block ("h": values, "n": names, ...), a url, a form
+# or the files of a multipart body
+_COLLECTIONS = {
+    "FILES": "fl", "FILES_NAMES": "fln", "REQUEST_HEADERS": "h", "RESPONSE_HEADERS": "h", "REQUEST_HEADERS_NAMES": "n",
+    "RESPONSE_HEADERS_NAMES": "n", "REQUEST_COOKIES": "c", "REQUEST_COOKIES_NAMES": "cn", "REQUEST_URI": "u",
+    "REQUEST_URI_RAW": "u", "REQUEST_LINE": "u", "REQUEST_FILENAME": "f", "REQUEST_BASENAME": "fb", "QUERY_STRING": "q",
+    "ARGS": "a", "ARGS_NAMES": "an", "ARGS_GET": "ag", "ARGS_GET_NAMES": "agn", "ARGS_POST": "ap",
+    "ARGS_POST_NAMES": "apn",
+}
 
 
 def link_selection(variables: str) -> str:
     """The selection step of a link (rules/fields.py): ModSecurity evaluates each header value (name, cookie,
-    argument) alone, and `:Name` picks one header, cookie or argument; a regex selector (`:/.../`) takes all."""
+    argument, file name) alone, and `:Name` picks one header, cookie, argument or file part; a regex selector
+    (`:/.../`) takes all."""
     parts = []
     for var in split_variables(variables):
         if var.startswith(("!", "&")):

@@ -9,9 +9,10 @@ Each database exists per side (RuleEngine.sides): a side whose rules leave out a
 patterns (request rules in response bodies: most of CRS) gets a database of its own ("body#1"), else both sides
 share it and _process drops the other side's hits.
 
-OWASP CRS rules (rules/crs.py) also use "form" (the fields of a form-encoded request body: a block unit, item by
-item like a url's arguments) and "xml" (a request body sent as XML: a stream); a CRS link of several variables
-names several contexts ("form+header+url+xml") and its pattern goes to each one's database.
+OWASP CRS rules (rules/crs.py) also use "form" (the fields of a form-encoded, JSON or multipart request body: a
+block unit, item by item like a url's arguments), "files" (the file names of a multipart upload and their parts'
+names: a block unit, item by item) and "xml" (a request body sent as XML: a stream); a CRS link of several
+variables names several contexts ("form+header+url+xml") and its pattern goes to each one's database.
 
 Scanning differs from dp on purpose: url and header calls are single units (block mode), but body, sql and raw
 calls of one flow direction form one stream, so a card number split across two segments is still found (dp
@@ -92,14 +93,14 @@ from .transforms import STREAM_CONTEXTS
 from .validators import VALIDATORS, rule_validator
 
 CLIENT, SERVER = 0, 1
-SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query", "form", "xml")
+SCAN_CONTEXTS = ("url", "header", "body", "sql", "raw", "tls.sni", "dns.query", "form", "files", "xml")
 # apps whose flows never have a raw stream (protocols/applayer.py: DECODED_CONTENT hands url/header/body instead,
 # ENCRYPTED is not scanned): the "raw" database (the body database's patterns) leaves out patterns of rules
 # restricted to these apps (CRS rules, Suricata `alert http`), which could never hold there but cost scanning
 # time (a CRS prefilter can report at nearly every byte of binary traffic)
 NO_RAW_APPS = frozenset({"http", "http2", "grpc", "consul", "elasticsearch", "ssl", "ssh"})
-# the databases "packet" patterns are added to (not the names, nor the CRS-only views of request bodies: a form
-# or XML body is in "body" already)
+# the databases "packet" patterns are added to (not the names, nor the CRS-only views of request bodies: a form,
+# multipart or XML body is in "body" already)
 PACKET_DBS = ("url", "header", "body", "sql")
 WINDOWED = "@window"  # suffix of a stream context's block database of windowed prefilters
 CHAINED_KEY = "|+"  # suffix of a block context's database of all its chains' patterns (_BlockPlan)

@@ -21,8 +21,13 @@ for ARGS_GET/ARGS_GET_NAMES. From a form (context "form": the fields of a reques
 application/x-www-form-urlencoded body as sent, a JSON body's leaves as protocols/httpforms.py encodes them;
 read as ModSecurity's URLENCODED body processor reads a form: fields split at each `&`, names and values
 percent-decoded with `+` as a space): `a`/`ap` every field's value (ARGS, ARGS_POST; `a:NAME` that field's),
-`an`/`apn` every field's name. A selection applies to the content it has parts for (`applies`): header parts
-to header blocks, url parts to urls, argument parts to urls and forms.
+`an`/`apn` every field's name (a multipart/form-data body's text parts are form fields too, encoded by
+protocols/httpforms.py). From the files of a multipart/form-data body (context "files": `part name=file name`
+pairs, form-encoded by protocols/httpforms.py, which alone makes this context: no body a client sends is
+passed as "files", so none can forge its items): `fl` every file name (FILES; `fl:NAME` that of the part named
+NAME), `fln` every file part's name (FILES_NAMES). A selection applies to the content it has parts for
+(`applies`): header parts to header blocks, url parts to urls, argument parts to urls and forms, file parts
+to files.
 Parts are taken in the selection's (sorted) order, each in the order of the block; "select:" with no part
 selects nothing (a CRS link on url and body variables has no header content). A header is `name: value` with
 optional whitespace around the value; a line starting with a space or tab continues the previous value
@@ -37,8 +42,10 @@ MAX_ITEMS = 256
 HEADER_KINDS = ("h", "n", "c", "cn")
 URL_KINDS = ("u", "f", "fb", "q", "a", "an", "ag", "agn")
 FORM_KINDS = ("a", "an", "ap", "apn")
-KINDS = {"header": HEADER_KINDS, "url": URL_KINDS, "form": FORM_KINDS}  # what each kind of content has
-NAMED = ("h", "c", "a", "ag", "ap")  # kinds that take a name: "h:user-agent"
+FILES_KINDS = ("fl", "fln")
+# what each kind of content has
+KINDS = {"header": HEADER_KINDS, "url": URL_KINDS, "form": FORM_KINDS, "files": FILES_KINDS}
+NAMED = ("h", "c", "a", "ag", "ap", "fl")  # kinds that take a name: "h:user-agent"
 
 
 def is_selection(step: str) -> bool:
@@ -96,13 +103,14 @@ def _cookies(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def select(step: str, data: bytes, context: str = "header") -> list[bytes]:
-    """The items a selection step takes from a header block or (context "url") a url, at most MAX_ITEMS."""
+    """The items a selection step takes from a header block or (context "url", "form", "files") a url, a form's
+    fields, a multipart body's files, at most MAX_ITEMS."""
     return Unit(data, context).select(step)
 
 
 class Unit:
-    """One header block or url, parsed once for all the selections of a unit's chains (CRS has ~20 distinct
-    ones), each part's items computed once."""
+    """One header block, url, form or files unit, parsed once for all the selections of a unit's chains (CRS
+    has ~20 distinct ones), each part's items computed once."""
 
     __slots__ = ("_cookies", "_fields", "_parts", "_url", "context", "data")
 
@@ -130,10 +138,10 @@ class Unit:
 
     def _part(self, part: str) -> list[bytes]:
         kind, _, wanted = part.partition(":")
-        if self.context == "form":
+        if self.context in ("form", "files"):  # pairs form-encoded: fields, or (part name, file name)
             if self._url is None:
                 self._url = (b"", None, form_args(self.data))
-            return _named(self._url[2], kind in ("an", "apn"), wanted)
+            return _named(self._url[2], kind in ("an", "apn", "fln"), wanted)
         if self.context == "url":
             if self._url is None:
                 path, qmark, query = self.data.partition(b"?")

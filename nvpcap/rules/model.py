@@ -12,10 +12,12 @@ from .header import FlowHeader
 # rules/suricata.py; "packet" patterns are not scanned there.
 CONTEXTS = ("url", "header", "body", "packet", "sql", "tls.sni", "dns.query")
 # Contexts only the OWASP CRS importer (rules/crs.py) sets, for ModSecurity's request body processors: "form" is
-# the fields of a request body sent form-encoded or as JSON, one unit (ARGS_POST item by item); "xml" the body of
-# a request sent as XML (XML:/*), a stream (protocols/httpforms.py). A CRS link naming variables of several
-# contexts has them joined by "+" ("form+header+url+xml"): the pattern is scanned in each.
-CRS_CONTEXTS = ("form", "xml")
+# the fields of a request body sent form-encoded, as JSON or as multipart/form-data (its text parts), one unit
+# (ARGS_POST item by item); "files" the uploads of a multipart/form-data body, one unit (FILES: their file names,
+# FILES_NAMES: their parts' names); "xml" the body of a request sent as XML (XML:/*), a stream
+# (protocols/httpforms.py). A CRS link naming variables of several contexts has them joined by "+"
+# ("form+header+url+xml"): the pattern is scanned in each.
+CRS_CONTEXTS = ("form", "files", "xml")
 
 
 def context_parts(context: str) -> tuple[str, ...]:
