@@ -13,7 +13,8 @@ TOP_FLOWS = 15
 
 class TableSink(Sink):
     def __init__(self, output: str | None):
-        self.console = Console(file=open(output, "w", encoding="utf-8") if output not in (None, "-") else None)
+        self._file = open(output, "w", encoding="utf-8") if output not in (None, "-") else None  # noqa: SIM115
+        self.console = Console(file=self._file)
         self.top = pd.DataFrame()
         self.states: dict[tuple[str, str], int] = {}
         self.alerts: dict[str, int] = {}
@@ -85,3 +86,5 @@ class TableSink(Sink):
         c.print(f"[bold]{t['packets']}[/] packets in {len(run_summary['files'])} file(s), "
                 f"[bold]{t['flows']}[/] flows, {t['alerts']} alerts, {t['anomalies']} anomalies; "
                 f"every packet accounted: {'yes' if t['accounted'] else '[red]NO[/]'}")
+        if self._file is not None:  # written in full now, not whenever the interpreter gets to it
+            self._file.close()
