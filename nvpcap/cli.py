@@ -1,6 +1,7 @@
 """Command line: parse arguments, call the pipeline, choose exit codes. Nothing else lives here."""
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -42,6 +43,11 @@ EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
 @click.version_option(__version__, prog_name="nvpcap")
 def main() -> None:
     """Offline pcap forensics: flows, protocols, threats and baselines, modelled on NeuVector's data plane."""
+
+
+def _closed_pipe(exc: BaseException) -> bool:
+    """The reader of the output went away. polars reports it as an OSError without an errno, by its message."""
+    return isinstance(exc, OSError) and (exc.errno == errno.EPIPE or "Broken pipe" in str(exc))
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -202,6 +208,8 @@ def analyze(paths: tuple[str, ...], output: str | None, fmt: str | None, strict:
                                        executor=executor, scheduler=scheduler, tee=tee,
                                        progress=lambda n: progress.advance(task, n), on_file=on_file, log=say)
         except (ValueError, OSError) as exc:  # a Dask scheduler that cannot be reached, ...
+            if _closed_pipe(exc):  # `nvpcap analyze x | head`: click ends quietly (exit 1), as on any EPIPE
+                raise BrokenPipeError(errno.EPIPE, "the output's reader went away") from exc
             err.print(f"nvpcap: {exc}", style="red", markup=False, highlight=False)
             sys.exit(EXIT_USAGE)
     print_issues(err, summaries)

@@ -203,3 +203,20 @@ def test_flows_only_writes_flow_records_and_refuses_rules(tmp_path):
     assert not [x for x in records if x["event_type"] in ("http", "dns")]
     r = nvpcap(SAMPLES / "http_ethernet.pcap", "--flows-only", "--rules", "x.rules", cwd=tmp_path)
     assert r.returncode == 2 and b"--flows-only" in r.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
+    """`nvpcap analyze x | head -1`: the closed pipe (polars reports it as an OSError without an errno) ends the
+    run with exit 1 and no message, as click ends any command on EPIPE; before, it was a usage error (2) saying
+    "Broken pipe"."""
+    import pcapgen as g
+
+    many = g.write(tmp_path / "many.pcap", [(i * 0.001, g.udp("10.0.0.1", 10000 + i, "10.0.0.2", 53))
+                                            for i in range(3000)])  # ~2 MB of records: more than a pipe holds
+    proc = subprocess.Popen([sys.executable, "-m", "nvpcap", "analyze", str(many), "--flows-only"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    stderr = proc.stderr.read()
+    assert json.loads(first)["event_type"] == "flow"
+    assert proc.wait(timeout=120) == 1 and b"Broken pipe" not in stderr and b"Traceback" not in stderr, stderr
