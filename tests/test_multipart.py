@@ -193,6 +193,24 @@ def test_parts_and_bytes_are_bounded():
     assert items(late, piece=1 << 16)["args"] == []
 
 
+def test_bodies_with_lf_line_ends_are_read_too():
+    """Lines ended by LF alone (ModSecurity reads such a body and flags it; servers may accept it): the same parts,
+    however the body is cut, and a CR-LF cut between two pieces of a mixed body gains no second CR. Without this
+    an upload named shell.php in an LF-only body would pass the rules unseen."""
+    lf = FORM.replace(b"\r\n", b"\n")
+    for piece in (1, 2, 5, 64, 1 << 20):
+        assert items(lf, piece=piece) == items(FORM), piece
+    # mixed: the first boundary line ends with LF alone, later lines with CRLF
+    mixed = FORM.replace(b"\r\n", b"\n", 1)
+    for piece in (1, 2, 3, 1 << 20):
+        assert items(mixed, piece=piece) == items(FORM), piece
+    # a preamble before the first boundary, and a body that ends before its first boundary line does
+    assert items(b"preamble\n" + lf)["names"] == [b"page", b"comment"]
+    assert units(b"--" + BOUNDARY) == {}
+    # the RFC's CRLF bodies are unchanged, CRs inside values included
+    assert items(FORM)["args"][1] == b"Hello, world & sort=price\r\nsecond line"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from([b"--" + BOUNDARY, b"\r\n", b"\n", b"--", b"Content-Disposition: ", b"form-data",
                                  b'; name="', b'; filename="', b'"', b"\\", b":", b" ", b"x.php", b"\x00", b"\xff"]),
@@ -273,6 +291,12 @@ def test_a_php_upload_is_found_by_its_file_name(engine):
     assert fired(engine, multipart(part(b'form-data; name="evil"; filename="a.txt"', b""))) == [900202]
     assert fired(engine, multipart(part(b'form-data; name="avatar"; filename="a.exe"', b""))) == [900203]
     assert fired(engine, multipart(part(b'form-data; name="other"; filename="a.exe"', b""))) == []
+
+
+def test_an_lf_only_upload_is_found_too(engine):
+    shell = multipart(part(b'form-data; name="upload"; filename="shell.php"', b"GIF89a"),
+                      part(b'form-data; name="q"', b"1 union select 2")).replace(b"\r\n", b"\n")
+    assert fired(engine, shell) == [900201, 933110]
 
 
 def test_a_form_body_cannot_forge_file_items(engine):

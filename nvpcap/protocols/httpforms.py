@@ -147,6 +147,50 @@ def disposition(value: bytes) -> tuple[bytes, bytes | None] | None:
     return None if name is None else (name, params.get(b"filename"))
 
 
+_LONE_LF = re.compile(rb"(?<!\r)\n")
+HOLD_MAX = 64 << 10  # body bytes held while looking for the end of the first boundary line
+
+
+class _LineEnds:
+    """A multipart body's line ends as python-multipart reads them: CRLF (RFC 2046). Some clients end lines with
+    LF alone; ModSecurity reads such a body (and flags it), and a server that accepts it would otherwise get
+    arguments and uploads the rules never saw. The end of the first boundary line decides: LF alone, and every LF
+    not after a CR becomes CRLF from then on (a multi-line text value gains CRs). The body is held until that line
+    end is seen, at most HOLD_MAX bytes (a longer preamble: CRLF assumed)."""
+
+    __slots__ = ("cr_last", "delimiter", "held", "lf")
+
+    def __init__(self, boundary: bytes) -> None:
+        self.delimiter = b"--" + boundary
+        self.held: bytearray | None = bytearray()  # None once decided
+        self.lf = False
+        self.cr_last = False  # the last piece ended with CR: a LF starting the next one ends that line
+
+    def convert(self, piece: bytes) -> bytes:
+        """The next piece of the body, its line ends made CRLF (empty while the first boundary line is unseen)."""
+        if self.held is not None:
+            self.held += piece
+            i = self.held.find(self.delimiter)
+            end = i + len(self.delimiter)
+            if i >= 0 and len(self.held) >= end + 2:
+                self.lf = self.held[end:end + 1] == b"\n"
+            elif len(self.held) < HOLD_MAX:
+                return b""
+            piece = self.rest()
+        if not self.lf or not piece:
+            return piece
+        out = _LONE_LF.sub(b"\r\n", piece)
+        if self.cr_last and piece[:1] == b"\n":
+            out = out[1:]  # a CR and its LF cut between two pieces: no CR to add
+        self.cr_last = piece[-1:] == b"\r"
+        return out
+
+    def rest(self) -> bytes:
+        """What is held (the body ended before its first boundary line did), now as it came."""
+        held, self.held = self.held, None
+        return bytes(held or b"")
+
+
 class _Enough(Exception):
     """A multipart body reached MAX_PARTS parts or FORM_MAX bytes of names and values: the rest is not read."""
 
@@ -154,8 +198,8 @@ class _Enough(Exception):
 class _Multipart:
     """The state of one multipart body being parsed: python-multipart's parser and what its callbacks gave."""
 
-    __slots__ = ("args", "data", "disposition", "fed", "field", "files", "kept", "kind", "name", "parser", "parts",
-                 "value")
+    __slots__ = ("args", "data", "disposition", "fed", "field", "files", "kept", "kind", "lines", "name", "parser",
+                 "parts", "value")
 
     def __init__(self, boundary: bytes) -> None:
         callbacks = {"on_part_begin": self.part_begin, "on_header_field": self.header_field,
@@ -177,10 +221,15 @@ class _Multipart:
         self.data = bytearray()  # the current text part's value so far
         # the body's data before its first boundary (a preamble, or nothing) is the data of a part without
         # headers, ignored: python-multipart wants the body to start with the boundary, ModSecurity skips it
-        self.feed(b"--" + boundary + b"\r\n\r\n\r\n")
+        self._write(b"--" + boundary + b"\r\n\r\n\r\n")
         self.fed = 0
+        self.lines = _LineEnds(boundary)
 
     def feed(self, piece: bytes) -> None:
+        if self.parser is not None:
+            self._write(self.lines.convert(piece))
+
+    def _write(self, piece: bytes) -> None:
         parser = self.parser
         if parser is None:
             return
@@ -246,6 +295,8 @@ class _Multipart:
 
     def units(self) -> tuple[bytes, bytes]:
         """The "form" and "files" units of what parsed (a text part the body ended in: its value so far)."""
+        if self.parser is not None and self.lines.held:
+            self._write(self.lines.rest())
         self.parser = None
         if self.kind == "arg":
             self.part_end()
