@@ -766,3 +766,34 @@ def test_http2_request_bodies_get_the_view_of_their_content_type():
             b"q=a%26b&page=2", b"json.q=x%20y", b"json=%7B%22cut%22%3A%20%22sh"]
         assert rec.joined("xml", CLIENT) == b"<a>1</a>"
         assert rec.joined("body", CLIENT) == b'q=a%26b&page=2{"q": "x y"}<a>1</a>q=1{"cut": "sh'
+
+
+def test_http2_bodies_with_a_content_encoding_are_decoded_for_the_rules():
+    """RFC 9113 §8.1 keeps HTTP's content codings: a gzip or br body reaches the rules (and a request body its
+    view) decoded, as in HTTP/1 (protocols/httpbody.py). Before, such a body was not passed on at all: a card
+    number in a gzip-compressed JSON response over HTTP/2 went unseen by DLP."""
+    import gzip
+
+    import brotli
+
+    secret = b'{"card": "4111 1111 1111 1111", "name": "x"}'
+    form = b"q=1%20union%20select%202&page=2"
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    req = enc.encode([(":method", "POST"), (":scheme", "https"), (":authority", "api.example"), (":path", "/x"),
+                      ("content-type", "application/x-www-form-urlencoded"), ("content-encoding", "gzip")])
+    zipped = gzip.compress(form)
+    resp = senc.encode([(":status", "200"), ("content-type", "application/json"), ("content-encoding", "br")])
+    packed = brotli.compress(secret)
+    bad = senc.encode([(":status", "200"), ("content-encoding", "gzip")])
+    steps = [(CLIENT, CLIENT_START + h2frame(F_HEADERS, END_HEADERS, 1, req) + h2frame(F_DATA, 0, 1, zipped[:9])
+              + h2frame(F_DATA, END_STREAM, 1, zipped[9:])
+              + h2frame(F_HEADERS, END_HEADERS | END_STREAM, 3, enc.encode([(":method", "GET"), (":path", "/y")]))),
+             (SERVER, SERVER_START + h2frame(F_HEADERS, END_HEADERS, 1, resp) + h2frame(F_DATA, 0, 1, packed[:5])
+              + h2frame(F_DATA, END_STREAM, 1, packed[5:])
+              + h2frame(F_HEADERS, END_HEADERS, 3, bad) + h2frame(F_DATA, END_STREAM, 3, b"not gzip at all"))]
+    for split in (0, 1, 7):
+        rec = drive(Http2Parser, steps, split=split)
+        assert rec.joined("body", CLIENT) == form
+        assert rec.joined("body", SERVER) == secret  # the corrupt gzip body passes nothing on
+        assert [d for c, s, d in rec.contents if c == "form"] == [form]
+        assert rec.anomalies == ["decompression-error"]

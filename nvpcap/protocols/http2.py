@@ -13,6 +13,7 @@ import struct
 from urllib.parse import unquote, unquote_to_bytes
 
 from nvpcap.protocols import httpforms
+from nvpcap.protocols.httpbody import CAPPED, ERROR, IDENTITY, BodyDecoder
 from nvpcap.protocols.base import (
     CLIENT,
     SERVER,
@@ -256,13 +257,22 @@ def grpc_path(path: str | None) -> tuple[str | None, str | None]:
 GRPC_PRODUCTS = {"etcdserverpb": "etcd", "v3electionpb": "etcd", "v3lockpb": "etcd"}
 
 
+def _decoder(fields: dict[str, str]) -> BodyDecoder | None:
+    """The content decoder of a body with these headers; None without a Content-Encoding (or identity). An
+    unknown coding gives a decoder that passes nothing on (its status says why), as in HTTP/1."""
+    coding = fields.get("content-encoding")
+    if coding is None or coding.strip().lower() in IDENTITY:
+        return None
+    return BodyDecoder.for_header(coding)
+
+
 class _Stream:
     """One request/response exchange."""
 
     __slots__ = (
         "body_len",
         "compressed",
-        "encoded",
+        "decoders",
         "ended",
         "grpc",
         "grpc_message",
@@ -286,7 +296,8 @@ class _Stream:
         self.status: int | None = None
         self.ended = [False, False]  # END_STREAM seen from client / server
         self.body_len = [0, 0]
-        self.encoded = [False, False]  # content-encoding other than identity: the body is not passed on
+        # per side: the body's content decoder when it has a Content-Encoding (RFC 9113 §8.1 keeps HTTP's codings)
+        self.decoders: list[BodyDecoder | None] = [None, None]
         self.grpc = False
         self.grpc_status: int | None = None
         self.grpc_message: str | None = None
@@ -529,8 +540,8 @@ class Http2Parser(Parser):
         stream.request = fields or {":method": ""}
         ctype = fields.get("content-type", "")
         stream.grpc = ctype.startswith("application/grpc")
-        stream.encoded[CLIENT] = fields.get("content-encoding", "identity") != "identity"
-        if side == CLIENT and ctype and not stream.grpc and not stream.encoded[CLIENT]:
+        stream.decoders[CLIENT] = _decoder(fields)
+        if side == CLIENT and ctype and not stream.grpc:
             stream.view = httpforms.view_for(ctype.encode("latin-1", "replace"), self.out)
         path = fields.get(":path")
         if path:
@@ -541,7 +552,7 @@ class Http2Parser(Parser):
         if status is not None and stream.status is None and not status.startswith("1"):  # 1xx: interim (§8.1)
             stream.status = int(status) if status.isdigit() else None
             stream.response = fields
-            stream.encoded[SERVER] = fields.get("content-encoding", "identity") != "identity"
+            stream.decoders[SERVER] = _decoder(fields)
         if "grpc-status" in fields:  # trailers, or the headers of a Trailers-Only response
             code = fields["grpc-status"]
             stream.grpc_status = int(code) if code.isdigit() else None
@@ -557,10 +568,26 @@ class Http2Parser(Parser):
         stream.body_len[side] += len(piece)
         if stream.grpc:
             self._grpc_messages(side, stream, piece, frame, ts_ns)
-        elif not stream.encoded[side]:
-            self.out.content("body", side, piece, frame, ts_ns)
-            if side == CLIENT and stream.view is not None:
-                stream.view.feed(self.out, piece, frame, ts_ns)
+            return
+        dec = stream.decoders[side]
+        if dec is None:  # most bodies: no content coding
+            self._body_piece(side, stream, piece, frame, ts_ns)
+            return
+        before = dec.status
+        for decoded in dec.feed(piece):
+            self._body_piece(side, stream, decoded, frame, ts_ns)
+        if dec.status != before:  # as HTTP/1 reports it (protocols/http.py)
+            if dec.status == CAPPED:
+                self.anomaly_once("decompression-cap", f"decoded body reached the cap of {dec.cap} bytes", frame,
+                                  ts_ns)
+            elif dec.status == ERROR:
+                self.anomaly_once("decompression-error", f"corrupt compressed body: {dec.error}", frame, ts_ns)
+
+    def _body_piece(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
+        """Body bytes as the application sent them (decoded): to the rules, and to the request body's view."""
+        self.out.content("body", side, piece, frame, ts_ns)
+        if side == CLIENT and stream.view is not None:
+            stream.view.feed(self.out, piece, frame, ts_ns)
 
     def _grpc_messages(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
         """Split DATA into Length-Prefixed-Messages; pass uncompressed messages on, flag compressed ones."""
