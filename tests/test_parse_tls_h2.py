@@ -796,4 +796,4 @@ def test_http2_bodies_with_a_content_encoding_are_decoded_for_the_rules():
         assert rec.joined("body", CLIENT) == form
         assert rec.joined("body", SERVER) == secret  # the corrupt gzip body passes nothing on
         assert [d for c, s, d in rec.contents if c == "form"] == [form]
-        assert rec.anomalies == ["decompression-error"]
+        assert rec.anomalies == ["http2-decompression-error"]

@@ -578,10 +578,10 @@ class Http2Parser(Parser):
             self._body_piece(side, stream, decoded, frame, ts_ns)
         if dec.status != before:  # as HTTP/1 reports it (protocols/http.py)
             if dec.status == CAPPED:
-                self.anomaly_once("decompression-cap", f"decoded body reached the cap of {dec.cap} bytes", frame,
-                                  ts_ns)
+                self.anomaly_once("http2-decompression-cap", f"decoded body reached the cap of {dec.cap} bytes",
+                                  frame, ts_ns)
             elif dec.status == ERROR:
-                self.anomaly_once("decompression-error", f"corrupt compressed body: {dec.error}", frame, ts_ns)
+                self.anomaly_once("http2-decompression-error", f"corrupt compressed body: {dec.error}", frame, ts_ns)
 
     def _body_piece(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
         """Body bytes as the application sent them (decoded): to the rules, and to the request body's view."""
