@@ -11,6 +11,7 @@ import zlib
 
 import brotli
 import pytest
+import zstandard
 
 from conftest import SHARED, run
 from parsertest import Recorder, drive
@@ -164,6 +165,9 @@ def test_chunked_gzip_response_reaches_the_rules_decoded():
     ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
     ("gzip, br", lambda b: brotli.compress(gzip.compress(b))),  # codings listed in the order applied
     ("x-gzip", lambda b: gzip.compress(b[:10]) + gzip.compress(b[10:])),  # two gzip members
+    ("zstd", lambda b: zstandard.ZstdCompressor().compress(b)),  # RFC 8878
+    ("zstd", lambda b: b"".join(zstandard.ZstdCompressor().compress(b[i:i + 100]) for i in range(0, len(b), 100))),
+    ("gzip, zstd", lambda b: zstandard.ZstdCompressor(level=19).compress(gzip.compress(b))),
 ])
 def test_content_codings(coding, encode):
     plain = SSN * 40
@@ -196,6 +200,17 @@ def test_brotli_bomb_is_capped_too():
     bomb = brotli.compress(b"A" * (16 << 20), quality=4)
     out = [p for i in range(0, len(bomb), 100) for p in dec.feed(bomb[i:i + 100])]
     assert sum(map(len, out)) == 1 << 20 and dec.status == "capped"
+
+
+def test_zstd_bomb_is_capped_in_bounded_pieces():
+    """zstandard's decompressobj has no output limit: its input is fed in slices, so a bomb (50 MiB of zeros in
+    ~1.6 KiB) yields at most ~1 MiB per step before the cap stops it."""
+    bomb = zstandard.ZstdCompressor(level=19).compress(b"\0" * (50 << 20))
+    dec = BodyDecoder.for_header("zstd", cap=3 << 20)
+    out = [p for i in range(0, len(bomb), 1000) for p in dec.feed(bomb[i:i + 1000])]
+    assert sum(map(len, out)) == 3 << 20 and dec.status == "capped" and max(map(len, out)) <= 1 << 20
+    bad = BodyDecoder.for_header("zstd")
+    assert bad.feed(b"\x28\xb5\x2f\xfd" + b"\xff" * 40) == [] and bad.status == "error"
 
 
 def test_corrupt_gzip_stops_the_body_not_the_flow():

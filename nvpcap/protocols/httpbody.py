@@ -1,7 +1,8 @@
-"""HTTP message body decoding: the content codings of RFC 9110 §8.4.1 (gzip, deflate) and RFC 7932 (br),
-undone incrementally as the body arrives, with a cap on the bytes produced per body.
+"""HTTP message body decoding: the content codings of RFC 9110 §8.4.1 (gzip, deflate), RFC 7932 (br) and
+RFC 8878 (zstd, which browsers ask for and CDNs send since 2024), undone incrementally as the body arrives, with
+a cap on the bytes produced per body.
 
-Why a cap: a few KiB of gzip or brotli can expand to gigabytes (a decompression bomb); the decoder stops at
+Why a cap: a few KiB of gzip, brotli or zstd can expand to gigabytes (a decompression bomb); the decoder stops at
 MAX_DECODED bytes and says so (status "capped"), so memory stays bounded whatever the capture holds.
 A corrupt stream stops the decoder (status "error"); the caller reports it and passes no more bytes.
 """
@@ -10,14 +11,17 @@ from __future__ import annotations
 import zlib
 
 import brotli
+import zstandard
 
 MAX_DECODED = 10 << 20  # decoded bytes produced per body at most
 PIECE = 1 << 20  # decoded bytes handed out per step (a bound on one allocation)
 MAX_LAYERS = 3  # codings applied to one body (`Content-Encoding: gzip, br`) accepted at most
 
 # RFC 9110 §8.4.1 and the IANA HTTP Content Coding Registry; "x-gzip" is gzip (RFC 9110 §8.4.1.3)
-GZIP, DEFLATE, BR = "gzip", "deflate", "br"
-CODINGS = {"gzip": GZIP, "x-gzip": GZIP, "deflate": DEFLATE, "br": BR}
+GZIP, DEFLATE, BR, ZSTD = "gzip", "deflate", "br", "zstd"
+CODINGS = {"gzip": GZIP, "x-gzip": GZIP, "deflate": DEFLATE, "br": BR, "zstd": ZSTD}
+ZSTD_WINDOW = 8 << 20  # RFC 9659: a decoder of the zstd content coding need not take a window over 8 MiB
+ZSTD_SLICE = 32  # compressed bytes per decompress call: at most ~1 MiB comes out of one (zstd's blocks are 128 KiB)
 IDENTITY = frozenset({"", "identity"})
 
 OK, CAPPED, ERROR, UNSUPPORTED = "ok", "capped", "error", "unsupported"
@@ -108,6 +112,31 @@ class _Brotli:
             raise _Stop(str(exc)) from None
 
 
+class _Zstd:
+    """zstd (RFC 8878), frame after frame. zstandard's decompressobj has no output limit, so the input goes in
+    ZSTD_SLICE bytes at a time: a bomb then yields at most ~1 MiB per call before the cap is checked."""
+
+    def __init__(self) -> None:
+        self.d = None  # the decompressor of the current frame
+
+    def steps(self, data: bytes, room: int):
+        pos = 0
+        while room >= 0 and pos < len(data):
+            if self.d is None:
+                self.d = zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW).decompressobj()
+            piece = data[pos:pos + ZSTD_SLICE]
+            pos += len(piece)
+            try:
+                out = self.d.decompress(piece)
+            except zstandard.ZstdError as exc:
+                raise _Stop(str(exc)) from None
+            room -= len(out)
+            if out:
+                yield out
+            if self.d.eof:  # another frame may follow (bytes after the last one start a frame that is bad)
+                data, pos, self.d = self.d.unused_data + data[pos:], 0, None
+
+
 def parse_codings(value: str | None) -> list[str] | None:
     """The codings of a Content-Encoding value in the order applied; [] for none; None when one is unknown
     (or there are too many to undo)."""
@@ -120,6 +149,9 @@ def parse_codings(value: str | None) -> list[str] | None:
     return [CODINGS[c] for c in names]
 
 
+_STAGES = {BR: lambda _coding: _Brotli(), ZSTD: lambda _coding: _Zstd()}  # the other codings: _Zlib(coding)
+
+
 class BodyDecoder:
     """Undoes the content codings of one body, fed piece by piece. `status` tells why it stopped."""
 
@@ -127,7 +159,7 @@ class BodyDecoder:
 
     def __init__(self, codings: list[str], cap: int = MAX_DECODED) -> None:
         # codings are applied in the order listed, so they are undone in reverse (RFC 9110 §8.4)
-        self.stages = [_Brotli() if c == BR else _Zlib(c) for c in reversed(codings)] if codings else []
+        self.stages = [_STAGES.get(c, _Zlib)(c) for c in reversed(codings)] if codings else []
         self.cap = cap
         self.produced = 0
         self.status = OK
