@@ -3,6 +3,7 @@ RFC 9113/7541 (HTTP/2, HPACK) and gRPC's PROTOCOL-HTTP2.md; real captures checke
 from __future__ import annotations
 
 import datetime
+import gzip
 import hashlib
 import random
 import shutil
@@ -618,7 +619,8 @@ def test_grpc_call_messages_and_trailers():
     req = enc.encode([(":method", "POST"), (":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"),
                       (":authority", "svc:50051"), ("content-type", "application/grpc+proto"), ("te", "trailers"),
                       ("grpc-encoding", "gzip"), ("user-agent", "grpc-python/1.60")])
-    body = grpc_message(b"\x0a\x05world") + grpc_message(b"\x1f\x8b\x08zipped", compressed=True) + grpc_message(b"3rd")
+    zipped = gzip.compress(b"\x0a\x03zip")  # grpc-encoding gzip: each compressed message one gzip stream
+    body = grpc_message(b"\x0a\x05world") + grpc_message(zipped, compressed=True) + grpc_message(b"3rd")
     steps = [(CLIENT, CLIENT_START + h2frame(F_HEADERS, END_HEADERS, 1, req) + h2frame(F_DATA, 0, 1, body[:7])
               + h2frame(F_DATA, END_STREAM, 1, body[7:])),
              (SERVER, SERVER_START + h2frame(F_HEADERS, END_HEADERS, 1, senc.encode([(":status", "200"),
@@ -635,8 +637,16 @@ def test_grpc_call_messages_and_trailers():
             "user_agent": "grpc-python/1.60", "request_body_len": len(body), "response_body_len": 18, "reset": None,
             "grpc_service": "helloworld.Greeter", "grpc_method": "SayHello", "grpc_status": 5,
             "grpc_message": "not found: x", "grpc_compressed": True}]
-        assert rec.joined("body", CLIENT) == b"\x0a\x05world" + b"3rd"  # prefixes stripped, compressed one left out
+        assert rec.joined("body", CLIENT) == b"\x0a\x05world" + b"\x0a\x03zip" + b"3rd"  # prefixes stripped, unzipped
         assert rec.joined("body", SERVER) == b"\x0a\x0bHello world"
+    # a compressed message that is not what grpc-encoding says: left out, reported; snappy (not undone): left out
+    for coding, anomalies in (("gzip", ["http2-decompression-error"]), ("snappy", [])):
+        req2 = hpack.Encoder().encode([(":method", "POST"), (":path", "/a.B/C"), ("content-type", "application/grpc"),
+                                       ("grpc-encoding", coding)])
+        bad = grpc_message(b"\x1f\x8b\x08zipped", compressed=True) + grpc_message(b"next")
+        rec = drive(GrpcParser, [(CLIENT, CLIENT_START + h2frame(F_HEADERS, END_HEADERS, 1, req2)
+                                  + h2frame(F_DATA, END_STREAM, 1, bad))], server_port=50051)
+        assert rec.anomalies == anomalies and rec.joined("body", CLIENT) == b"next"
 
 
 def test_grpc_trailers_only_response():

@@ -278,6 +278,7 @@ class _Stream:
         "grpc_message",
         "grpc_status",
         "msg_compressed",
+        "msg_decoder",
         "msg_left",
         "prefix",
         "request",
@@ -305,6 +306,7 @@ class _Stream:
         self.prefix = [bytearray(), bytearray()]  # gRPC message prefix being collected (<= 5 bytes)
         self.msg_left = [0, 0]  # gRPC message bytes still to come
         self.msg_compressed = [False, False]
+        self.msg_decoder: list[BodyDecoder | None] = [None, None]  # the compressed message's (grpc-encoding)
         self.reset: str | None = None
         self.view: httpforms.BodyView | None = None  # the request body's view for the rules (form, JSON, XML)
 
@@ -572,7 +574,11 @@ class Http2Parser(Parser):
         dec = stream.decoders[side]
         if dec is None:  # most bodies: no content coding
             self._body_piece(side, stream, piece, frame, ts_ns)
-            return
+        else:
+            self._decode(side, stream, dec, piece, frame, ts_ns)
+
+    def _decode(self, side: int, stream: _Stream, dec: BodyDecoder, piece: bytes, frame: int, ts_ns: int) -> None:
+        """Coded bytes of a body (or of a compressed gRPC message): decoded, then on as body bytes."""
         before = dec.status
         for decoded in dec.feed(piece):
             self._body_piece(side, stream, decoded, frame, ts_ns)
@@ -590,7 +596,8 @@ class Http2Parser(Parser):
             stream.view.feed(self.out, piece, frame, ts_ns)
 
     def _grpc_messages(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
-        """Split DATA into Length-Prefixed-Messages; pass uncompressed messages on, flag compressed ones."""
+        """Split DATA into Length-Prefixed-Messages; pass messages on, a compressed one decoded by the stream's
+        grpc-encoding (gzip, deflate, zstd: what BodyDecoder undoes; another, such as snappy, is left out)."""
         pos, n = 0, len(piece)
         prefix = stream.prefix[side]
         while pos < n:
@@ -599,6 +606,8 @@ class Http2Parser(Parser):
                 k = min(left, n - pos)
                 if not stream.msg_compressed[side]:
                     self.out.content("body", side, piece[pos : pos + k], frame, ts_ns)
+                elif stream.msg_decoder[side] is not None:
+                    self._decode(side, stream, stream.msg_decoder[side], piece[pos : pos + k], frame, ts_ns)
                 stream.msg_left[side] -= k
                 pos += k
                 continue
@@ -610,6 +619,9 @@ class Http2Parser(Parser):
                 prefix.clear()
                 stream.msg_compressed[side] = bool(flag & 1)
                 stream.compressed |= bool(flag & 1)
+                headers = stream.request if side == CLIENT else stream.response
+                coding = headers.get("grpc-encoding") if flag & 1 else None  # each message a whole stream
+                stream.msg_decoder[side] = BodyDecoder.for_header(coding) if coding else None
                 stream.msg_left[side] = length
 
     # -- streams --
