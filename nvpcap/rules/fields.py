@@ -112,14 +112,15 @@ class Unit:
     """One header block, url, form or files unit, parsed once for all the selections of a unit's chains (CRS
     has ~20 distinct ones), each part's items computed once."""
 
-    __slots__ = ("_cookies", "_fields", "_parts", "_url", "context", "data")
+    __slots__ = ("_args", "_cookies", "_fields", "_parts", "_url", "context", "data")
 
     def __init__(self, data: bytes, context: str = "header") -> None:
         self.data = data
         self.context = context
         self._fields: list[tuple[bytes, bytes]] | None = None
         self._cookies: list[tuple[bytes, bytes]] | None = None
-        self._url: tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None = None
+        self._url: tuple[bytes, bytes | None, list[tuple[bytes, bytes]]] | None = None  # path, query, arguments
+        self._args: list[tuple[bytes, bytes]] | None = None  # a form's fields, a files unit's (part, file) names
         self._parts: dict[str, list[bytes]] = {}
 
     def select(self, step: str) -> list[bytes]:
@@ -139,9 +140,9 @@ class Unit:
     def _part(self, part: str) -> list[bytes]:
         kind, _, wanted = part.partition(":")
         if self.context in ("form", "files"):  # pairs form-encoded: fields, or (part name, file name)
-            if self._url is None:
-                self._url = (b"", None, form_args(self.data))
-            return _named(self._url[2], kind in ("an", "apn", "fln"), wanted)
+            if self._args is None:
+                self._args = form_args(self.data)
+            return _named(self._args, kind in ("an", "apn", "fln"), wanted)
         if self.context == "url":
             if self._url is None:
                 path, qmark, query = self.data.partition(b"?")
