@@ -399,20 +399,20 @@ class AppLayer:
         cids, words = community_ids(proto.astype(np.int64), c_hi.astype(np.uint64), c_lo.astype(np.uint64),
                                     s_hi.astype(np.uint64), s_lo.astype(np.uint64), cport.astype(np.int64),
                                     sport.astype(np.int64))
-        fids = flow_ids(self.pcap_filename, np.array(serials, np.int64), first_ts.astype(np.int64), words)
-        per_flow = {}
-        for i, s in enumerate(serials):
-            k = keys[i]
-            per_flow[s] = {"flow_id": int(fids[i]), "community_id": cids[i], "src_ip": addresses.text(k[1], k[2]),
-                           "src_port": int(k[5]), "dest_ip": addresses.text(k[3], k[4]), "dest_port": int(k[6]),
-                           "proto": proto_name(int(k[0]))}
+        fids = flow_ids(self.pcap_filename, np.array(serials, np.int64), first_ts.astype(np.int64), words).tolist()
+        text = addresses.text
+        # per flow, its key fields in record order (a tuple: one dict display per event below, no merge)
+        per_flow = {s: (fid, cid, text(k[1], k[2]), int(k[5]), text(k[3], k[4]), int(k[6]), proto_name(int(k[0])))
+                    for s, k, fid, cid in zip(serials, keys, fids, cids)}
         stamps = iso_timestamps(np.array([r.ts_ns for r in rows], np.int64)).tolist()
         out = []
         append = out.append
         pcap = self.pcap_filename
         for (serial, app, fields, frame, ts_ns), stamp in zip(rows, stamps):
+            fid, cid, src_ip, src_port, dest_ip, dest_port, proto_text = per_flow[serial]
             rec = {"event_type": app, "ts": ts_ns / 1e9, "timestamp": stamp, "pcap_filename": pcap, "frame": frame,
-                   **per_flow[serial]}
+                   "flow_id": fid, "community_id": cid, "src_ip": src_ip, "src_port": src_port, "dest_ip": dest_ip,
+                   "dest_port": dest_port, "proto": proto_text}
             if app == "alert":
                 rec.update(fields)
             else:

@@ -507,8 +507,9 @@ class DnsParser(Parser):
         if self.transfer is not None:
             self._close_transfer()
         self._question_threats(m, side, frame, ts_ns)
-        for name, _, _ in m.questions:  # Suricata's dns.query buffer, for the rules
-            self.out.content("dns.query", side, name.encode("utf-8", "replace"), frame, ts_ns)
+        if self.out.scans("dns.query"):  # (the bundled packs read no query names: none encoded for nothing)
+            for name, _, _ in m.questions:  # Suricata's dns.query buffer, for the rules
+                self.out.content("dns.query", side, name.encode("utf-8", "replace"), frame, ts_ns)
         self.pending.setdefault(m.id, []).append(_Txn(m, frame, ts_ns))
         self.waiting += 1
         if self.waiting > MAX_PENDING:  # the oldest query goes out unanswered
