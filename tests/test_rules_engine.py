@@ -659,6 +659,20 @@ def test_tail_keeps_what_the_patterns_need() -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stream_shorter_than_its_tail_keeps_all_of_it_after_a_hit(backend: str) -> None:
+    """After a call with a hit the tail is cut from the window (tail + data); a stream shorter than `keep` so far
+    keeps all of it (found by a helper: the cut was window[len - keep:], a negative index that kept only
+    keep - len bytes, so a match spanning the next call could lose its start)."""
+    unbounded = one_rule(pat(r"secret=\w+"), category="waf")
+    fs = engine_for(tuple(unbounded), backend).flow_scanner("flow")
+    fs.scan("body", CLIENT, b"secret=abc " + b"x" * 3000, 1, 1)  # a hit: the window is built
+    assert fs.buffered_bytes() == 3011
+    fs.scan("body", CLIENT, b"y" * 2000, 2, 2)
+    assert fs.buffered_bytes() == WINDOW
+    fs.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_chunk_history_keeps_the_calls_the_window_holds(backend: str) -> None:
     fs = engine_for(tuple(CARD_RULES), backend).flow_scanner("flow")
     for i in range(100):

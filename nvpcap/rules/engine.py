@@ -721,7 +721,7 @@ class FlowScanner:
         if n >= keep:
             tail = data[n - keep :] if n > keep else data
         elif window is not None:
-            tail = window[len(window) - keep :]
+            tail = window[-keep:]  # all of it when the stream so far is shorter than keep
         elif len(tail) + n > keep:
             tail = tail[len(tail) + n - keep :] + data
         else:
