@@ -35,7 +35,7 @@ from nvpcap.protocols.base import (
     ProtocolSpec,
     Verdict,
 )
-from nvpcap.protocols.httpbody import CAPPED, ERROR, BodyDecoder
+from nvpcap.protocols.httpbody import BodyDecoder
 
 MAX_METHOD = 20  # longest method token accepted (NeuVector: 17; "VERSION-CONTROL" is 15)
 MAX_LINE_STARTS = 32  # mid-stream: line starts tried per buffer
@@ -1099,11 +1099,9 @@ class HttpParser(TextParser):
                 txn.struts += piece[: STRUTS_WINDOW - len(txn.struts)]
                 if len(txn.struts) == STRUTS_WINDOW:
                     self._struts(txn, frame, ts)
-        if dec.status != before:
-            if dec.status == CAPPED:
-                self.anomaly_once("decompression-cap", f"decoded body reached the cap of {dec.cap} bytes", frame, ts)
-            elif dec.status == ERROR:
-                self.anomaly_once("decompression-error", f"corrupt compressed body: {dec.error}", frame, ts)
+        stopped = dec.stopped(before)
+        if stopped is not None:
+            self.anomaly_once(*stopped, frame, ts)
 
     def wire_body_gap(self, side: int) -> None:
         body = self.body[side]

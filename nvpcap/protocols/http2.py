@@ -13,7 +13,6 @@ import struct
 from urllib.parse import unquote, unquote_to_bytes
 
 from nvpcap.protocols import httpforms
-from nvpcap.protocols.httpbody import CAPPED, ERROR, IDENTITY, BodyDecoder
 from nvpcap.protocols.base import (
     CLIENT,
     SERVER,
@@ -23,6 +22,7 @@ from nvpcap.protocols.base import (
     ProtocolSpec,
     Verdict,
 )
+from nvpcap.protocols.httpbody import BodyDecoder, parse_codings
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER = 9
@@ -261,7 +261,7 @@ def _decoder(fields: dict[str, str]) -> BodyDecoder | None:
     """The content decoder of a body with these headers; None without a Content-Encoding (or identity). An
     unknown coding gives a decoder that passes nothing on (its status says why), as in HTTP/1."""
     coding = fields.get("content-encoding")
-    if coding is None or coding.strip().lower() in IDENTITY:
+    if coding is None or parse_codings(coding) == []:
         return None
     return BodyDecoder.for_header(coding)
 
@@ -582,12 +582,10 @@ class Http2Parser(Parser):
         before = dec.status
         for decoded in dec.feed(piece):
             self._body_piece(side, stream, decoded, frame, ts_ns)
-        if dec.status != before:  # as HTTP/1 reports it (protocols/http.py)
-            if dec.status == CAPPED:
-                self.anomaly_once("http2-decompression-cap", f"decoded body reached the cap of {dec.cap} bytes",
-                                  frame, ts_ns)
-            elif dec.status == ERROR:
-                self.anomaly_once("http2-decompression-error", f"corrupt compressed body: {dec.error}", frame, ts_ns)
+        stopped = dec.stopped(before)
+        if stopped is not None:
+            reason, message = stopped
+            self.anomaly_once(f"http2-{reason}", message, frame, ts_ns)
 
     def _body_piece(self, side: int, stream: _Stream, piece: bytes, frame: int, ts_ns: int) -> None:
         """Body bytes as the application sent them (decoded): to the rules, and to the request body's view."""

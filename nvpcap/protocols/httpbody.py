@@ -149,7 +149,7 @@ def parse_codings(value: str | None) -> list[str] | None:
     return [CODINGS[c] for c in names]
 
 
-_STAGES = {BR: lambda _coding: _Brotli(), ZSTD: lambda _coding: _Zstd()}  # the other codings: _Zlib(coding)
+_STAGES = {BR: _Brotli, ZSTD: _Zstd}  # the other codings: _Zlib(coding)
 
 
 class BodyDecoder:
@@ -159,7 +159,7 @@ class BodyDecoder:
 
     def __init__(self, codings: list[str], cap: int = MAX_DECODED) -> None:
         # codings are applied in the order listed, so they are undone in reverse (RFC 9110 §8.4)
-        self.stages = [_STAGES.get(c, _Zlib)(c) for c in reversed(codings)] if codings else []
+        self.stages = [_STAGES[c]() if c in _STAGES else _Zlib(c) for c in reversed(codings)] if codings else []
         self.cap = cap
         self.produced = 0
         self.status = OK
@@ -193,6 +193,17 @@ class BodyDecoder:
             self.status, self.error = ERROR, exc.args[0] if exc.args else "corrupt stream"
             return []
         return self._keep(pieces)
+
+    def stopped(self, before: str) -> tuple[str, str] | None:
+        """(anomaly reason, message) when the feeds since the status was `before` stopped the decoder on a cap
+        or a corrupt stream; None otherwise. The parsers report it once per flow."""
+        if self.status == before:
+            return None
+        if self.status == CAPPED:
+            return "decompression-cap", f"decoded body reached the cap of {self.cap} bytes"
+        if self.status == ERROR:
+            return "decompression-error", f"corrupt compressed body: {self.error}"
+        return None
 
     def _keep(self, pieces: list[bytes]) -> list[bytes]:
         """The pieces up to the cap; past it, the decoder stops as CAPPED."""
