@@ -200,7 +200,7 @@ class _FileRun:
         self.internal_errors: list[CaptureIssue] = []
         self.stopped = False  # set when an internal error ended the reading of the current file
         self.pending: list[np.ndarray] = []
-        self.pending_labels: list[tuple] = []  # per pending array: its flows' verdicts (_verdicts)
+        self.pending_verdicts: list[tuple] = []  # per pending flow, in order: its verdict (_verdicts)
         self.pending_n = 0
         self.app = AppLayer(_protocols(), self.events, self.display, config.app)
         # per flow-table slot: the serial of the flow the app layer last saw there, and whether it wants no more
@@ -303,8 +303,8 @@ class _FileRun:
             ended = ended[pair_owner(ended["c_hi"], ended["c_lo"], ended["s_hi"], ended["s_lo"], self.shards)
                           == self.shard]
         if ended.shape[0]:
-            if self.app.config.inspect:  # first: should a parser fail here, pending and its labels still agree
-                self.pending_labels.append(self._verdicts(ended))
+            if self.app.config.inspect:  # first: should a parser fail here, pending and its verdicts still agree
+                self.pending_verdicts += self._verdicts(ended)
             self.pending.append(ended)
             self.pending_n += ended.shape[0]
         if self.pending_n == 0 or (self.pending_n < FLOW_BLOCK and not final):
@@ -312,39 +312,27 @@ class _FileRun:
                 self.emit_events(final)
             return
         block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        labels, self.pending, self.pending_labels, self.pending_n = self.pending_labels, [], [], 0
+        verdicts, self.pending, self.pending_verdicts, self.pending_n = self.pending_verdicts, [], [], 0
         if not self.app.config.inspect:  # --flows-only: labels from the server port, nothing else to collect
             self.write_flow_frame(build_flow_frame(block, self.ctx, self.app.port_labels(block)))
         else:
-            apps = [a for part in labels for a in part[0]]
-            products = [p for part in labels for p in part[1]]
-            threats: dict[int, list[int]] = {}
-            base = 0
-            for part in labels:
-                threats.update({base + i: ids for i, ids in part[2].items()})
-                base += len(part[0])
-            self.write_flow_frame(build_flow_frame(block, self.ctx, apps, products, threats))
+            self.write_flow_frame(build_flow_frame(
+                block, self.ctx, [label for label, _, _ in verdicts], [product for _, product, _ in verdicts],
+                {i: ids for i, (_, _, ids) in enumerate(verdicts) if ids}))
         self.emit_events(final)
 
-    def _verdicts(self, ended: np.ndarray) -> tuple[list[tuple[str, str]], list[str | None], dict[int, list[int]]]:
-        """(app_proto, app_confidence), app_product and protocol threat ids (by row) of ended flows; ends
-        their application-layer state."""
+    def _verdicts(self, ended: np.ndarray) -> list[tuple[tuple[str, str], str | None, list[int]]]:
+        """Per ended flow: (app_proto, app_confidence), app_product and protocol threat ids; ends their
+        application-layer state."""
         end = self.app.end
-        apps: list[tuple[str, str]] = []
-        products: list[str | None] = []
-        threats: dict[int, list[int]] = {}
-        for i, (p, ser, sp) in enumerate(zip(ended["proto"].tolist(), ended["serial"].tolist(),
-                                             ended["sport"].tolist())):
+        out: list[tuple[tuple[str, str], str | None, list[int]]] = []
+        for p, ser, sp in zip(ended["proto"].tolist(), ended["serial"].tolist(), ended["sport"].tolist()):
             if p in (6, 17):
                 app, conf, product, ids = end(ser, "tcp" if p == 6 else "udp", sp)
-                apps.append((app, conf))
-                products.append(product)
-                if ids:
-                    threats[i] = ids
+                out.append(((app, conf), product, ids))
             else:
-                apps.append(other_label(p))
-                products.append(None)
-        return apps, products, threats
+                out.append((other_label(p), None, []))
+        return out
 
     def write_flow_frame(self, frame: pl.DataFrame) -> None:
         """Count a block of flow records and hand it to the sink (`_StreamRun` maps it to its files first)."""
