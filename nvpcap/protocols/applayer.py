@@ -376,8 +376,9 @@ class AppLayer:
         # few distinct (protocol, port) pairs; one integer each (np.unique over rows of pairs is 20x slower)
         pairs = ended["proto"].astype(np.int64) << 32 | (ended["sport"].astype(np.int64) & 0xFFFFFFFF)
         distinct, inverse = np.unique(pairs, return_inverse=True)
-        labels = [by_port("tcp" if pair >> 32 == 6 else "udp", pair & 0xFFFFFFFF) if pair >> 32 in (6, 17)
-                  else other_label(pair >> 32) for pair in distinct.tolist()]
+        labels = []
+        for proto, port in (divmod(pair, 1 << 32) for pair in distinct.tolist()):
+            labels.append(by_port("tcp" if proto == 6 else "udp", port) if proto in (6, 17) else other_label(proto))
         return [labels[i] for i in inverse.reshape(-1).tolist()]
 
     # ---- event records ----
