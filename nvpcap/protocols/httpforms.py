@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from urllib.parse import quote_from_bytes
 
 from nvpcap.protocols.base import CLIENT, ParserOutput
@@ -75,7 +76,7 @@ def form_unit(view: str, body: bytes) -> bytes:
         doc = json.loads(body)
     except (ValueError, RecursionError):  # not JSON (or cut short): all of it as one argument
         return b"json=" + _encoded(body)
-    return b"&".join(_encoded(name.encode()) + b"=" + _encoded(value) for name, value in _leaves(doc))
+    return _pairs((name.encode(), value) for name, value in _leaves(doc))
 
 
 def _leaves(doc: object) -> list[tuple[str, bytes]]:
@@ -93,6 +94,11 @@ def _leaves(doc: object) -> list[tuple[str, bytes]]:
         else:
             out.append((path, json.dumps(node).encode()))
     return out
+
+
+def _pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """(name, value) pairs form-encoded: how JSON leaves and multipart parts reach the rules' "form"/"files"."""
+    return b"&".join(_encoded(name) + b"=" + _encoded(value) for name, value in pairs)
 
 
 def _encoded(text: bytes) -> bytes:
@@ -137,12 +143,11 @@ def disposition(value: bytes) -> tuple[bytes, bytes | None] | None:
         key, dquoted, squoted, token = m.groups()
         key = key.lower()
         if key not in params and key in (b"name", b"filename"):
-            if dquoted is not None:
-                params[key] = _ESCAPED[b'"'].sub(rb"\1", dquoted) if b"\\" in dquoted else dquoted
-            elif squoted is not None:
-                params[key] = _ESCAPED[b"'"].sub(rb"\1", squoted) if b"\\" in squoted else squoted
-            else:
+            quoted, quote = (dquoted, b'"') if dquoted is not None else (squoted, b"'")
+            if quoted is None:
                 params[key] = token
+            else:
+                params[key] = _ESCAPED[quote].sub(rb"\1", quoted) if b"\\" in quoted else quoted
     name = params.get(b"name")
     return None if name is None else (name, params.get(b"filename"))
 
@@ -301,10 +306,6 @@ class _Multipart:
         if self.kind == "arg":
             self.part_end()
         return _pairs(self.args), _pairs(self.files)
-
-
-def _pairs(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    return b"&".join(_encoded(name) + b"=" + _encoded(value) for name, value in pairs)
 
 
 class BodyView:
