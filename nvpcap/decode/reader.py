@@ -105,9 +105,9 @@ class CaptureReader:
 
     def _read(self, n: int) -> bytes:
         """Up to n bytes, with `_fill`'s error handling (what was read before an error is kept)."""
-        buf = bytearray(n)
+        buf = np.empty(n, np.uint8)  # not zeroed: most of it is never touched when the input is small
         got = self._fill(memoryview(buf))
-        return bytes(buf[:got])
+        return buf[:got].tobytes()
 
     def batches(self) -> Iterator[RawBatch]:
         head = self._read(4)
@@ -150,11 +150,12 @@ class CaptureReader:
         self.sections = 1
         base = 24  # file offset of buf[0]
         # Two reusable buffers, used in turn: each refill reads straight into one (no per-chunk bytes objects
-        # or concatenation), and a batch's bytes stay intact while the next batch is produced.
+        # or concatenation), and a batch's bytes stay intact while the next batch is produced. Not zeroed
+        # (np.empty): zeroing two 3 MiB buffers was a third of the time spent on a small file.
         size = self.chunk_size + rec.MAX_RECORD_LEN + 16
-        buffers = (bytearray(size), bytearray(size))
+        buffers = (np.empty(size, np.uint8), np.empty(size, np.uint8))
         which = 0
-        prev: bytearray | None = None
+        prev: np.ndarray | None = None
         left = 0  # bytes of an unfinished record carried over from the previous buffer
         prev_pos = 0
         while True:

@@ -104,7 +104,9 @@ class FlowTable:
             return
         # grow by half, not double: the table is the largest single allocation (~600 B a slot), and while it is
         # copied the old and the new one are both alive
-        cap = max(need, self.tab.shape[0] * 3 // 2, 16384)
+        # (at least 1,024 slots: numpy zeroes a structured array itself, and a first table of 16,384 cost 0.4 ms,
+        # more than a small file's whole flow step)
+        cap = max(need, self.tab.shape[0] * 3 // 2, 1024)
         tab = np.zeros(cap, k.FLOW_DTYPE)
         tab[: self.tab.shape[0]] = self.tab
         self.tab = tab
