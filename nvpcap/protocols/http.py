@@ -260,10 +260,11 @@ _KEYS: dict[bytes, str] = {}  # raw field name (never one starting with SP/HT) -
 FOLD_STARTS = (b" ", b"\t")
 
 
-def plain_fields(lines: list[bytes]) -> dict[str, list[bytes]] | None:
+def plain_fields(lines: list[bytes], aliases: dict[str, str] | None = None) -> dict[str, list[bytes]] | None:
     """The fields of header lines without obsolete line folding (the common case, read with fewer steps than
-    Head._fields: a trailing CR goes with the value's strip, a name's key is remembered); None when a line is
-    folded, for Head._fields to read. The caller makes sure there are at most MAX_FIELDS lines."""
+    Head._fields: a trailing CR goes with the value's strip, a name's key is remembered; `aliases` maps compact
+    names, SIP's, to their full key); None when a line is folded, for Head._fields to read. The caller makes
+    sure there are at most MAX_FIELDS lines."""
     fields: dict[str, list[bytes]] = {}
     keys = _KEYS
     for line in lines:
@@ -279,6 +280,8 @@ def plain_fields(lines: list[bytes]) -> dict[str, list[bytes]] | None:
             key = name.strip().lower().decode("latin-1")
             if len(keys) < MAX_NAMES:
                 keys[name] = key
+        if aliases:
+            key = aliases.get(key, key)
         values = fields.get(key)
         if values is None:
             fields[key] = [value.strip()]
@@ -298,7 +301,7 @@ class Head:
         self.block = block  # the header lines as sent, for the rules' "header" context
         self.too_many = False
         lines = block.split(b"\n")
-        fields = plain_fields(lines) if not aliases and len(lines) <= MAX_FIELDS else None
+        fields = plain_fields(lines, aliases) if len(lines) <= MAX_FIELDS else None
         self.fields = fields if fields is not None else self._fields(lines, aliases)
 
     def _fields(self, lines: list[bytes], aliases: dict[str, str] | None) -> dict[str, list[bytes]]:
@@ -642,6 +645,10 @@ class Wire:
         self._resync(line_start)
 
     def _chunk_size(self, data: bytes, pos: int, frame: int, ts: int) -> int:
+        if not self.buf:  # a size line that starts here: the chunks that lie whole in this chunk first
+            pos = self._chunks(data, pos, frame, ts)
+            if pos == len(data) or self.state != W_CHUNK_SIZE:
+                return pos
         line, pos = self._line(data, pos)
         if line is None:
             if len(self.buf) > MAX_CHUNK_LINE:
@@ -657,6 +664,35 @@ class Wire:
             self.state, self.scan = W_TRAILER, 0
         else:
             self.state, self.remaining = W_CHUNK_DATA, size
+        return pos
+
+    def _chunks(self, data: bytes, pos: int, frame: int, ts: int) -> int:
+        """_chunk_size's fast path: chunks whose size line, data and CRLF all lie in `data` from pos go to the
+        owner one by one, as the states W_CHUNK_SIZE, W_CHUNK_DATA and W_CHUNK_END would pass them, without a
+        step of the state loop each. Returns where the general states go on: the data of a chunk cut by the end
+        of `data` (in W_CHUNK_DATA), the last chunk (size 0), or anything unusual (a bad size line, no CRLF)."""
+        n = len(data)
+        wire_body, side = self.owner.wire_body, self.side
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            size = chunk_size(data[pos:nl])
+            if not size or size >= NEGATIVE_CHUNK:
+                break  # a bad line, the last chunk or a negative size: the general state says what it means
+            end = nl + 1 + size
+            if data[end : end + 2] == b"\r\n":
+                after = end + 2
+            elif data[end : end + 1] == b"\n":
+                after = end + 1
+            elif end + 1 >= n:  # the data (or its CRLF) runs past this chunk: W_CHUNK_DATA reads on
+                self.state, self.remaining = W_CHUNK_DATA, size
+                return nl + 1
+            else:
+                break  # not followed by CRLF
+            wire_body(side, data[nl + 1 : end], frame, ts)
+            self.remaining = 0
+            pos = after
         return pos
 
     def _chunk_end(self, data: bytes, pos: int, frame: int, ts: int) -> int:
