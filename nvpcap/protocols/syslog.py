@@ -8,6 +8,8 @@ printable text (UTF-8 allowed); syslog has no answer, so a side that answers mus
 """
 from __future__ import annotations
 
+import re
+
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 
 MAX_PRI = 191
@@ -85,7 +87,9 @@ TRAILER = b"\r\n\0 "
 
 
 def _s(raw: bytes | None, limit: int = MAX_FIELD) -> str | None:
-    return None if raw is None or raw == NIL else raw.decode("utf-8", "replace")[:limit]
+    if raw is None or raw == NIL:
+        return None
+    return raw.decode("utf-8", "replace")[:limit]
 
 
 def _bsd_timestamp(text: bytes) -> bool:
@@ -95,11 +99,24 @@ def _bsd_timestamp(text: bytes) -> bool:
             and text[13:15].isdigit())
 
 
+# the STRUCTURED-DATA that _structured_data_steps walks, in one C call: outside quotes any byte but `"` and
+# `]`, or a `]` followed by `[` (the next element); a quoted value to its closing `"`, `\\` escaping one byte;
+# it ends at the first `]` outside quotes that no `[` follows
+_SD = re.compile(rb'\[(?:[^"\]]|\](?=\[)|"(?:[^"\\]|\\.)*")*\](?!\[)', re.DOTALL)
+
+
 def _structured_data(text: bytes) -> int:
     """Length of the STRUCTURED-DATA at the start of text (RFC 5424 §6.3): "-", or [elements] whose quoted
-    values may hold \\" \\] \\\\ escapes."""
+    values may hold \\" \\] \\\\ escapes. The pattern reads the common, closed form; an unclosed one (cut, or
+    a stray quote) is walked byte by byte."""
     if text[:1] != b"[":
         return 1 if text[:1] == NIL else 0
+    whole = _SD.match(text)
+    return whole.end() if whole is not None else _structured_data_steps(text)
+
+
+def _structured_data_steps(text: bytes) -> int:
+    """_structured_data byte by byte (text starts with "["): where the elements end, len(text) if they do not."""
     i, quoted = 0, False
     while i < len(text):
         c = text[i]
@@ -122,15 +139,16 @@ def parse(msg: bytes) -> dict:
                     "program": None, "pid": None, "msgid": None, "structured_data": None}
     body = msg.rstrip(TRAILER)
     close = body.find(b">", 0, 5)
-    if body[:1] == b"<" and 1 < close and body[1:close].isdigit() and int(body[1:close]) <= MAX_PRI:
+    if body[:1] == b"<" and 1 < close and body[1:close].isdigit():
         pri = int(body[1:close])
-        fields["facility"], fields["severity"] = FACILITIES[pri >> 3], SEVERITIES[pri & 7]
-        body = body[close + 1 :]
+        if pri <= MAX_PRI:
+            fields["facility"], fields["severity"] = FACILITIES[pri >> 3], SEVERITIES[pri & 7]
+            body = body[close + 1 :]
     parts = body.split(b" ", 6) if body[:2] == b"1 " else []  # RFC 5424: VERSION (1) SP TIMESTAMP SP ...
     if len(parts) >= 6 and (parts[1] == NIL or (parts[1][:4].isdigit() and parts[1][4:5] == b"-")):
         fields["version"] = 1
-        fields["timestamp"], fields["hostname"], fields["program"], fields["pid"], fields["msgid"] = \
-            (_s(p) for p in parts[1:6])
+        fields["timestamp"], fields["hostname"] = _s(parts[1]), _s(parts[2])
+        fields["program"], fields["pid"], fields["msgid"] = _s(parts[3]), _s(parts[4]), _s(parts[5])
         rest = parts[6] if len(parts) > 6 else b""
         n = _structured_data(rest)
         fields["structured_data"] = _s(rest[:n] or None, MAX_MESSAGE)
@@ -140,7 +158,8 @@ def parse(msg: bytes) -> dict:
         host, _, rest = body[16:].partition(b" ")
         fields["hostname"] = _s(host) or None
         tag = rest.split(b" ", 1)[0]
-        end = min((i for i in (tag.find(b":"), tag.find(b"[")) if i >= 0), default=-1)
+        colon, bracket = tag.find(b":"), tag.find(b"[")
+        end = colon if bracket < 0 else bracket if colon < 0 else min(colon, bracket)  # the first one, or -1
         if end > 0:
             fields["program"] = _s(tag[:end])
             if tag[end : end + 1] == b"[":
@@ -177,6 +196,8 @@ class SyslogParser(Parser):
             self.skip[side] -= n
             data = data[n:]
         buf = self.bufs[side]
+        if not buf and self.starts[side] is None and not self.skip_line[side]:
+            data = self._whole(data, frame, ts_ns)  # the common case: whole messages straight from the chunk
         if data and self.starts[side] is None:
             self.starts[side] = (frame, ts_ns)
         buf += data
@@ -187,6 +208,34 @@ class SyslogParser(Parser):
             buf.clear()
             self.skip_line[side] = True
             self.starts[side] = None
+
+    def _whole(self, data: bytes, frame: int, ts_ns: int) -> bytes:
+        """feed's fast path, for a side that holds and skips nothing: emit the messages that lie whole in the
+        chunk, cut straight from it (no copy into the buffer and out again), as _frame would. Returns the rest,
+        from the first message that is unfinished or unusual (a bad or over-long count), for _frame."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        off, n = 0, len(data)
+        while off < n:
+            c = data[off]
+            if c > 0x39 or c < 0x30:  # LF framing (RFC 6587 §3.4.2)
+                eol = data.find(b"\n", off)
+                if eol < 0:
+                    break
+                msg = data[off:eol]
+                off = eol + 1
+                if msg.strip(TRAILER):
+                    self._emit(msg, frame, ts_ns)
+                continue
+            sp = data.find(b" ", off, off + MAX_COUNT_DIGITS + 1)  # octet counting (§3.4.1)
+            if c == 0x30 or sp < 0 or not data[off:sp].isdigit():
+                break
+            end = sp + 1 + int(data[off:sp])
+            if end - sp - 1 > MAX_FRAME or end > n:
+                break
+            self._emit(data[sp + 1 : end], frame, ts_ns)
+            off = end
+        return data[off:] if off else data
 
     def _frame(self, side: int, buf: bytearray, frame: int, ts_ns: int) -> bool:
         """Take one message off buf if it is complete; False when more bytes are needed."""
