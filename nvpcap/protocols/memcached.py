@@ -300,7 +300,12 @@ class LineReader:
                 self.skip -= k
                 i += k
                 continue
-            if self.start is None:
+            if self.start is None:  # nothing held: the lines that lie whole in the chunk first
+                i = self._whole(data, i, frame, ts_ns, on_line)
+                if i < 0:
+                    return False
+                if i >= n:
+                    return True
                 self.start = (frame, ts_ns)
             eol = data.find(b"\n", i)
             end = n if eol < 0 else eol
@@ -317,6 +322,25 @@ class LineReader:
                 return False
             self.skip = extra
         return True
+
+    def _whole(self, data: bytes, i: int, frame: int, ts_ns: int, on_line: Callable[[bytes, int, int], int]) -> int:
+        """feed's fast path, for a reader that holds nothing: the lines (and their data blocks) that lie whole
+        in the chunk from i, cut straight from it (not copied through the line buffer), as feed's loop reads
+        them. Returns where feed's loop goes on (an unfinished or over-long line; len(data) when a block runs
+        past the chunk, its rest left in `skip`), or -1 when on_line stopped."""
+        n, limit = len(data), self.limit
+        while i < n:
+            eol = data.find(b"\n", i)
+            if eol < 0 or eol - i > limit:
+                break
+            extra = on_line(data[i:eol].removesuffix(b"\r"), frame, ts_ns)
+            if extra < 0:
+                return -1
+            i = eol + 1 + extra
+            if i > n:
+                self.skip = i - n
+                return n
+        return i
 
 
 def text_request(line: bytes) -> tuple[dict, int, bool, bool] | None:
