@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+from functools import partial
 from typing import Any
 
 from .base import (
@@ -25,7 +26,7 @@ from .base import (
     guarded,
 )
 from .consul import http_api
-from .framing import Cursor, Framer, Message, Short
+from .framing import Cursor, Framer, Short
 from .http import HttpApi
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
@@ -111,10 +112,27 @@ class StreamInput(Cursor):
 
     __slots__ = ()
 
+    def uvarint(self) -> int:
+        """Cursor.uvarint, a one-byte value (counts and lengths below 128: nearly all) read in one step."""
+        p = self.p
+        if p < len(self.b) and self.b[p] < 0x80:
+            self.p = p + 1
+            return self.b[p]
+        return super().uvarint()
+
     def string(self, cap: int = 1024) -> str:
-        """readString: a count of UTF-16 units, each written as 1-3 bytes (surrogates separately)."""
+        """readString: a count of UTF-16 units, each written as 1-3 bytes (surrogates separately). ASCII text
+        (action names, most header names and values) is one byte per unit: taken in one step."""
         units = self.uvarint()
         start = self.p
+        ascii_run = self.b[start : start + units]
+        if len(ascii_run) == units and ascii_run.isascii():
+            self.p = start + units
+            return ascii_run[: cap * 4].decode("utf-8", "replace")[:cap]
+        return self._string_units(units, start, cap)
+
+    def _string_units(self, units: int, start: int, cap: int) -> str:
+        """string's general case, unit by unit from `start`: multi-byte characters, or a string cut short."""
         for _ in range(units):
             lead = self.take(1)[0] >> 4
             if lead in (12, 13):
@@ -192,6 +210,7 @@ class ElasticsearchParser(Parser):
                             ctx=ctx) if ctx.server_port == HTTP_API_PORT else None
         self.framers = tuple(Framer(6, _length, MESSAGE_LIMIT, MESSAGE_KEEP) for _ in (CLIENT, SERVER))
         self.pending: dict[tuple[int, int], tuple[dict[str, Any], int, int]] = {}
+        self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.http is not None:
@@ -200,9 +219,7 @@ class ElasticsearchParser(Parser):
         if self.lost[side]:
             return
         framer = self.framers[side]
-        for msg in framer.push(data, frame, ts_ns):
-            self._message(side, msg)
-        if framer.broken:
+        if not framer.feed(data, frame, ts_ns, self.handlers[side]):
             self.anomaly_once("elasticsearch-bad-header", "no 'ES' marker or a bad length: framing lost", frame, ts_ns)
             self.lose(side)
 
@@ -213,32 +230,35 @@ class ElasticsearchParser(Parser):
         elif not self.framers[side].gap(missing):
             self.lose(side)
 
-    def _message(self, side: int, msg: Message) -> None:
-        if msg.length == 6 or len(msg.data) < HEADER:
-            return  # a ping
-        rid, status, version = struct.unpack_from(">qBi", msg.data, 6)
+    def _message(self, side: int, data: bytes, length: int, frame: int, ts_ns: int) -> int:
+        """One message (its first MESSAGE_KEEP bytes when longer than MESSAGE_LIMIT), for Framer.feed: nothing
+        is skipped after it (0)."""
+        if length == 6 or len(data) < HEADER:
+            return 0  # a ping
+        rid, status, version = struct.unpack_from(">qBi", data, 6)
         if status & STATUS_RESPONSE:
             item = self.pending.pop((1 - side, rid), None)
             if item is None:
                 f = dict.fromkeys(BASE_FIELDS)
                 f.update(request_id=rid, version=version_text(version))
-                item = (f, msg.frame, msg.ts_ns)
+                item = (f, frame, ts_ns)
             f = item[0]
-            f.update(status="error" if status & STATUS_ERROR else "ok", response_len=msg.length)
+            f.update(status="error" if status & STATUS_ERROR else "ok", response_len=length)
             f["compressed"] = bool(f["compressed"]) or bool(status & STATUS_COMPRESSED)
             f["handshake"] = bool(f["handshake"]) or bool(status & STATUS_HANDSHAKE)
             self.out.event(*item)
-            return
+            return 0
         f = dict.fromkeys(BASE_FIELDS)
-        f.update(action=request_action(msg.data, version, bool(status & STATUS_COMPRESSED)), request_id=rid,
+        f.update(action=request_action(data, version, bool(status & STATUS_COMPRESSED)), request_id=rid,
                  version=version_text(version), handshake=bool(status & STATUS_HANDSHAKE),
-                 compressed=bool(status & STATUS_COMPRESSED), request_len=msg.length)
+                 compressed=bool(status & STATUS_COMPRESSED), request_len=length)
         key = (side, rid)
         if key in self.pending:
             self.out.event(*self.pending.pop(key))
         if len(self.pending) >= MAX_PENDING:
             self.out.event(*self.pending.pop(next(iter(self.pending))))
-        self.pending[key] = (f, msg.frame, msg.ts_ns)
+        self.pending[key] = (f, frame, ts_ns)
+        return 0
 
     def finish(self) -> None:
         if self.http is not None:
