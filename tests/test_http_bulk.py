@@ -1,19 +1,24 @@
 """The HTTP wire's chunked-body fast path (Wire._chunks: the chunks that lie whole in a segment handed to the
 owner without a step of the state loop each) reads every stream as the general states do: the same events,
 threats, anomalies, body pieces (each call, not only the joined bytes) and the same wire state after each
-segment.
+segment. And zstd bodies decoded by zstandard's stream writer (one C call per piece of the body) give the same
+bytes, status and error after each piece as the decompressobj fed 32 bytes at a time did.
 
-The oracle is the same parser whose wires have the fast path switched off, which is the parser before it."""
+The oracles are the same parser whose wires have the fast path switched off, which is the parser before it,
+and the zstd stage before the writer (a flipped byte may be reported in other words)."""
 from __future__ import annotations
 
 from itertools import pairwise
 
+import zstandard
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
 from parsertest import Recorder
+
+from nvpcap.protocols import httpbody
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext
 from nvpcap.protocols.http import HttpParser, Wire
+from nvpcap.protocols.httpbody import ZSTD_WINDOW, BodyDecoder
 
 
 class GeneralWire(Wire):
@@ -157,3 +162,93 @@ def test_a_long_chunked_body_in_segments_and_byte_by_byte() -> None:
         assert len(fast_rec.events) == 1 and fast_rec.events[0]["response_body_len"] == len(
             fast_rec.joined("body", SERVER)) == sum(len(b"data: {\"n\": %d}\n\n" % i) for i in range(300))
 
+
+# ---- zstd bodies: decoded through zstandard's stream writer, one C call per piece of the body ----
+
+
+class SlicedZstd:
+    """The zstd stage before the writer (the oracle): decompressobj fed 32 bytes at a time, a new
+    one per frame."""
+
+    def __init__(self) -> None:
+        self.d = None
+
+    def steps(self, data: bytes, room: int):
+        pos = 0
+        while room >= 0 and pos < len(data):
+            if self.d is None:
+                self.d = zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW).decompressobj()
+            piece = data[pos : pos + 32]
+            pos += len(piece)
+            try:
+                out = self.d.decompress(piece)
+            except zstandard.ZstdError as exc:
+                raise httpbody._Stop(str(exc)) from None
+            room -= len(out)
+            if out:
+                yield out
+            if self.d.eof:
+                data, pos, self.d = self.d.unused_data + data[pos:], 0, None
+
+
+def _decode(stage, pieces: list[bytes], cap: int) -> list[tuple]:
+    """The decoded bytes (joined), status and error after each piece of the body."""
+    dec = BodyDecoder(["zstd"], cap)
+    dec.stages = [stage]
+    seen = []
+    for piece in pieces:
+        out = b"".join(dec.feed(piece))
+        seen.append((out, dec.status, dec.error, dec.stopped(httpbody.OK)))
+    return seen
+
+
+@st.composite
+def zstd_body(draw) -> tuple[bytes, bool]:
+    """One to three zstd frames of text, random bytes or zeros (a bomb); now and then cut, with a flipped byte,
+    garbage after the last frame, or a frame whose window is over ZSTD_WINDOW. With: whether a byte was flipped."""
+    frames = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.integers(0, 3))
+        size = draw(st.integers(0, 200_000))
+        content = (b"\0" * size if kind == 0 else draw(st.binary(min_size=0, max_size=3000)) if kind == 1
+                   else b"".join(b'{"n": %d}, ' % i for i in range(size // 10)))
+        params = zstandard.ZstdCompressionParameters.from_level(
+            3, window_log=24 if draw(st.integers(0, 15)) == 0 else 17, write_checksum=draw(st.booleans()))
+        frames.append(zstandard.ZstdCompressor(compression_params=params).compress(content))
+    body = bytearray(b"".join(frames))
+    fault = draw(st.integers(0, 8))
+    if fault == 0 and body:
+        body[draw(st.integers(0, len(body) - 1))] ^= 0xFF
+    elif fault == 1:
+        body += draw(st.sampled_from([b"garbage!", b"\x28\xb5\x2f", b"\0"]))
+    elif fault == 2:
+        del body[draw(st.integers(0, len(body))) :]
+    return bytes(body), fault == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(zstd_body(), st.lists(st.integers(0, 100_000), max_size=10), st.sampled_from([httpbody.MAX_DECODED, 50_000,
+                                                                                     1_000, 1]))
+def test_zstd_writer_decodes_as_the_sliced_decompressobj(body: tuple[bytes, bool], cuts: list[int], cap: int) -> None:
+    """The same bytes, status and message after each piece; a frame with a flipped byte may be found corrupt in
+    other words, or where the sliced decoder would still have reached the cap first: there the bytes agree as far
+    as both go, and both stop or neither does."""
+    data, flipped = body
+    pieces = [piece for _, piece in _cut(SERVER, data, cuts)]
+    new, old = _decode(httpbody._Zstd(), pieces, cap), _decode(SlicedZstd(), pieces, cap)
+    if not flipped:
+        assert new == old
+        return
+    new_bytes, old_bytes = b"".join(s[0] for s in new), b"".join(s[0] for s in old)
+    n = min(len(new_bytes), len(old_bytes))
+    assert new_bytes[:n] == old_bytes[:n]
+    assert (new[-1][1] == httpbody.OK) == (old[-1][1] == httpbody.OK)
+
+
+def test_a_zstd_bomb_stops_one_piece_past_the_cap() -> None:
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))  # 64 MiB of zeros in a few KiB
+    stage = httpbody._Zstd()
+    pieces = stage.steps(bomb, httpbody.MAX_DECODED)
+    assert sum(map(len, pieces)) <= httpbody.MAX_DECODED + httpbody.ZSTD_PIECE and max(map(len, pieces)) <= (
+        httpbody.ZSTD_PIECE)
+    assert stage.full and stage.steps(b"more", 10) == []
