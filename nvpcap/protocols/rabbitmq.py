@@ -13,8 +13,17 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .base import FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict, guarded
-from .framing import Cursor, Framer, Message, Short
+from .base import (
+    CLIENT,
+    SERVER,
+    FlowContext,
+    Parser,
+    ParserOutput,
+    ProtocolSpec,
+    Verdict,
+    guarded,
+)
+from .framing import Cursor, Framer, Short
 
 NO, MAYBE, YES = Verdict.NO, Verdict.MAYBE, Verdict.YES
 
@@ -290,6 +299,68 @@ def parse_arguments(layout: str, payload: bytes) -> dict[str, Any]:
     return out
 
 
+# SPEC_METHODS' layouts split once: (class id, method id) -> (name, ((kind, argument name or ""), ...))
+LAYOUTS: dict[tuple[int, int], tuple[str, tuple[tuple[str, str], ...]]] = {
+    ids: (name, tuple((kind, arg) for kind, _, arg in (token.partition(":") for token in layout.split())))
+    for ids, (name, layout) in SPEC_METHODS.items()}
+
+
+def read_arguments(layout: tuple[tuple[str, str], ...], payload: bytes) -> dict[str, Any] | None:
+    """parse_arguments' fast path, for a payload that holds every argument (the common case): the fields read
+    inline, without a Reader call per field. None when an argument is cut: parse_arguments keeps what came
+    before the cut."""
+    out: dict[str, Any] = {}
+    p, n, bits, octet = 0, len(payload), 8, 0
+    for kind, name in layout:
+        if kind == "b":
+            if bits >= 8:
+                if p >= n:
+                    return None
+                octet, p, bits = payload[p], p + 1, 0
+            value: Any = bool(octet >> bits & 1)
+            bits += 1
+        else:
+            bits = 8  # any non-bit field ends a run of packed bits
+            p, value = _read_field(kind, payload, p, n)
+            if p < 0:
+                return None
+        if name:
+            out[name] = value
+    return out
+
+
+def _read_field(kind: str, payload: bytes, p: int, n: int) -> tuple[int, Any]:
+    """One non-bit field (o s l L S T F) at p, as Reader.field reads it: (offset after, value); (-1, None)
+    when it does not fit in the payload."""
+    if kind == "S":
+        end = p + 1 + payload[p] if p < n else n + 1
+        return (end, _text(payload[p + 1 : end])) if end <= n else (-1, None)
+    if kind in ("T", "F"):
+        end = p + 4 + int.from_bytes(payload[p : p + 4], "big") if p + 4 <= n else n + 1
+        return (end, payload[p + 4 : end]) if end <= n else (-1, None)
+    end = p + _FIXED.get(kind, n + 1)
+    return (end, int.from_bytes(payload[p:end], "big")) if end <= n else (-1, None)
+
+
+def read_properties(payload: bytes) -> dict[str, Any] | None:
+    """content_properties' fast path, for a content header that holds every flagged property; None when one
+    is cut (or the header is shorter than its fixed part): content_properties keeps what came before."""
+    n = len(payload)
+    if n < 14:
+        return None
+    out: dict[str, Any] = {"body_size": int.from_bytes(payload[4:12], "big")}
+    flags, p = (payload[12] << 8) | payload[13], 14
+    if flags & 0xFFF8:  # some property is present
+        for i, (name, kind) in enumerate(PROPERTIES):
+            if flags & (0x8000 >> i):
+                p, value = _read_field(kind, payload, p, n)
+                if p < 0:
+                    return None
+                if name in KEPT_PROPERTIES:
+                    out[name] = value
+    return out
+
+
 def table_strings(raw: bytes) -> dict[str, Any]:
     """Top-level scalar entries of a field table (spec §4.2.5.5, with RabbitMQ's type letters): key -> str,
     int, bool; nested tables and arrays skipped by length. Stops at an unknown type."""
@@ -389,11 +460,8 @@ class AmqpParser(Parser):
                 data = bytes(held)
             self.held[side] = bytearray()
             framer = self.framers[side] = Framer(7, _frame_length, FRAME_LIMIT, FRAME_KEEP)
-        for msg in framer.push(data, frame, ts_ns):
-            self._frame(side, msg)
-            if framer.broken:
-                break
-        if framer.broken:
+        # Framer.feed (no generator step per frame) with a handler per side (no bound method kept: no cycle)
+        if not framer.feed(data, frame, ts_ns, self._server_frame if side else self._client_frame):
             self.lose(side)
 
     def gap(self, side: int, missing: int, frame: int, ts_ns: int) -> None:
@@ -422,35 +490,45 @@ class AmqpParser(Parser):
 
     # -- frames --
 
-    def _frame(self, side: int, msg: Message) -> None:
-        data = msg.data
-        kind, channel = data[0], struct.unpack_from(">H", data, 1)[0]
-        if not msg.truncated and data[-1] != FRAME_END:
-            self.anomaly_once("amqp-bad-frame-end", f"frame end {data[-1]:#x}, not 0xce: framing lost", msg.frame,
-                        msg.ts_ns)
+    def _client_frame(self, data: bytes, length: int, frame: int, ts_ns: int) -> int:
+        self._frame(CLIENT, data, len(data) < length, frame, ts_ns)
+        return 0
+
+    def _server_frame(self, data: bytes, length: int, frame: int, ts_ns: int) -> int:
+        self._frame(SERVER, data, len(data) < length, frame, ts_ns)
+        return 0
+
+    def _frame(self, side: int, data: bytes, truncated: bool, frame: int, ts_ns: int) -> None:
+        """One frame (header and frame end included; `truncated`: only its first FRAME_KEEP bytes)."""
+        kind, channel = data[0], (data[1] << 8) | data[2]
+        if not truncated and data[-1] != FRAME_END:
+            self.anomaly_once("amqp-bad-frame-end", f"frame end {data[-1]:#x}, not 0xce: framing lost", frame,
+                              ts_ns)
             self.framers[side].broken = True
             return
-        payload = data[7:-1] if not msg.truncated else data[7:]
+        if kind == BODY:  # most frames of a bulk flow: nothing in them is read
+            return
+        payload = data[7:-1] if not truncated else data[7:]
         if kind == METHOD and len(payload) >= 4:
-            cls, meth = struct.unpack_from(">HH", payload)
-            self._method(side, channel, (cls, meth), payload[4:], msg)
+            ids = ((payload[0] << 8) | payload[1], (payload[2] << 8) | payload[3])
+            self._method(side, channel, ids, payload[4:], frame, ts_ns)
         elif kind == HEADER:
             self._content_header(side, channel, payload)
-        elif kind not in (BODY, HEARTBEAT, 4):  # 4: AMQP 0-8's heartbeat frame type (OOB types unused)
-            self.anomaly_once("amqp-bad-frame-type", f"frame type {kind}", msg.frame, msg.ts_ns)
+        elif kind not in (HEARTBEAT, 4):  # 4: AMQP 0-8's heartbeat frame type (OOB types unused)
+            self.anomaly_once("amqp-bad-frame-type", f"frame type {kind}", frame, ts_ns)
 
-    def _method(self, side: int, channel: int, ids: tuple[int, int], args: bytes, msg: Message) -> None:
-        spec = SPEC_METHODS.get(ids)
+    def _method(self, side: int, channel: int, ids: tuple[int, int], args: bytes, frame: int, ts_ns: int) -> None:
+        spec = LAYOUTS.get(ids)
         if spec is None:
-            self.anomaly_once("amqp-unknown-method", f"class {ids[0]} method {ids[1]}", msg.frame, msg.ts_ns)
+            self.anomaly_once("amqp-unknown-method", f"class {ids[0]} method {ids[1]}", frame, ts_ns)
             return
-        name, layout = spec
-        values = parse_arguments(layout, args)
+        name = spec[0]
+        values = self._arguments(ids, args)
         pending = self.content.pop((side, channel), None)
         if pending is not None:  # a content method whose header never came
             self._emit(pending)
         if ids in CONNECTION_PHASE:
-            self._connection(ids, name, values, msg)
+            self._connection(ids, name, values, frame, ts_ns)
             return
         if channel == 0 and ids == (10, 50) and self.conn:
             self.conn.update(reply=name, reply_code=values.get("reply_code"), reply_text=values.get("reply_text"))
@@ -474,7 +552,7 @@ class AmqpParser(Parser):
         f = dict.fromkeys(BASE_FIELDS)
         f.update(method=name, channel=channel)
         self._merge(f, values)
-        item = (f, msg.frame, msg.ts_ns)
+        item = (f, frame, ts_ns)
         if ids in CONTENT_METHODS:
             self._hold(self.content, (side, channel), item)
         elif is_reply or ids in ASYNC or values.get("no_wait"):
@@ -484,6 +562,18 @@ class AmqpParser(Parser):
             if old is not None:
                 self._emit(old)
             self._hold(self.sync, channel, item)
+
+    @staticmethod
+    def _arguments(ids: tuple[int, int], args: bytes) -> dict[str, Any]:
+        """A method's named arguments: the fast reader, or the general one when an argument is cut."""
+        values = read_arguments(LAYOUTS[ids][1], args)
+        return parse_arguments(SPEC_METHODS[ids][1], args) if values is None else values
+
+    @staticmethod
+    def _properties(payload: bytes) -> dict[str, Any]:
+        """A content header's properties: the fast reader, or the general one when a property is cut."""
+        props = read_properties(payload)
+        return content_properties(payload) if props is None else props
 
     def _hold(self, table: dict, key: Any, item: tuple[dict[str, Any], int, int]) -> None:
         if len(table) >= MAX_PENDING:
@@ -500,14 +590,14 @@ class AmqpParser(Parser):
         item = self.content.pop((side, channel), None)
         if item is None:
             return
-        item[0].update(content_properties(payload))
+        item[0].update(self._properties(payload))
         self._emit(item)
 
-    def _connection(self, ids: tuple[int, int], name: str, values: dict[str, Any], msg: Message) -> None:
+    def _connection(self, ids: tuple[int, int], name: str, values: dict[str, Any], frame: int, ts_ns: int) -> None:
         """The connection phase (Start, StartOk, Secure, Tune, Open) makes one event, sent at Open-Ok."""
         c = self.conn
         if self.conn_where is None:
-            self.conn_where = (msg.frame, msg.ts_ns)
+            self.conn_where = (frame, ts_ns)
         if ids == (10, 10):
             props = table_strings(values.get("server_properties", b""))
             for key in ("product", "version", "platform", "cluster_name"):
