@@ -443,7 +443,28 @@ def ja3s_hash(hello: dict) -> str:
     return _fingerprint((SERVER_HELLO, hello["version"], hello["suite"], tuple(hello["exts"])), ja3s_string, hello)
 
 
+# certificate_fields by the certificate's bytes: a capture holds many connections to the same few servers, and
+# decoding one with `cryptography` costs ~100 us. Bounded as _FINGERPRINTS: emptied when full.
+_CERTIFICATES: dict[bytes, dict | None] = {}
+_CERTIFICATES_MAX = 128
+_CERTIFICATE_MAX_BYTES = 16 << 10  # larger ones (rare) are decoded each time: the cache stays under 2 MiB
+
+
 def certificate_fields(der: bytes) -> dict | None:
+    """decode_certificate(der), decoded once per distinct certificate (a copy: the caller owns its dict)."""
+    key = bytes(der)  # (no copy of a bytes object)
+    if key in _CERTIFICATES:
+        fields = _CERTIFICATES[key]
+    else:
+        fields = decode_certificate(key)
+        if len(key) <= _CERTIFICATE_MAX_BYTES:
+            if len(_CERTIFICATES) >= _CERTIFICATES_MAX:
+                _CERTIFICATES.clear()
+            _CERTIFICATES[key] = fields
+    return None if fields is None else dict(fields)
+
+
+def decode_certificate(der: bytes) -> dict | None:
     """subject, issuer (RFC 4514 strings, as Zeek's ssl.log), serial (hex, as Zeek's x509.log), validity (ISO 8601
     UTC) of one DER X.509 certificate; None when it does not parse."""
     try:
