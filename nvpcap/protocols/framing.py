@@ -144,7 +144,9 @@ class Framer:
         """Move up to `want` bytes from the front of data into the buffer; returns the rest of data."""
         if want <= 0 or not data:
             return data
-        self.marks.append((self.pos + len(self.buf), frame, ts_ns))
+        marks = self.marks
+        if not marks or marks[-1][1] != frame or marks[-1][2] != ts_ns:  # (bytes of one chunk: one mark)
+            marks.append((self.pos + len(self.buf), frame, ts_ns))
         self.buf += data[:want]
         return data[want:]
 
@@ -153,19 +155,55 @@ class Framer:
         after it (data sent outside the framing), or -1 to stop. False once the framing is lost or stopped.
         A chunk that starts at a message header (the common case) first goes through `_whole`: the same
         messages, handled without push's generator step and Message tuple per message."""
-        if not (self.buf or self.skip or self.broken):
-            if type(data) is not bytes:
-                data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
+        if (self.buf or self.skip) and not self.broken:  # a message begun in an earlier chunk (most chunks of a
+            data = self._complete(data, frame, ts_ns, handle)  # bulk stream)
+        if data and not (self.buf or self.skip or self.broken):
             data = self._whole(data, frame, ts_ns, handle)
-            if not data:
-                return not self.broken
+        if data:
+            self._pushed(data, frame, ts_ns, handle)
+        return not self.broken
+
+    def _pushed(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> None:
+        """The general way: every message of `data` through push."""
         for msg in self.push(data, frame, ts_ns):
             extra = handle(msg.data, msg.length, msg.frame, msg.ts_ns)
             if extra < 0:
                 self.stop()
             else:
                 self.skip += extra
-        return not self.broken
+
+    def _complete(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bytes:
+        """feed's way back to `_whole`: the held message completed through push with only the bytes it needs,
+        and what was to be skipped after it, skipped. Returns the rest of the chunk (all of it when the held
+        message needs all of it, or its length is not known: push reads it then)."""
+        while data and (self.buf or self.skip):
+            if self.skip:  # (also when the handler stopped the framer: push skips on before it looks)
+                k = min(self.skip, len(data))
+                self.skip -= k
+                self.pos += k
+                data = data[k:]
+                continue
+            if self.broken:
+                break
+            need = self._needed()
+            if need <= 0 or need >= len(data):
+                break
+            self._pushed(data[:need], frame, ts_ns, handle)
+            data = data[need:]
+        return data
+
+    def _needed(self) -> int:
+        """Bytes that complete the header, or the message, held in the buffer (as push holds them: an over-long
+        message its first `keep`); 0 when its length says the framing is lost (push stops the framer)."""
+        buf, head = self.buf, self.head
+        if len(buf) < head:
+            return head - len(buf)
+        total = self.length(bytes(buf[:head]))
+        if total is None or total < head:
+            return 0
+        return (total if total <= self.limit else min(self.keep, total)) - len(buf)
 
     def _whole(self, data: bytes, frame: int, ts_ns: int, handle: Callable[[bytes, int, int, int], int]) -> bytes:
         """feed's fast path, for a framer that holds nothing and skips nothing: handle the messages that lie
