@@ -60,7 +60,7 @@ def parse_threat_switches(switches: tuple[str, ...] | list[str]) -> dict[int, bo
         if not sep or state is None:
             raise ValueError(f"--threat {item!r}: expected ID=on|off or NAME=on|off")
         key = key.strip()
-        tid = int(key) if key.isdigit() else by_name.get(key.lower())
+        tid = int(key) if key.isascii() and key.isdigit() else by_name.get(key.lower())
         if tid not in CATALOGUE:
             raise ValueError(f"--threat {item!r}: no such threat (see `nvpcap threats`)")
         out[tid] = state

@@ -62,6 +62,8 @@ def test_threat_switches_parse_ids_and_names():
     for bad in ("2012", "9999=on", "2012=maybe", "nope=off"):
         with pytest.raises(ValueError):
             parse_threat_switches([bad])
+    with pytest.raises(ValueError, match="no such threat"):  # "²".isdigit(), but no number int() reads
+        parse_threat_switches(["²=on"])
 
 
 def test_stream_depth_zero_identifies_without_parsing(tmp_path):

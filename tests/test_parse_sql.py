@@ -20,7 +20,7 @@ from nvpcap.protocols.framing import Framer
 from nvpcap.protocols.mssql import TdsParser
 from nvpcap.protocols.mysql import MysqlParser
 from nvpcap.protocols.oracle import TnsParser, connect_data
-from nvpcap.protocols.postgresql import PostgresParser
+from nvpcap.protocols.postgresql import PostgresParser, tag_rows
 from nvpcap.protocols.sqlinjection import PATTERNS, check
 
 PARSERS = (MysqlParser, PostgresParser, TdsParser, TnsParser)
@@ -960,3 +960,7 @@ def test_buffers_stay_bounded_on_endless_messages(cls):
     messages = [m for m in getattr(parser, "msgs", []) if m is not None]  # TDS: packets joined into a message
     assert all(len(m[1]) <= 1 << 18 for m in messages)
     parser.finish()
+
+
+def test_command_tags_with_non_ascii_digits_have_no_row_count():
+    assert (tag_rows("SELECT 5"), tag_rows("INSERT 0 12"), tag_rows("SELECT ²"), tag_rows("BEGIN")) == (5, 12, None, None)

@@ -807,3 +807,19 @@ def test_http2_bodies_with_a_content_encoding_are_decoded_for_the_rules():
         assert rec.joined("body", SERVER) == secret  # the corrupt gzip body passes nothing on
         assert [d for c, s, d in rec.contents if c == "form"] == [form]
         assert rec.anomalies == ["http2-decompression-error"]
+
+
+def test_non_ascii_digits_in_status_fields_are_no_status():
+    """str.isdigit() holds for "²" but int() refuses it: a hostile :status or grpc-status must leave the field
+    empty, not stop the parser and lose the stream's event."""
+    enc, senc = hpack.Encoder(), hpack.Encoder()
+    request = enc.encode([(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"),
+                          ("content-type", "application/grpc")])
+    response = senc.encode([(":status", "²²²"), ("content-type", "application/grpc")])
+    trailers = senc.encode([("grpc-status", "²")])
+    steps = [(CLIENT, CLIENT_START + h2frame(F_HEADERS, END_STREAM | END_HEADERS, 1, request)),
+             (SERVER, SERVER_START + h2frame(F_HEADERS, END_HEADERS, 1, response)
+              + h2frame(F_HEADERS, END_STREAM | END_HEADERS, 1, trailers))]
+    rec = drive(Http2Parser, steps)
+    assert rec.anomalies == []
+    assert len(rec.events) == 1 and rec.events[0]["status"] is None

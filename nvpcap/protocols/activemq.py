@@ -496,7 +496,7 @@ class Stomp:
                 self.p.anomaly_once("stomp-bad-frame", "a frame that does not start with a command line", frame, ts_ns)
                 return False
             length = st.frame_head[1].get("content-length", "")
-            st.body_left = int(length) if length.isdigit() and len(length) < 12 else -1
+            st.body_left = int(length) if length.isascii() and length.isdigit() and len(length) < 12 else -1
             st.in_body, st.body_len = True, 0
         return True
 

@@ -638,12 +638,12 @@ class Http2Parser(Parser):
     def _response(self, stream: _Stream, fields: dict[str, str]) -> None:
         status = fields.get(":status")
         if status is not None and stream.status is None and not status.startswith("1"):  # 1xx: interim (§8.1)
-            stream.status = int(status) if status.isdigit() else None
+            stream.status = int(status) if status.isascii() and status.isdigit() else None
             stream.response = fields
             stream.decoders[SERVER] = _decoder(fields)
         if "grpc-status" in fields:  # trailers, or the headers of a Trailers-Only response
             code = fields["grpc-status"]
-            stream.grpc_status = int(code) if code.isdigit() else None
+            stream.grpc_status = int(code) if code.isascii() and code.isdigit() else None
             message = fields.get("grpc-message")
             stream.grpc_message = None if message is None else unquote(message, errors="replace")
 

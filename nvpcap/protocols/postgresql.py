@@ -204,7 +204,7 @@ def error_fields(body: bytes) -> dict:
 def tag_rows(tag: str) -> int | None:
     """The row count a CommandComplete tag ends with ("SELECT 5", "INSERT 0 1", "UPDATE 3"); None if none."""
     last = tag.rsplit(" ", 1)[-1]
-    return int(last) if " " in tag and last.isdigit() else None
+    return int(last) if " " in tag and last.isascii() and last.isdigit() else None
 
 
 def _remember(table: dict, key: str, value: str | None) -> None:

@@ -418,7 +418,7 @@ def compile_chain(chain: list[SecRule], source: str = "", base_dir: Path | None 
     """One Rule from a SecRule and its chained links; Unsupported (or ValueError) when outside the subset."""
     head = chain[0]
     rid_text = head.action("id")
-    if rid_text is None or not rid_text.strip().isdigit():
+    if rid_text is None or not (rid_text.strip().isascii() and rid_text.strip().isdigit()):
         raise Unsupported("no numeric id")
     patterns: list[Pattern] = []
     directions: set[str] = set()

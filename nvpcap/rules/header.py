@@ -198,7 +198,7 @@ class _Reader:
 
     @staticmethod
     def _port(text: str) -> int:
-        if not text.isdigit() or int(text) > PORT_MAX:
+        if not (text.isascii() and text.isdigit()) or int(text) > PORT_MAX:
             raise HeaderError(f"port {text!r} is not a number within 0..65535")
         return int(text)
 

@@ -234,7 +234,7 @@ def _severity(v: Any) -> int:
         return v
     if isinstance(v, str) and v.strip().lower() in SEVERITY_NAMES:
         return SEVERITY_NAMES[v.strip().lower()]
-    if isinstance(v, str) and v.strip().isdigit() and 1 <= int(v) <= 5:
+    if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and 1 <= int(v) <= 5:
         return int(v)
     raise ValueError(f"severity {v!r} is not 1-5 or one of {', '.join(SEVERITY_NAMES)}")
 
