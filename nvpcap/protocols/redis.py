@@ -10,9 +10,11 @@ few well-known command names (not AUTH/QUIT: a POP3 dialogue would match) and wi
 from __future__ import annotations
 
 import re
-
 from collections import deque
 
+import numpy as np
+
+from .._jit import jit
 from .base import (CLIENT, FlowContext, Parser, ParserOutput, either_way_midstream,
                    guarded, ProtocolSpec, Verdict)
 
@@ -179,50 +181,20 @@ class RespReader:
 
     def _skip_elements(self, data: bytes, i: int) -> int:
         """The elements of an aggregate that keep nothing (past a command's name and key, or nested), read
-        straight from `data` while they are whole: a reply of thousands of elements (COMMAND, KEYS, LRANGE)
-        costs a few operations per element instead of a line buffer and three calls. Returns where it
-        stopped: at the first element that is cut by the end of `data`, is not a plain simple/blob/aggregate
-        one, or ends the value, or when the next element is kept (the general path reads those as before)."""
-        stack = self.stack
-        n = len(data)
-        while i < n:
-            eol = data.find(b"\n", i)
-            if eol < 0:
-                return i
-            kind = data[i]
-            if kind in SIMPLE:
-                nxt = eol + 1
-            else:
-                count = _int(data[i + 1 : eol - 1] if data[eol - 1] == 13 else data[i + 1 : eol])  # 13: \r
-                if count is None or count < -1:
-                    return i
-                if kind in BLOBS:
-                    nxt = eol + 1 if count < 0 else eol + count + 3  # header, payload, CRLF
-                    if nxt > n:
-                        return i
-                elif kind in AGGREGATES:
-                    if count > 0:
-                        if len(stack) >= MAX_DEPTH:
-                            return i
-                        stack.append(count * AGGREGATES[kind])
-                        i = eol + 1
-                        continue
-                    nxt = eol + 1
-                else:
-                    return i
-            # the element is done: it ends the aggregates left waiting for it alone (as _element_done)
-            k = len(stack) - 1
-            while k >= 0 and stack[k] == 1:
-                k -= 1
-            if k < 0:  # it ends the value: the general path's job
-                return i
-            del stack[k + 1 :]
-            if stack[k] > 0:
-                stack[k] -= 1  # (-1: a streamed aggregate, ended by '.')
-            i = nxt
-            if k == 0 and len(self.value.items) < 2:  # back at a command's name and key
-                return i
-        return i
+        straight from `data` by a compiled loop while they are whole: a reply of thousands of elements
+        (COMMAND, KEYS, LRANGE) costs a few nanoseconds per element instead of a line buffer and three calls.
+        Returns where it stopped: at the first element that is cut by the end of `data`, is not a plain
+        simple/blob/aggregate one, or ends the value, or when the next element is kept (the general path reads
+        those as before). Short rests are left to the general path (a compiled call costs a few us)."""
+        if len(data) - i < SKIP_MIN:
+            return i
+        stack = np.zeros(MAX_DEPTH + 1, np.int64)
+        depth = len(self.stack)
+        stack[:depth] = self.stack
+        j, depth = _skip(np.frombuffer(data, np.uint8), i, stack, depth, len(self.value.items) < 2)
+        if j != i:
+            self.stack[:] = stack[:depth].tolist()
+        return j
 
     def _line(self, line: bytes, done: list[Value]) -> None:
         v = self.value
@@ -346,6 +318,68 @@ class RespReader:
             return
         done.append(self.value)
         self.value = None
+
+
+SKIP_MIN = 256  # bytes left in a chunk below which _skip_elements leaves them to the general path
+# _skip's element kinds by type byte: 1 simple (one line), 2 blob (length-prefixed), 3 aggregate of `count`
+# elements, 4 of `count` pairs; 0 anything else (streamed values, attributes' end, bad bytes: the general path)
+_KINDS = np.array([1 if b in SIMPLE else 2 if b in BLOBS else 2 + AGGREGATES.get(b, -2) for b in range(256)], np.int8)
+
+
+@jit
+def _skip(data, i, stack, depth, name_and_key):
+    """_skip_elements' loop (stack[:depth]: elements left in each open aggregate). Returns (where it stopped,
+    depth). A count is read only when it is '-1' or 1-18 ASCII digits (anything else, which int() may still
+    read, is the general path's); the loop ends where the general path must go on."""
+    n = data.shape[0]
+    while i < n:
+        eol = i
+        while eol < n and data[eol] != 10:
+            eol += 1
+        if eol >= n:
+            return i, depth
+        kind = _KINDS[data[i]]
+        if kind == 0:
+            return i, depth
+        nxt = eol + 1
+        if kind > 1:
+            first, last = i + 1, eol - 1 if data[eol - 1] == 13 else eol
+            if last - first == 2 and data[first] == 45 and data[first + 1] == 49:  # "-1": null
+                count = -1
+            elif 1 <= last - first <= 18:
+                count = 0
+                for p in range(first, last):
+                    c = int(data[p])  # (a Python int without numba: numpy's uint8 would wrap)
+                    if c < 48 or c > 57:
+                        return i, depth
+                    count = count * 10 + (c - 48)
+            else:
+                return i, depth
+            if kind == 2:
+                if count >= 0:
+                    nxt = eol + count + 3  # header, payload, CRLF
+                    if nxt > n:
+                        return i, depth
+            elif count > 0:
+                if depth >= MAX_DEPTH:
+                    return i, depth
+                stack[depth] = count * (kind - 2)
+                depth += 1
+                i = eol + 1
+                continue
+        # the element is done: it ends the aggregates left waiting for it alone (as _element_done)
+        k = depth - 1
+        while k >= 0 and stack[k] == 1:
+            k -= 1
+        if k < 0:  # it ends the value: the general path's job
+            return i, depth
+        depth = k + 1
+        if stack[k] > 0:
+            stack[k] -= 1  # (-1: a streamed aggregate, ended by '.')
+        i = nxt
+        if k == 0 and name_and_key:  # back at a command's name and key
+            return i, depth
+    return i, depth
 
 
 def _int(b: bytes) -> int | None:
