@@ -5,11 +5,10 @@ The oracle is the same reader with the fast path switched off, which is the read
 from __future__ import annotations
 
 from itertools import pairwise
+from unittest.mock import patch
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from unittest.mock import patch
 
 from nvpcap.protocols import redis
 from nvpcap.protocols.redis import MAX_DEPTH, RespReader
