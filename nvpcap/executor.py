@@ -294,6 +294,10 @@ _queue: Any = None  # in a pool worker: where progress goes
 _crash_for: str | None = None  # tests (CRASH_HOOK, read by the parent: forkserver workers do not see its env)
 _tuned = False
 SUBMIT_RETRIES = 3  # fresh pools tried for one file that no pool accepts before it is reported as failed
+# Files submitted ahead of the workers: at least two per worker, more while they are small (a file of a few KB
+# takes ~4 ms, less than a result's round trip through the parent, so two ahead left the workers waiting). The
+# bytes bound what the parent may hold: parts that finish before an earlier file wait to be replayed in order.
+AHEAD_FILES, AHEAD_BYTES = 32, 64 << 20
 
 
 def _worker_init(queue: Any, crash_for: str | None = None) -> None:
@@ -365,11 +369,11 @@ class _LocalPool:
             progress: Callable[[int, int], None] | None) -> None:
         pending = deque(tasks)
         inflight: dict[Future, Task] = {}
-        window = 2 * self.jobs  # each worker has its next file queued while the parent feeds parts
+        sizes = {id(t): file_size(t.path) or 0 for t in tasks}
         refused = 0  # submissions refused in a row by a fresh pool
         try:
             while pending or inflight:
-                while pending and len(inflight) < window:
+                while pending and self._room(inflight, sizes):
                     t = pending.popleft()
                     try:
                         if self.pool is None:
@@ -412,6 +416,13 @@ class _LocalPool:
                         done(self._alone(t, spec))
         finally:
             self._drop(cancel=True)
+
+    def _room(self, inflight: dict[Future, Task], sizes: dict[int, int]) -> bool:
+        """Whether one more file may be submitted (AHEAD_FILES, AHEAD_BYTES)."""
+        n = len(inflight)
+        if n < 2 * self.jobs:  # each worker has its next file queued while the parent feeds parts
+            return True
+        return n < AHEAD_FILES * self.jobs and sum(sizes[id(t)] for t in inflight.values()) < AHEAD_BYTES
 
     def _drop(self, cancel: bool = False) -> None:
         """Shut the pool down; the next file submitted makes a new one. (A pool made and shut down before any
