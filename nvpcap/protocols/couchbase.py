@@ -339,13 +339,12 @@ class DistHandshake:
         self.out = out
         self.framers = (Framer(2, _handshake_length, keep=HANDSHAKE_KEEP),
                         Framer(2, _handshake_length, keep=HANDSHAKE_KEEP))
-        self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
         self.fields: dict = {"protocol": "erlang_dist"}
         self.where: tuple[int, int] | None = None
         self.over = False
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> bool:
-        self.framers[side].feed(data, frame, ts_ns, self.handlers[side])
+        self.framers[side].feed(data, frame, ts_ns, partial(self._message, side))
         if self.over or self.framers[side].broken:
             self.over = True
             self.finish()

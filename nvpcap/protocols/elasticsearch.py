@@ -210,7 +210,6 @@ class ElasticsearchParser(Parser):
                             ctx=ctx) if ctx.server_port == HTTP_API_PORT else None
         self.framers = tuple(Framer(6, _length, MESSAGE_LIMIT, MESSAGE_KEEP) for _ in (CLIENT, SERVER))
         self.pending: dict[tuple[int, int], tuple[dict[str, Any], int, int]] = {}
-        self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
         if self.http is not None:
@@ -219,7 +218,7 @@ class ElasticsearchParser(Parser):
         if self.lost[side]:
             return
         framer = self.framers[side]
-        if not framer.feed(data, frame, ts_ns, self.handlers[side]):
+        if not framer.feed(data, frame, ts_ns, partial(self._message, side)):
             self.anomaly_once("elasticsearch-bad-header", "no 'ES' marker or a bad length: framing lost", frame, ts_ns)
             self.lose(side)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from functools import partial
 
-from .base import (CLIENT, SERVER, FlowContext, Parser, ParserOutput, either_way_midstream,
+from .base import (FlowContext, Parser, ParserOutput, either_way_midstream,
                    guarded, ProtocolSpec, Verdict)
 from .framing import Cursor, Framer, Short
 
@@ -175,11 +175,10 @@ class SparkParser(Parser):
         super().__init__(out, ctx)
         self.framers = (Framer(FRAME_HEAD.size, _frame_length, keep=KEEP),
                         Framer(FRAME_HEAD.size, _frame_length, keep=KEEP))
-        self.handlers = (partial(self._message, CLIENT), partial(self._message, SERVER))
         self.pending: dict[tuple, tuple[dict, int, int]] = {}  # (requester side, pairing key) -> event
 
     def feed(self, side: int, data: bytes, frame: int, ts_ns: int) -> None:
-        if not self.framers[side].feed(data, frame, ts_ns, self.handlers[side]):
+        if not self.framers[side].feed(data, frame, ts_ns, partial(self._message, side)):
             self.out.anomaly("spark-bad-frame", "frame length or message type out of range: framing lost",
                              frame, ts_ns)
             self.done = True
