@@ -85,8 +85,24 @@ def run_measured(argv: list[str], capture_stdout: bool) -> RunResult:
                          out.read().decode(errors="replace"), err.read().decode(errors="replace"))
 
 
+def capture_files(pcap: Path) -> list[Path]:
+    """The captures a run reads: the file, or every file under a directory (as nvpcap reads a directory)."""
+    if pcap.is_dir():
+        return sorted(p for p in pcap.rglob("*") if p.is_file())
+    return [pcap]
+
+
+def per_file(argv: list[str], files: list[Path]) -> list[str]:
+    """`argv` run once per capture, in one timed command ("{}" in argv stands for the file): tshark and
+    ndpiReader read one file per process, so a directory costs them a start-up per file, as it would a user."""
+    script = " ".join(shlex.quote(a) if a != "{}" else '"$f"' for a in argv)
+    return ["sh", "-c", f'for f in "$@"; do {script} || exit 1; done', "sh", *map(str, files)]
+
+
 def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
-    """Tools in the requested order; those whose binary is missing are marked, not dropped."""
+    """Tools in the requested order; those whose binary is missing are marked, not dropped. A directory is
+    given to nvpcap as it is, and to tshark and ndpiReader one file at a time."""
+    files = capture_files(pcap)
     argv = {
         "nvpcap": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))),
         "nvpcap-rules500": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap))))
@@ -95,16 +111,21 @@ def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
         "nvpcap-flows": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["--flows-only"],
         # nvpcap-j2: the default run on two cores (one large file is split by address pair: docs/scale.md)
         "nvpcap-j2": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["-j", "2"],
-        "tshark": ["tshark", "-r", str(pcap), "-q", "-z", "conv,tcp"],
+        "tshark": ["tshark", "-r", "{}", "-q", "-z", "conv,tcp"],
         # Without -q ndpiReader prints only its summary (per-flow output needs -v),
         # which we parse to check that it read every packet.
-        "ndpiReader": ["ndpiReader", "-i", str(pcap)],
+        "ndpiReader": ["ndpiReader", "-i", "{}"],
     }
+    for name in BASELINES:
+        binary = argv[name]
+        argv[name] = per_file(binary, files) if pcap.is_dir() else [str(pcap) if a == "{}" else a for a in binary]
+        argv[name + "-binary"] = binary
     tools = []
     for name in names:
         tool = Tool(name, argv[name], capture_stdout=name == "ndpiReader")
-        if shutil.which(tool.argv[0]) is None:
-            tool.status, tool.note = "not installed", f"{tool.argv[0]} not on PATH"
+        program = argv.get(name + "-binary", tool.argv)[0]
+        if shutil.which(program) is None:
+            tool.status, tool.note = "not installed", f"{program} not on PATH"
         elif name == "nvpcap-rules500":
             if not CRS_RULES.is_dir():
                 tool.status, tool.note = "not available", f"{CRS_RULES} missing (apt install modsecurity-crs)"
@@ -116,9 +137,9 @@ def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
 
 
 def ndpi_packet_count(stdout: str) -> int | None:
-    """Total packets ndpiReader saw, from its 'IP packets: X of N packets total' line."""
-    m = re.search(r"of\s+(\d+)\s+packets total", stdout)
-    return int(m.group(1)) if m else None
+    """Total packets ndpiReader saw, from its 'IP packets: X of N packets total' lines (one per file read)."""
+    counts = re.findall(r"of\s+(\d+)\s+packets total", stdout)
+    return sum(map(int, counts)) if counts else None
 
 
 def record_run(tool: Tool, result: RunResult, packets: int | None) -> None:
@@ -149,10 +170,11 @@ def benchmark(tools: list[Tool], repeat: int, packets: int | None) -> None:
 
 
 def warm_page_cache(pcap: Path) -> None:
-    """Read the file once so the first tool timed does not pay for cold I/O."""
-    with open(pcap, "rb") as f:
-        while f.read(1 << 23):
-            pass
+    """Read the capture(s) once so the first tool timed does not pay for cold I/O."""
+    for path in capture_files(pcap):
+        with open(path, "rb") as f:
+            while f.read(1 << 23):
+                pass
 
 
 def warm_bytecode() -> None:
@@ -165,11 +187,17 @@ def warm_bytecode() -> None:
 
 
 def capinfos_packets(pcap: Path) -> int | None:
+    """Packets in the capture (summed over a directory's files); None without capinfos or when one fails."""
     if shutil.which("capinfos") is None:
         return None
-    out = subprocess.run(["capinfos", "-c", "-M", str(pcap)], capture_output=True, text=True).stdout
-    m = re.search(r"Number of packets:\s+(\d+)", out)
-    return int(m.group(1)) if m else None
+    total = 0
+    for path in capture_files(pcap):
+        out = subprocess.run(["capinfos", "-c", "-M", str(path)], capture_output=True, text=True).stdout
+        m = re.search(r"Number of packets:\s+(\d+)", out)
+        if m is None:
+            return None
+        total += int(m.group(1))
+    return total
 
 
 def first_line(argv: list[str]) -> str:
@@ -221,7 +249,8 @@ def fmt(value: object, spec: str) -> str:
 def print_report(info: dict[str, object], pcap: Path, packets: int | None, size: int,
                  rows: list[dict[str, object]], repeat: int) -> None:
     print(f"machine: {info['nproc']} CPU(s), {info['cpu_model']}, Python {info['python']}")
-    print(f"file:    {pcap}  {fmt(packets, ',')} packets, {size / 1e6:,.1f} MB, median of {repeat}")
+    what = f"{len(capture_files(pcap)):,} files under {pcap}" if pcap.is_dir() else str(pcap)
+    print(f"file:    {what}  {fmt(packets, ',')} packets, {size / 1e6:,.1f} MB, median of {repeat}")
     header = f"{'tool':<15} {'wall s':>8} {'packets/s':>11} {'MB/s':>7} {'RSS MiB':>8} {'vs tshark':>9} {'vs ndpi':>8}"
     print(header)
     print("-" * len(header))
@@ -266,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pcap = args.file.resolve()
     ensure_capture(pcap)
-    size = pcap.stat().st_size
+    size = sum(p.stat().st_size for p in capture_files(pcap))
     packets = capinfos_packets(pcap)
     info = machine_info()
     tools = build_tools(args.tools, pcap, args.nvpcap_cmd)
