@@ -283,39 +283,22 @@ class Reader(Cursor):
         raise Short
 
 
-def parse_arguments(layout: str, payload: bytes) -> dict[str, Any]:
-    """The named arguments of a method (payload after class and method ids); a cut payload gives those
-    read before the cut."""
-    out: dict[str, Any] = {}
-    r = Reader(payload)
-    try:
-        for token in layout.split():
-            kind, _, name = token.partition(":")
-            value = r.field(kind)
-            if name:
-                out[name] = value
-    except Short:
-        pass
-    return out
-
-
 # SPEC_METHODS' layouts split once: (class id, method id) -> (name, ((kind, argument name or ""), ...))
 LAYOUTS: dict[tuple[int, int], tuple[str, tuple[tuple[str, str], ...]]] = {
     ids: (name, tuple((kind, arg) for kind, _, arg in (token.partition(":") for token in layout.split())))
     for ids, (name, layout) in SPEC_METHODS.items()}
 
 
-def read_arguments(layout: tuple[tuple[str, str], ...], payload: bytes) -> dict[str, Any] | None:
-    """parse_arguments' fast path, for a payload that holds every argument (the common case): the fields read
-    inline, without a Reader call per field. None when an argument is cut: parse_arguments keeps what came
-    before the cut."""
+def read_arguments(layout: tuple[tuple[str, str], ...], payload: bytes) -> dict[str, Any]:
+    """The named arguments of a method (payload after class and method ids), read inline from its split-once
+    layout; a cut payload gives those read before the cut."""
     out: dict[str, Any] = {}
     p, n, bits, octet = 0, len(payload), 8, 0
     for kind, name in layout:
         if kind == "b":
             if bits >= 8:
                 if p >= n:
-                    return None
+                    return out
                 octet, p, bits = payload[p], p + 1, 0
             value: Any = bool(octet >> bits & 1)
             bits += 1
@@ -323,7 +306,7 @@ def read_arguments(layout: tuple[tuple[str, str], ...], payload: bytes) -> dict[
             bits = 8  # any non-bit field ends a run of packed bits
             p, value = _read_field(kind, payload, p, n)
             if p < 0:
-                return None
+                return out
         if name:
             out[name] = value
     return out
@@ -331,7 +314,7 @@ def read_arguments(layout: tuple[tuple[str, str], ...], payload: bytes) -> dict[
 
 def _read_field(kind: str, payload: bytes, p: int, n: int) -> tuple[int, Any]:
     """One non-bit field (o s l L S T F) at p, as Reader.field reads it: (offset after, value); (-1, None)
-    when it does not fit in the payload."""
+    when it does not fit in the payload (or the kind is unknown)."""
     if kind == "S":
         end = p + 1 + payload[p] if p < n else n + 1
         return (end, _text(payload[p + 1 : end])) if end <= n else (-1, None)
@@ -342,20 +325,22 @@ def _read_field(kind: str, payload: bytes, p: int, n: int) -> tuple[int, Any]:
     return (end, int.from_bytes(payload[p:end], "big")) if end <= n else (-1, None)
 
 
-def read_properties(payload: bytes) -> dict[str, Any] | None:
-    """content_properties' fast path, for a content header that holds every flagged property; None when one
-    is cut (or the header is shorter than its fixed part): content_properties keeps what came before."""
+def read_properties(payload: bytes) -> dict[str, Any]:
+    """A content header (§4.2.6): class, weight, body size, property flags, then the flagged properties; a cut
+    header gives what was read before the cut."""
     n = len(payload)
-    if n < 14:
-        return None
+    if n < 12:
+        return {}
     out: dict[str, Any] = {"body_size": int.from_bytes(payload[4:12], "big")}
+    if n < 14:
+        return out
     flags, p = (payload[12] << 8) | payload[13], 14
     if flags & 0xFFF8:  # some property is present
         for i, (name, kind) in enumerate(PROPERTIES):
             if flags & (0x8000 >> i):
                 p, value = _read_field(kind, payload, p, n)
                 if p < 0:
-                    return None
+                    return out
                 if name in KEPT_PROPERTIES:
                     out[name] = value
     return out
@@ -400,24 +385,6 @@ def sasl_user(mechanism: str | None, response: bytes | None) -> str | None:
         login = table_strings(response).get("LOGIN")
         return login if isinstance(login, str) else None
     return None
-
-
-def content_properties(payload: bytes) -> dict[str, Any]:
-    """A content header (§4.2.6): class, weight, body size, property flags, then the flagged properties."""
-    r = Reader(payload)
-    out: dict[str, Any] = {}
-    try:
-        r.take(4)
-        out["body_size"] = r.field("L")
-        flags = r.field("s")
-        for i, (name, kind) in enumerate(PROPERTIES):
-            if flags & (0x8000 >> i):
-                value = r.field(kind)
-                if name in KEPT_PROPERTIES:
-                    out[name] = value
-    except Short:
-        pass
-    return out
 
 
 def _frame_length(h: bytes) -> int:
@@ -565,15 +532,13 @@ class AmqpParser(Parser):
 
     @staticmethod
     def _arguments(ids: tuple[int, int], args: bytes) -> dict[str, Any]:
-        """A method's named arguments: the fast reader, or the general one when an argument is cut."""
-        values = read_arguments(LAYOUTS[ids][1], args)
-        return parse_arguments(SPEC_METHODS[ids][1], args) if values is None else values
+        """A method's named arguments (a step of its own: the tests' oracle reads them field by field)."""
+        return read_arguments(LAYOUTS[ids][1], args)
 
     @staticmethod
     def _properties(payload: bytes) -> dict[str, Any]:
-        """A content header's properties: the fast reader, or the general one when a property is cut."""
-        props = read_properties(payload)
-        return content_properties(payload) if props is None else props
+        """A content header's properties (a step of its own, as _arguments)."""
+        return read_properties(payload)
 
     def _hold(self, table: dict, key: Any, item: tuple[dict[str, Any], int, int]) -> None:
         if len(table) >= MAX_PENDING:
