@@ -15,6 +15,7 @@ import sys
 import warnings
 from array import array
 from collections.abc import Callable
+from typing import Any
 
 from nvpcap.protocols.base import CLIENT, SERVER, FlowContext, Parser, ParserOutput, ProtocolSpec, Verdict
 from nvpcap.protocols.framing import Cursor, Short
@@ -417,14 +418,20 @@ _FINGERPRINTS_MAX = 256
 _FINGERPRINT_ITEMS = 256
 
 
+def _remembered(table: dict, limit: int, key: Any, compute: Callable[[], Any]) -> Any:
+    """compute(), once per distinct key while `table` holds it: the table is emptied when it has `limit`
+    entries (bounded, without an LRU's bookkeeping)."""
+    if key in table:
+        return table[key]
+    if len(table) >= limit:
+        table.clear()
+    value = table[key] = compute()
+    return value
+
+
 def _fingerprint(key: tuple, text: Callable[[dict], str], hello: dict) -> str:
     """_md5(text(hello)), computed once per distinct key."""
-    digest = _FINGERPRINTS.get(key)
-    if digest is None:
-        if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
-            _FINGERPRINTS.clear()
-        digest = _FINGERPRINTS[key] = _md5(text(hello))
-    return digest
+    return _remembered(_FINGERPRINTS, _FINGERPRINTS_MAX, key, lambda: _md5(text(hello)))
 
 
 def ja3_hash(hello: dict) -> str:
@@ -444,7 +451,7 @@ def ja3s_hash(hello: dict) -> str:
 
 
 # certificate_fields by the certificate's bytes: a capture holds many connections to the same few servers, and
-# decoding one with `cryptography` costs ~100 us. Bounded as _FINGERPRINTS: emptied when full.
+# decoding one with `cryptography` costs ~100 us. Bounded as _FINGERPRINTS (_remembered).
 _CERTIFICATES: dict[bytes, dict | None] = {}
 _CERTIFICATES_MAX = 128
 _CERTIFICATE_MAX_BYTES = 16 << 10  # larger ones (rare) are decoded each time: the cache stays under 2 MiB
@@ -453,14 +460,10 @@ _CERTIFICATE_MAX_BYTES = 16 << 10  # larger ones (rare) are decoded each time: t
 def certificate_fields(der: bytes) -> dict | None:
     """decode_certificate(der), decoded once per distinct certificate (a copy: the caller owns its dict)."""
     key = bytes(der)  # (no copy of a bytes object)
-    if key in _CERTIFICATES:
-        fields = _CERTIFICATES[key]
-    else:
+    if len(key) > _CERTIFICATE_MAX_BYTES:
         fields = decode_certificate(key)
-        if len(key) <= _CERTIFICATE_MAX_BYTES:
-            if len(_CERTIFICATES) >= _CERTIFICATES_MAX:
-                _CERTIFICATES.clear()
-            _CERTIFICATES[key] = fields
+    else:
+        fields = _remembered(_CERTIFICATES, _CERTIFICATES_MAX, key, lambda: decode_certificate(key))
     return None if fields is None else dict(fields)
 
 
