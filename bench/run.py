@@ -92,38 +92,36 @@ def capture_files(pcap: Path) -> list[Path]:
     return [pcap]
 
 
-def per_file(argv: list[str], files: list[Path]) -> list[str]:
-    """`argv` run once per capture, in one timed command ("{}" in argv stands for the file): tshark and
-    ndpiReader read one file per process, so a directory costs them a start-up per file, as it would a user."""
+def per_file(argv: list[str], pcap: Path) -> list[str]:
+    """`argv` ("{}" standing for the capture) as one timed command: tshark and ndpiReader read one file per
+    process, so a directory is read by a loop, a start-up per file, as it would be by a user."""
+    if not pcap.is_dir():
+        return [str(pcap) if a == "{}" else a for a in argv]
     script = " ".join(shlex.quote(a) if a != "{}" else '"$f"' for a in argv)
-    return ["sh", "-c", f'for f in "$@"; do {script} || exit 1; done', "sh", *map(str, files)]
+    return ["sh", "-c", f'for f in "$@"; do {script} || exit 1; done', "sh", *map(str, capture_files(pcap))]
 
 
 def build_tools(names: list[str], pcap: Path, nvpcap_cmd: str) -> list[Tool]:
     """Tools in the requested order; those whose binary is missing are marked, not dropped. A directory is
     given to nvpcap as it is, and to tshark and ndpiReader one file at a time."""
-    files = capture_files(pcap)
+    nvpcap = shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap))))
     argv = {
-        "nvpcap": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))),
-        "nvpcap-rules500": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap))))
-        + ["--rules", str(CRS_RULES), "--rules", str(RULES500_ET)],
+        "nvpcap": nvpcap,
+        "nvpcap-rules500": nvpcap + ["--rules", str(CRS_RULES), "--rules", str(RULES500_ET)],
         # nvpcap-flows: flow records only (--flows-only: no payload inspection), the pipeline of tshark's conv
-        "nvpcap-flows": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["--flows-only"],
+        "nvpcap-flows": nvpcap + ["--flows-only"],
         # nvpcap-j2: the default run on two cores (one large file is split by address pair: docs/scale.md)
-        "nvpcap-j2": shlex.split(nvpcap_cmd.replace("{file}", shlex.quote(str(pcap)))) + ["-j", "2"],
+        "nvpcap-j2": nvpcap + ["-j", "2"],
         "tshark": ["tshark", "-r", "{}", "-q", "-z", "conv,tcp"],
         # Without -q ndpiReader prints only its summary (per-flow output needs -v),
         # which we parse to check that it read every packet.
         "ndpiReader": ["ndpiReader", "-i", "{}"],
     }
-    for name in BASELINES:
-        binary = argv[name]
-        argv[name] = per_file(binary, files) if pcap.is_dir() else [str(pcap) if a == "{}" else a for a in binary]
-        argv[name + "-binary"] = binary
     tools = []
     for name in names:
-        tool = Tool(name, argv[name], capture_stdout=name == "ndpiReader")
-        program = argv.get(name + "-binary", tool.argv)[0]
+        program = argv[name][0]
+        tool = Tool(name, per_file(argv[name], pcap) if name in BASELINES else argv[name],
+                    capture_stdout=name == "ndpiReader")
         if shutil.which(program) is None:
             tool.status, tool.note = "not installed", f"{program} not on PATH"
         elif name == "nvpcap-rules500":
