@@ -401,6 +401,24 @@ def test_fast_path_takes_whole_datagrams(monkeypatch, backwards):
     assert d.outcomes == {"fragment-reassembled": len(rows)} and not d.trackers
 
 
+def test_ping_of_death_is_a_request_not_a_reply_on_both_paths():
+    """33,000-byte ICMP echo requests and replies, v4 and v6, reassembled by the fast path and the walk: threat
+    2006 for the requests only, the same on both (the reply exemption is ICMP_REPLY_TYPES in both)."""
+    rows, ts = [], 1_700_000_000 * NS
+    for k, (ver, first) in enumerate([(4, 8), (4, 0), (6, 128), (6, 129)]):
+        make, proto = (ipv4_fragment, 1) if ver == 4 else (ipv6_fragment, 58)
+        payload = bytes([first]) + bytes(32_999)
+        for off in range(0, len(payload), 1480):
+            ip = make(0x0A000001 + k, 0x0A0000FF, 50 + k, proto, off, off + 1480 < len(payload),
+                      payload[off:off + 1480])
+            ts += 1_000
+            rows.append((ip, len(ip), LT_RAW, ts))
+    compare([rows], 65536)
+    d = Defragmenter(fast_min_rows=1)
+    d.process(packet_batch(rows, 1))
+    assert [(t.threat_id, t.ip_version) for t in d.threats] == [(2006, 4), (2006, 6)]
+
+
 MUTANTS = {
     "timeouts ignored": ("Defragmenter._in_time", lambda self, fr, order, new, after: np.ones(len(order), bool)),
     "headers not patched": ("_patch_headers", lambda *a: None),
