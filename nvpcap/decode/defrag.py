@@ -331,7 +331,7 @@ class Defragmenter:
             if not more:
                 tr.total = end
             if off == 0:
-                tr.header = bytes(buf[l3:data_off]) if ver == 4 else bytes(buf[l3:l3 + 40])
+                tr.header = _ip_header(buf, ver, l3, data_off)
             if tr.total < 0 or tr.header is None or tr.covered != tr.total:
                 continue
             del trackers[key]
@@ -446,8 +446,9 @@ class Defragmenter:
             if key is None:
                 j = int(rows[0])
                 key = fr.key_of(j)
-                tr = self.trackers[key] = _Tracker(header=_header(pb.raw.buf, fr, int(by_offset[0])),
-                                                   vlan=int(fr.vlan[j]), vlan2=int(fr.vlan2[j]))
+                h = int(by_offset[0])  # the offset-0 fragment
+                header = _ip_header(pb.raw.buf, int(fr.ver[h]), int(fr.l3[h]), int(fr.data_off[h]))
+                tr = self.trackers[key] = _Tracker(header=header, vlan=int(fr.vlan[j]), vlan2=int(fr.vlan2[j]))
                 opened[key] = j
             else:
                 tr = self.trackers[key]
@@ -566,10 +567,9 @@ def _range_max(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(np.append(ts, ts[0]), idx)[0::2]  # the extra element makes hi + 1 == n valid
 
 
-def _header(buf: np.ndarray, fr: _Fragments, j: int) -> bytes:
+def _ip_header(buf: np.ndarray, ver: int, l3: int, data_off: int) -> bytes:
     """The IP header that a datagram keeps from its offset-0 fragment (IPv6: the fixed 40 bytes)."""
-    l3 = int(fr.l3[j])
-    return bytes(buf[l3:int(fr.data_off[j])]) if fr.ver[j] == 4 else bytes(buf[l3:l3 + 40])
+    return bytes(buf[l3:data_off]) if ver == 4 else bytes(buf[l3:l3 + 40])
 
 
 def _hold(tr: _Tracker, buf: np.ndarray, fr: _Fragments, rows: np.ndarray, by_offset: np.ndarray) -> None:
@@ -661,7 +661,10 @@ def _ping_of_death(ver: int, proto: int, total: int, first_byte: int) -> bool:
 
 
 def _ping_of_death_v(ver: np.ndarray, proto: np.ndarray, total: np.ndarray, first_byte: np.ndarray) -> np.ndarray:
-    reply = ((ver == 4) & (first_byte == 0)) | ((ver == 6) & (first_byte == 129))
+    """_ping_of_death for many datagrams at once."""
+    reply = np.zeros(ver.shape[0], np.bool_)
+    for version, icmp_type in ICMP_REPLY_TYPES:
+        reply |= (ver == version) & (first_byte == icmp_type)
     return ((proto == 1) | (proto == 58)) & (total - 8 > PING_OF_DEATH_BYTES) & ~reply
 
 
